@@ -1,0 +1,1 @@
+"""The Django server: tenancy, directory, Kerberos, enrollment, certificates."""

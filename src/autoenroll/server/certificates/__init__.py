@@ -1,0 +1,1 @@
+"""Certificate authorities and the certificates they issued, with their revocation state."""

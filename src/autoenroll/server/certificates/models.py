@@ -1,0 +1,123 @@
+"""Certificate authorities and issued certificates.
+
+Serials are stored as lower-case hexadecimal text: they are up to 159 bits, wider than any
+database integer, and unique per issuing CA (RFC 5280 4.1.2.2).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from autoenroll.server.directory.models import Person
+
+
+class RevocationReason(models.TextChoices):
+    """RFC 5280 CRLReason values that this product uses."""
+
+    UNSPECIFIED = "unspecified", "Unspecified"
+    KEY_COMPROMISE = "key_compromise", "Key compromise"
+    AFFILIATION_CHANGED = "affiliation_changed", "Affiliation changed"
+    SUPERSEDED = "superseded", "Superseded"
+    CESSATION_OF_OPERATION = "cessation_of_operation", "Cessation of operation"
+
+
+class CertificateAuthority(models.Model):
+    class Role(models.TextChoices):
+        ROOT = "root", "Root CA"
+        ISSUING = "issuing", "Issuing CA"
+
+    name = models.SlugField(max_length=64, unique=True, help_text="Used in the CRL, OCSP and AIA URLs.")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    subject = models.CharField(max_length=1000)
+    serial = models.CharField(max_length=64)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    certificate_pem = models.TextField()
+    key_backend = models.CharField(
+        max_length=200,
+        default="autoenroll.pki.backends.FileKeyBackend",
+        help_text="Dotted path of the class that holds the private key (file, HSM, ...).",
+    )
+    key_path = models.CharField(max_length=1024, blank=True, help_text="Encrypted key file (file backend).")
+    active = models.BooleanField(default=True, help_text="Issues new end-entity certificates.")
+    crl_number = models.PositiveBigIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["role", "name"]
+        verbose_name = "certificate authority"
+        verbose_name_plural = "certificate authorities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["role"], condition=models.Q(role="issuing", active=True), name="ca_one_active_issuing"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CertificateQuerySet(models.QuerySet):
+    def valid(self, at=None):
+        at = at or timezone.now()
+        return self.filter(status=Certificate.Status.ISSUED, not_before__lte=at, not_after__gt=at)
+
+
+class Certificate(models.Model):
+    class Status(models.TextChoices):
+        ISSUED = "issued", "Issued"
+        REVOKED = "revoked", "Revoked"
+
+    class Profile(models.TextChoices):
+        SMIME = "smime", "S/MIME (mailbox-validated, strict)"
+        TLS_SERVER = "tls_server", "TLS server"
+
+    ca = models.ForeignKey(CertificateAuthority, on_delete=models.PROTECT, related_name="certificates")
+    serial = models.CharField(max_length=64, help_text="Lower-case hexadecimal.")
+    profile = models.CharField(max_length=16, choices=Profile.choices, default=Profile.SMIME)
+    person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.SET_NULL, related_name="certificates")
+    subject = models.CharField(max_length=1000)
+    issuer = models.CharField(max_length=1000)
+    mail = models.EmailField(max_length=320, blank=True)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    fingerprint_sha256 = models.CharField(max_length=64, unique=True)
+    pem = models.TextField()
+    csr_pem = models.TextField(blank=True, help_text="The request that produced it.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ISSUED)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.CharField(max_length=32, choices=RevocationReason.choices, blank=True)
+    revoked_by = models.CharField(max_length=200, blank=True, help_text="Who or what revoked it.")
+    replaces = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = CertificateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-not_before"]
+        constraints = [
+            models.UniqueConstraint(fields=["ca", "serial"], name="certificate_unique_serial_per_issuer"),
+            models.CheckConstraint(
+                condition=models.Q(status="issued", revoked_at__isnull=True, revocation_reason="")
+                | models.Q(status="revoked", revoked_at__isnull=False)
+                & ~models.Q(revocation_reason=""),
+                name="certificate_revocation_consistent",
+            ),
+        ]
+        indexes = [models.Index(fields=["mail"]), models.Index(fields=["not_after"])]
+
+    def __str__(self) -> str:
+        return f"{self.mail or self.subject} #{self.serial}"
+
+    @property
+    def state(self) -> str:
+        """issued, revoked or expired: what an admin wants to see in one word."""
+        if self.status == self.Status.REVOKED:
+            return "revoked"
+        if self.not_after <= timezone.now():
+            return "expired"
+        return "issued"

@@ -1,0 +1,205 @@
+"""The server's settings: one validated model, read from the environment and an optional TOML file.
+
+Every setting is `AUTOENROLL_<NAME>` in the environment or `<name>` in the file named by
+`AUTOENROLL_CONFIG`; the environment wins. A bad value stops the server at start with a message
+that names the setting, instead of a failure deep inside a request hours later.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "AUTOENROLL_"
+KEY_TYPES = ("ec-p256", "ec-p384", "rsa-3072", "rsa-4096")
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names it the way the admin wrote it."""
+
+
+def _default_workers() -> int:
+    return min(2 * (os.cpu_count() or 1) + 1, 9)
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(default_factory=lambda: platformdirs.user_data_path("autoenroll"))
+    database_url: str | None = None
+    secret_key: SecretStr | None = None
+    debug: bool = False
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Where agents send requests (the guide's `requestpath` points here): HTTPS, Kerberos.
+    public_url: str = "https://localhost:8443"
+    # Where relying parties fetch CRLs, OCSP answers and CA certificates: plain HTTP, as the
+    # S/MIME Baseline Requirements want (the objects are signed; TLS there would be circular).
+    publication_url: str = "http://localhost:8080"
+    listen: str = "127.0.0.1:8443"
+    publication_listen: str = "127.0.0.1:8080"
+    workers: Annotated[int, Field(ge=1, le=64)] = Field(default_factory=_default_workers)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    ca_passphrase: SecretStr | None = None
+    ca_passphrase_file: Path | None = None
+    ca_key_type: str = "ec-p256"
+    ca_name: str = "autoenroll"
+    ca_organization: str = "autoenroll"
+    certificate_days: Annotated[int, Field(ge=1, le=825)] = 365
+    log_level: str = "INFO"
+
+    @field_validator("public_url", "publication_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if urlsplit(value).scheme != "https":
+            raise ValueError("must be https://: Kerberos tickets and CSRs travel over it")
+        return value
+
+    @field_validator("listen", "publication_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT")
+        return value
+
+    @field_validator("ca_key_type")
+    @classmethod
+    def _key_type(cls, value: str) -> str:
+        if value not in KEY_TYPES:
+            raise ValueError(f"must be one of {', '.join(KEY_TYPES)}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("sqlite", "postgres", "postgresql"):
+            raise ValueError("must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'autoenroll.sqlite3'}"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.data_dir / "ca"
+
+    @property
+    def tls_cert_path(self) -> Path:
+        return self.tls_cert or self.data_dir / "tls" / "server.pem"
+
+    @property
+    def tls_key_path(self) -> Path:
+        return self.tls_key or self.data_dir / "tls" / "server.key"
+
+    @property
+    def effective_allowed_hosts(self) -> list[str]:
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        hosts = {"localhost", "127.0.0.1", "[::1]"}
+        for url in (self.public_url, self.publication_url):
+            hosts.add(urlsplit(url).hostname or "localhost")
+        return sorted(hosts)
+
+    def ca_passphrase_bytes(self) -> bytes:
+        """The passphrase that unlocks the CA keys; from the environment or a file, never the repository."""
+        if self.ca_passphrase is not None:
+            return self.ca_passphrase.get_secret_value().encode()
+        if self.ca_passphrase_file is not None:
+            try:
+                return self.ca_passphrase_file.read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                msg = f"{ENV_PREFIX}CA_PASSPHRASE_FILE: cannot read {exc.filename}: {exc.strerror}"
+                raise ConfigError(msg) from None
+        raise ConfigError(
+            f"{ENV_PREFIX}CA_PASSPHRASE or {ENV_PREFIX}CA_PASSPHRASE_FILE must be set to unlock the CA keys"
+        )
+
+    def secret_key_value(self) -> str:
+        """Django's SECRET_KEY: configured, or generated once into the data directory (mode 0600)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret_key"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(50)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race: use its key
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+        return value
+
+
+def _env_values(environ: dict[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for name in ServerConfig.model_fields:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        values[name] = [h.strip() for h in raw.split(",") if h.strip()] if name == "allowed_hosts" else raw
+    return values
+
+
+def load_config(environ: dict[str, str] | None = None) -> ServerConfig:
+    """Read and validate the settings; raise ConfigError naming the first bad one."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, object] = {}
+    file_name = environ.get(ENV_PREFIX + "CONFIG")
+    if file_name:
+        try:
+            with open(file_name, "rb") as f:
+                values.update(tomllib.load(f))
+        except OSError as exc:
+            raise ConfigError(f"{ENV_PREFIX}CONFIG: cannot read {file_name}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{ENV_PREFIX}CONFIG: {file_name} is not valid TOML: {exc}") from None
+    values.update(_env_values(environ))
+    try:
+        return ServerConfig(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        name = f"{ENV_PREFIX}{field.upper()}" if field in ServerConfig.model_fields else field
+        raise ConfigError(f"{name}: {err['msg']}") from None
+
+
+@cache
+def get_config() -> ServerConfig:
+    return load_config()

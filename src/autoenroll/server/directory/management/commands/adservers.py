@@ -1,0 +1,87 @@
+import getpass
+import sys
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
+from autoenroll.server.directory.models import ADServer
+from autoenroll.server.tenants.management.commands.customers import get_customer
+from autoenroll.server.utils.commands import SubcommandCommand
+
+
+def read_password(password_file: str | None) -> str:
+    """The AD login password, from a file, standard input or a prompt: never from the command line,
+    where every user of the machine could read it in the process list."""
+    if password_file == "-":
+        value = sys.stdin.readline().rstrip("\r\n")
+    elif password_file:
+        try:
+            value = Path(password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise CommandError(f"cannot read {password_file}: {exc.strerror}") from None
+    elif sys.stdin.isatty():
+        value = getpass.getpass("Login Password: ")
+    else:
+        raise CommandError("give the login password with --password-file FILE (or - for standard input)")
+    if not value:
+        raise CommandError("the login password is empty")
+    return value
+
+
+class Command(SubcommandCommand):
+    help = "Add and list AD servers (guide 2.3: Settings / AD Server)."
+    actions = {"add": "add an AD server", "list": "list AD servers"}
+
+    def add_add_arguments(self, p) -> None:
+        p.add_argument("--customer", required=True, help="customer uri")
+        p.add_argument("--domain", required=True, help="Windows domain, e.g. test.com")
+        p.add_argument("--address", required=True, help="AD server address (IP or DNS name)")
+        p.add_argument("--port", type=int, default=0, help="0 = 389, or 636 with SSL")
+        p.add_argument("--no-ssl", action="store_true", help="StartTLS on the plain port instead of LDAPS")
+        p.add_argument("--users-base-dn", required=True)
+        p.add_argument("--login-dn", required=True)
+        p.add_argument("--password-file", help="file holding the login password, or - for standard input")
+        p.add_argument("--ca-file", help="PEM file with the CA of the DC's LDAPS certificate (pinned)")
+        p.add_argument("--tls-server-name", default="", help="name in the DC's certificate")
+        p.add_argument("--default", action="store_true", help="set as the customer's default AD server")
+
+    def add_list_arguments(self, p) -> None:
+        p.add_argument("--customer", help="customer uri")
+
+    def handle_add(self, customer, domain, address, port, no_ssl, users_base_dn, login_dn, password_file,
+                   ca_file, tls_server_name, default, **_) -> None:
+        ca_pem = ""
+        if ca_file:
+            try:
+                ca_pem = Path(ca_file).read_text()
+            except OSError as exc:
+                raise CommandError(f"cannot read {ca_file}: {exc.strerror}") from None
+        server = ADServer(
+            customer=get_customer(customer),
+            domain=domain,
+            address=address,
+            port=port,
+            use_ssl=not no_ssl,
+            users_base_dn=users_base_dn,
+            login_dn=login_dn,
+            login_password=read_password(password_file),
+            tls_ca_pem=ca_pem,
+            tls_server_name=tls_server_name,
+            is_default=default,
+        )
+        server.full_clean()
+        server.save()
+        self.stdout.write(f"AD server {server} added with id {server.pk}")
+
+    def handle_list(self, customer, **_) -> None:
+        servers = ADServer.objects.select_related("customer")
+        if customer:
+            servers = servers.filter(customer=get_customer(customer))
+        self.table(
+            [
+                (s.pk, s.customer.uri, s.domain + (" (Default)" if s.is_default else ""), s.address, s.port,
+                 "yes" if s.use_ssl else "no", s.users_base_dn)
+                for s in servers
+            ],
+            ("ID", "CUSTOMER", "DOMAIN", "AD SERVER", "PORT", "USE SSL", "USERS BASE DN"),
+        )

@@ -1,0 +1,1 @@
+"""The sync -> enroll -> status pipeline and its audit trail."""

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class EnrollmentConfig(AppConfig):
+    name = "autoenroll.server.enrollment"
+    label = "enrollment"
+    verbose_name = "Enrollment"

@@ -1,0 +1,60 @@
+"""Every enrollment request and its outcome: the server side of the guide's autoenroll.log."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from autoenroll.protocol import CATALOGUE
+from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory.models import Person
+from autoenroll.server.tenants.models import Customer, Organization
+
+
+class EnrollmentEvent(models.Model):
+    class Step(models.TextChoices):
+        SYNC = "sync", "Sync"
+        ENROLL = "enroll", "Enroll"
+        STATUS = "status", "Status"
+        ISSUE = "issue", "Issue (administrator)"
+        REVOKE = "revoke", "Revoke"
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        ERROR = "error", "Error"
+        PENDING = "pending", "Pending"
+
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    step = models.CharField(max_length=16, choices=Step.choices)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error_code = models.PositiveSmallIntegerField(
+        null=True, blank=True, choices=[(c, f"{c}: {e.message}") for c, e in CATALOGUE.items()]
+    )
+    message = models.CharField(max_length=500, blank=True)
+    detail = models.TextField(blank=True, help_text="For administrators: why, in the server's words.")
+    principal = models.CharField(max_length=320, blank=True, db_index=True)
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    certificate = models.ForeignKey(
+        Certificate, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(outcome="error", error_code__isnull=False) | ~models.Q(outcome="error"),
+                name="event_error_has_code",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        code = f" {self.error_code}" if self.error_code else ""
+        return f"{self.created:%Y-%m-%d %H:%M:%S} {self.principal} {self.step} {self.outcome}{code}"
+
+    @property
+    def potential_reasons(self) -> tuple[str, ...]:
+        return CATALOGUE[self.error_code].potential_reasons if self.error_code else ()

@@ -1,0 +1,51 @@
+"""One row per entry of the guide's login.conf: a Windows domain, its keytab and service principal."""
+
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from django.db import models
+
+from autoenroll.server.tenants.models import Customer
+
+principal_validator = RegexValidator(
+    r"^[^/@\s]+/[^/@\s]+@[^/@\s]+$", "A service principal such as HTTP/ccm.test.com@TEST.COM."
+)
+
+
+class KerberosRealm(models.Model):
+    domain = models.CharField(
+        max_length=253, unique=True, verbose_name="Domain Name", help_text="Windows domain, e.g. test.com."
+    )
+    keytab_path = models.CharField(
+        max_length=1024, verbose_name="Keytab File Name", help_text="Absolute path, readable by the server only."
+    )
+    service_principal = models.CharField(
+        max_length=512,
+        validators=[principal_validator],
+        verbose_name="Service Principal Name",
+        help_text="As given to ktpass, e.g. HTTP/ccm.test.com@TEST.COM.",
+    )
+    customer = models.ForeignKey(
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="kerberos_realms",
+        help_text="Customer whose users log on in this realm (for clients that do not name one).",
+    )
+
+    class Meta:
+        ordering = ["domain"]
+        verbose_name = "Kerberos realm"
+
+    def __str__(self) -> str:
+        return self.domain
+
+    def save(self, *args, **kwargs) -> None:
+        self.domain = self.domain.strip().lower()
+        super().save(*args, **kwargs)
+
+    @property
+    def realm(self) -> str:
+        """The Kerberos realm name, e.g. TEST.COM: the part of the principal after '@'."""
+        return self.service_principal.rpartition("@")[2]

@@ -1,0 +1,101 @@
+"""Customers, organizations and email domains.
+
+A customer is what the agent names with `customeruri`; an organization is what it names with
+`orgid`. Email domains tie a user's AD mail to the customer and to the organizations allowed to
+issue for it.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+uri_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "Letters, digits, '.', '_' and '-' only (as in a URL path)."
+)
+domain_validator = RegexValidator(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", "A lower-case DNS domain name."
+)
+
+
+class Customer(models.Model):
+    uri = models.CharField(
+        max_length=64, unique=True, validators=[uri_validator], help_text="The agent's `customeruri`."
+    )
+    name = models.CharField(max_length=200)
+    enabled = models.BooleanField(default=True)
+    publish_to_ad = models.BooleanField(
+        default=False, help_text="Add issued certificates to the user's userCertificate in AD."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["uri"]
+
+    def __str__(self) -> str:
+        return self.uri
+
+
+class EmailDomain(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="domains")
+    name = models.CharField(max_length=253, validators=[domain_validator])
+    authorized = models.BooleanField(
+        default=False, help_text="Only mail in an authorized domain gets certificates."
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # One customer per domain: otherwise a user's mail would not say which customer it is.
+            models.UniqueConstraint(fields=["name"], name="email_domain_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        self.name = self.name.strip().lower().rstrip(".")
+        super().save(*args, **kwargs)
+
+
+class Organization(models.Model):
+    """An organization (department) of one customer; its numeric id is the agent's `orgid`."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="organizations")
+    name = models.CharField(max_length=200)
+    domains = models.ManyToManyField(EmailDomain, blank=True, related_name="organizations")
+    ad_server = models.ForeignKey(
+        "directory.ADServer",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="organizations",
+        help_text="Bound AD server; the customer's default AD server when empty.",
+    )
+    deleted = models.BooleanField(default=False, help_text="Kept for the audit trail, no longer used.")
+
+    class Meta:
+        ordering = ["customer", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "name"], name="organization_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.pk})"
+
+    def clean(self) -> None:
+        if self.ad_server_id and self.customer_id and self.ad_server.customer_id != self.customer_id:
+            raise ValidationError({"ad_server": "The AD server belongs to another customer."})
+
+
+def _same_customer_domains(sender, instance, action, pk_set, **kwargs) -> None:
+    """An organization may only hold its own customer's domains."""
+    if action != "pre_add" or not pk_set or not isinstance(instance, Organization):
+        return
+    foreign = EmailDomain.objects.filter(pk__in=pk_set).exclude(customer_id=instance.customer_id)
+    if foreign.exists():
+        raise ValidationError(f"Domains of another customer: {', '.join(d.name for d in foreign)}")
+
+
+models.signals.m2m_changed.connect(_same_customer_domains, sender=Organization.domains.through)

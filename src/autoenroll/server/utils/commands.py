@@ -1,0 +1,35 @@
+"""A base for management commands with sub-commands (`customers add`, `ca init`, ...)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import IntegrityError
+
+
+class SubcommandCommand(BaseCommand):
+    """Subclasses define `add_<action>_arguments(parser)` and `handle_<action>(**options)`."""
+
+    actions: dict[str, str] = {}
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        for action, help_text in self.actions.items():
+            p = sub.add_parser(action, help=help_text)
+            getattr(self, f"add_{action.replace('-', '_')}_arguments", lambda p: None)(p)
+
+    def handle(self, *args, action: str, **options):
+        try:
+            return getattr(self, f"handle_{action.replace('-', '_')}")(**options)
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
+        except IntegrityError as exc:
+            raise CommandError(f"refused by the database: {exc}") from None
+
+    def table(self, rows: list[tuple], headers: tuple[str, ...]) -> None:
+        """Print rows as aligned columns (plain text: these lists are read by humans and grep)."""
+        rows = [tuple("" if v is None else str(v) for v in r) for r in rows]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+        self.stdout.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+        for r in rows:
+            self.stdout.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

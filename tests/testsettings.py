@@ -1,0 +1,17 @@
+"""Django settings for the test run: the real settings, with a throwaway data directory."""
+
+import os
+import tempfile
+
+os.environ.setdefault("AUTOENROLL_DATA_DIR", tempfile.mkdtemp(prefix="autoenroll-test-"))
+os.environ.setdefault("AUTOENROLL_SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 20)
+os.environ.setdefault("AUTOENROLL_CA_PASSPHRASE", "test-ca-passphrase")
+
+from autoenroll.server.settings import *  # noqa: E402,F403
+
+# Hashing user passwords at full strength would dominate the run time of the page tests.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: tests look into it (secrets at rest) and several processes share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(CONFIG.data_dir / "test.sqlite3")}  # noqa: F405
