@@ -156,7 +156,7 @@ class ServerConfig(BaseModel):
             return path.read_text().strip()
         except FileNotFoundError:
             pass
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         value = secrets.token_urlsafe(50)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -90,8 +90,11 @@ def test_login_password_is_absent_in_clear_from_the_database_file(acme):
     db_file = Path(settings.DATABASES["default"]["TEST"].get("NAME") or connection.settings_dict["NAME"])
     if not db_file.is_file():
         pytest.skip(f"test database {db_file} is in memory")
-    data = db_file.read_bytes() + (db_file.with_name(db_file.name + "-wal").read_bytes()
-                                   if db_file.with_name(db_file.name + "-wal").exists() else b"")
+    data = db_file.read_bytes() + (
+        db_file.with_name(db_file.name + "-wal").read_bytes()
+        if db_file.with_name(db_file.name + "-wal").exists()
+        else b""
+    )
     assert PASSWORD.encode() not in data
     assert PASSWORD.encode("utf-16-le") not in data
 

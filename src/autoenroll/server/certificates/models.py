@@ -90,9 +90,7 @@ class Certificate(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revocation_reason = models.CharField(max_length=32, choices=RevocationReason.choices, blank=True)
     revoked_by = models.CharField(max_length=200, blank=True, help_text="Who or what revoked it.")
-    replaces = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by"
-    )
+    replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by")
     created = models.DateTimeField(auto_now_add=True)
 
     objects = CertificateQuerySet.as_manager()
@@ -103,8 +101,7 @@ class Certificate(models.Model):
             models.UniqueConstraint(fields=["ca", "serial"], name="certificate_unique_serial_per_issuer"),
             models.CheckConstraint(
                 condition=models.Q(status="issued", revoked_at__isnull=True, revocation_reason="")
-                | models.Q(status="revoked", revoked_at__isnull=False)
-                & ~models.Q(revocation_reason=""),
+                | models.Q(status="revoked", revoked_at__isnull=False) & ~models.Q(revocation_reason=""),
                 name="certificate_revocation_consistent",
             ),
         ]

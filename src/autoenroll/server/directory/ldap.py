@@ -38,7 +38,7 @@ class LDAPSettings:
     allow_plain_bind: bool = False
     ca_pem: str = ""
     tls_server_name: str = ""
-    timeout: float = 10.0
+    timeout: int = 10  # seconds; ldap3 packs it into a socket option, so a whole number
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class DirectoryClient:
             text = str(exc)
             stage = "tls" if ("ssl" in text.lower() or "certificate" in text.lower()) else "tcp"
             raise DirectoryError(stage, f"cannot connect to {s.address}:{s.port}: {text}") from None
-        except LDAPException as exc:
+        except (LDAPException, OSError, ValueError) as exc:
             raise DirectoryError("tcp", f"cannot connect to {s.address}:{s.port}: {exc}") from None
         if not s.use_ssl and tls is not None:
             try:
@@ -121,9 +121,7 @@ class DirectoryClient:
         except LDAPException as exc:
             raise DirectoryError("bind", str(exc)) from None
         if not bound:
-            raise DirectoryError(
-                "bind", f"{conn.result.get('description')}: {conn.result.get('message', '')}".strip()
-            )
+            raise DirectoryError("bind", f"{conn.result.get('description')}: {conn.result.get('message', '')}".strip())
         return conn
 
     def _connection(self) -> Connection:
@@ -172,8 +170,11 @@ class DirectoryClient:
         sam = escape_filter_chars(name)
         upn = escape_filter_chars(f"{name}@{realm}" if realm else name)
         flt = f"(&(objectCategory=person)(objectClass=user)(|(sAMAccountName={sam})(userPrincipalName={upn})))"
-        entries = [e for e in self._search(self.settings.users_base_dn, flt, SUBTREE, USER_ATTRIBUTES)
-                   if e.get("type") == "searchResEntry"]
+        entries = [
+            e
+            for e in self._search(self.settings.users_base_dn, flt, SUBTREE, USER_ATTRIBUTES)
+            if e.get("type") == "searchResEntry"
+        ]
         if len(entries) != 1:
             if len(entries) > 1:
                 log.warning("principal %s matches %d AD users; refusing to guess", principal, len(entries))

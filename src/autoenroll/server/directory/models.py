@@ -127,4 +127,3 @@ class Person(models.Model):
 
     def __str__(self) -> str:
         return self.principal
-

@@ -33,9 +33,7 @@ class EnrollmentEvent(models.Model):
     detail = models.TextField(blank=True, help_text="For administrators: why, in the server's words.")
     principal = models.CharField(max_length=320, blank=True, db_index=True)
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    organization = models.ForeignKey(
-        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     certificate = models.ForeignKey(
         Certificate, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"

@@ -40,9 +40,7 @@ class Customer(models.Model):
 class EmailDomain(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="domains")
     name = models.CharField(max_length=253, validators=[domain_validator])
-    authorized = models.BooleanField(
-        default=False, help_text="Only mail in an authorized domain gets certificates."
-    )
+    authorized = models.BooleanField(default=False, help_text="Only mail in an authorized domain gets certificates.")
 
     class Meta:
         ordering = ["name"]

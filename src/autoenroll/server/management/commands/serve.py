@@ -55,5 +55,7 @@ class Command(BaseCommand):
         }
         if pid_file:
             options["pidfile"] = pid_file
-        self.stdout.write(f"serving {config.public_url} on https://{options['bind'][0]} with {options['workers']} workers")
+        self.stdout.write(
+            f"serving {config.public_url} on https://{options['bind'][0]} with {options['workers']} workers"
+        )
         _Gunicorn(options).run()

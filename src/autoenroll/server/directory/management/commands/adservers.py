@@ -48,8 +48,21 @@ class Command(SubcommandCommand):
     def add_list_arguments(self, p) -> None:
         p.add_argument("--customer", help="customer uri")
 
-    def handle_add(self, customer, domain, address, port, no_ssl, users_base_dn, login_dn, password_file,
-                   ca_file, tls_server_name, default, **_) -> None:
+    def handle_add(
+        self,
+        customer,
+        domain,
+        address,
+        port,
+        no_ssl,
+        users_base_dn,
+        login_dn,
+        password_file,
+        ca_file,
+        tls_server_name,
+        default,
+        **_,
+    ) -> None:
         ca_pem = ""
         if ca_file:
             try:
@@ -79,8 +92,15 @@ class Command(SubcommandCommand):
             servers = servers.filter(customer=get_customer(customer))
         self.table(
             [
-                (s.pk, s.customer.uri, s.domain + (" (Default)" if s.is_default else ""), s.address, s.port,
-                 "yes" if s.use_ssl else "no", s.users_base_dn)
+                (
+                    s.pk,
+                    s.customer.uri,
+                    s.domain + (" (Default)" if s.is_default else ""),
+                    s.address,
+                    s.port,
+                    "yes" if s.use_ssl else "no",
+                    s.users_base_dn,
+                )
                 for s in servers
             ],
             ("ID", "CUSTOMER", "DOMAIN", "AD SERVER", "PORT", "USE SSL", "USERS BASE DN"),

@@ -1,0 +1,221 @@
+"""The server's side of the CA: which CA issues, its key backend, and recording what it signs.
+
+Every certificate the server signs goes through `record` inside the same transaction as the
+signature, so a certificate that leaves the server is always in the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from django.db import transaction
+from django.utils.text import slugify
+
+from autoenroll import pki
+from autoenroll.server.config import ServerConfig
+from autoenroll.server.directory.models import Person
+
+from .models import Certificate, CertificateAuthority
+
+
+class CAError(Exception):
+    """The CA cannot do what was asked; the message says why in an admin's words."""
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def _ca_row(cert: x509.Certificate, **fields) -> CertificateAuthority:
+    return CertificateAuthority.objects.create(
+        subject=cert.subject.rfc4514_string(),
+        serial=serial_hex(cert.serial_number),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        certificate_pem=_pem(cert),
+        **fields,
+    )
+
+
+def create_hierarchy(config: ServerConfig, key_type: str | None = None, name: str | None = None):
+    """`ca init`: a new root and S/MIME issuing CA, keys encrypted with the configured passphrase."""
+    if CertificateAuthority.objects.exists():
+        names = ", ".join(CertificateAuthority.objects.values_list("name", flat=True))
+        raise CAError(f"a CA already exists ({names}); `ca init` never replaces one")
+    name = name or config.ca_name
+    slug = slugify(name) or "autoenroll"
+    try:
+        hierarchy = pki.init_hierarchy(
+            config.ca_dir,
+            config.ca_passphrase_bytes(),
+            key_type or config.ca_key_type,
+            name=name,
+            organization=config.ca_organization,
+            publication_base_url=config.publication_url,
+            root_slug=f"{slug}-root",
+            issuing_slug=f"{slug}-smime",
+        )
+    except pki.HierarchyExists as exc:
+        raise CAError(f"{exc}. Move those files away to create a new CA.") from None
+    with transaction.atomic():
+        root = _ca_row(
+            hierarchy.root_certificate,
+            name=f"{slug}-root",
+            role=CertificateAuthority.Role.ROOT,
+            key_path=str(hierarchy.root_key_path),
+            active=False,
+        )
+        issuing = _ca_row(
+            hierarchy.issuing_certificate,
+            name=f"{slug}-smime",
+            role=CertificateAuthority.Role.ISSUING,
+            parent=root,
+            key_path=str(hierarchy.issuing_key_path),
+            active=True,
+        )
+    return root, issuing
+
+
+_backends: dict[tuple, pki.CABackend] = {}
+_backends_lock = threading.Lock()
+
+
+def backend_for(ca: CertificateAuthority, passphrase: bytes) -> pki.CABackend:
+    """The CA's signer, built once per process (the key is decrypted once, not per signature)."""
+    cache_key = (ca.pk, ca.key_backend, ca.key_path, hashlib.sha256(passphrase).digest())
+    with _backends_lock:
+        backend = _backends.get(cache_key)
+        if backend is None:
+            backend = pki.load_backend(
+                ca.key_backend,
+                certificate=x509.load_pem_x509_certificate(ca.certificate_pem.encode()),
+                key_path=ca.key_path,
+                passphrase=passphrase,
+            )
+            _backends[cache_key] = backend
+        return backend
+
+
+def issuing_ca() -> CertificateAuthority:
+    ca = CertificateAuthority.objects.filter(role=CertificateAuthority.Role.ISSUING, active=True).first()
+    if ca is None:
+        raise CAError("there is no active issuing CA: run `autoenroll-server ca init`")
+    return ca
+
+
+def root_ca() -> CertificateAuthority:
+    ca = CertificateAuthority.objects.filter(role=CertificateAuthority.Role.ROOT).order_by("-created").first()
+    if ca is None:
+        raise CAError("there is no root CA: run `autoenroll-server ca init`")
+    return ca
+
+
+def chain_pem(ca: CertificateAuthority) -> str:
+    """The CA and its parents up to the root, PEM, issuing CA first."""
+    parts = []
+    while ca is not None:
+        parts.append(ca.certificate_pem)
+        ca = ca.parent
+    return "".join(parts)
+
+
+def record(
+    cert: x509.Certificate,
+    ca: CertificateAuthority,
+    profile: str,
+    *,
+    person: Person | None = None,
+    mail: str = "",
+    csr_pem: str = "",
+    replaces: Certificate | None = None,
+) -> Certificate:
+    return Certificate.objects.create(
+        ca=ca,
+        serial=serial_hex(cert.serial_number),
+        profile=profile,
+        person=person,
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        mail=mail,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        pem=_pem(cert),
+        csr_pem=csr_pem,
+        replaces=replaces,
+    )
+
+
+def issue_smime(
+    config: ServerConfig,
+    public_key: pki.PublicKey,
+    mail: str,
+    *,
+    person: Person | None = None,
+    csr_pem: str = "",
+    replaces: Certificate | None = None,
+) -> Certificate:
+    """Sign and record an S/MIME certificate for `mail`, the address AD holds for `person`."""
+    ca = issuing_ca()
+    backend = backend_for(ca, config.ca_passphrase_bytes())
+    with transaction.atomic():
+        cert = pki.issue_smime_certificate(
+            backend,
+            public_key,
+            mail,
+            pki.PublicationURLs.for_ca(config.publication_url, ca.name),
+            validity_days=config.certificate_days,
+        )
+        return record(cert, ca, Certificate.Profile.SMIME, person=person, mail=mail, csr_pem=csr_pem, replaces=replaces)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def issue_tls_certificate(config: ServerConfig, extra_names: list[str] | None = None) -> Certificate:
+    """The server's own HTTPS certificate, signed by the root (deployed to clients by GPO, guide 3.6)."""
+    ca = root_ca()
+    hosts = {urlsplit(config.public_url).hostname or "localhost", "localhost", *(extra_names or [])}
+    dns_names, ips = [], []
+    for host in sorted(hosts) + ["127.0.0.1", "::1"]:
+        try:
+            ips.append(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            dns_names.append(host)
+    key = pki.generate_private_key("ec-p256")
+    backend = backend_for(ca, config.ca_passphrase_bytes())
+    with transaction.atomic():
+        cert = pki.issue_tls_server_certificate(
+            backend,
+            key.public_key(),
+            dns_names,
+            sorted(set(ips), key=str),
+            issuer_urls=pki.PublicationURLs.for_ca(config.publication_url, ca.name),
+        )
+        row = record(cert, ca, Certificate.Profile.TLS_SERVER)
+        _write_private(
+            config.tls_key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
+        config.tls_cert_path.parent.mkdir(parents=True, exist_ok=True)
+        config.tls_cert_path.write_text(_pem(cert))
+    return row

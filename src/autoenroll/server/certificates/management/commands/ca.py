@@ -1,0 +1,49 @@
+from django.conf import settings
+from django.core.management.base import CommandError
+
+from autoenroll import pki
+from autoenroll.server.certificates import authority
+from autoenroll.server.certificates.models import CertificateAuthority
+from autoenroll.server.config import ConfigError
+from autoenroll.server.utils.commands import SubcommandCommand
+
+
+class Command(SubcommandCommand):
+    help = "The built-in certificate authority: create it, list it, issue the server's TLS certificate."
+    actions = {
+        "init": "create the root and the S/MIME issuing CA (never replaces an existing one)",
+        "list": "list the CAs",
+        "tls": "issue a new TLS certificate for this server, signed by the root",
+    }
+
+    def add_init_arguments(self, p) -> None:
+        p.add_argument("--key-type", choices=pki.CA_KEY_TYPES, help="default: AUTOENROLL_CA_KEY_TYPE")
+        p.add_argument("--name", help="CA name (default: AUTOENROLL_CA_NAME)")
+
+    def add_tls_arguments(self, p) -> None:
+        p.add_argument("--name", action="append", default=[], help="extra DNS name or IP (repeatable)")
+
+    def handle(self, *args, **options):
+        try:
+            return super().handle(*args, **options)
+        except (authority.CAError, ConfigError, pki.PKIError) as exc:
+            raise CommandError(str(exc)) from None
+
+    def handle_init(self, key_type, name, **_) -> None:
+        root, issuing = authority.create_hierarchy(settings.CONFIG, key_type=key_type, name=name)
+        self.stdout.write(f"root CA    {root.subject}  (valid until {root.not_after:%Y-%m-%d})")
+        self.stdout.write(f"issuing CA {issuing.subject}  (valid until {issuing.not_after:%Y-%m-%d})")
+        self.stdout.write(f"keys encrypted in {settings.CONFIG.ca_dir}")
+
+    def handle_list(self, **_) -> None:
+        self.table(
+            [
+                (ca.name, ca.get_role_display(), ca.subject, f"{ca.not_after:%Y-%m-%d}", "yes" if ca.active else "")
+                for ca in CertificateAuthority.objects.all()
+            ],
+            ("NAME", "ROLE", "SUBJECT", "VALID UNTIL", "ISSUES"),
+        )
+
+    def handle_tls(self, name, **_) -> None:
+        cert = authority.issue_tls_certificate(settings.CONFIG, extra_names=name)
+        self.stdout.write(f"TLS certificate {cert.subject} #{cert.serial} written to {settings.CONFIG.tls_cert_path}")

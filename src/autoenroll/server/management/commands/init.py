@@ -1,0 +1,28 @@
+"""`autoenroll-server init`: everything a new installation needs, safe to run again."""
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from autoenroll.server.certificates.models import CertificateAuthority
+
+
+class Command(BaseCommand):
+    help = "Create or upgrade the database, create the CA and the server's TLS certificate when missing."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--key-type", help="CA key type for a new CA (default: AUTOENROLL_CA_KEY_TYPE)")
+
+    def handle(self, *args, key_type, **options) -> None:
+        config = settings.CONFIG
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write(f"database ready ({config.effective_database_url.split('@')[-1]})")
+        if CertificateAuthority.objects.exists():
+            self.stdout.write("CA exists: kept")
+        else:
+            call_command("ca", "init", *(["--key-type", key_type] if key_type else []), stdout=self.stdout)
+        if config.tls_cert is None and not config.tls_cert_path.exists():
+            call_command("ca", "tls", stdout=self.stdout)
+        else:
+            self.stdout.write(f"TLS certificate exists: {config.tls_cert_path}")

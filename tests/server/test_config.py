@@ -1,0 +1,67 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from autoenroll.server.config import ConfigError, load_config
+
+
+def test_defaults_give_sqlite_in_the_data_directory(tmp_path):
+    config = load_config({"AUTOENROLL_DATA_DIR": str(tmp_path)})
+    assert config.effective_database_url == f"sqlite:///{tmp_path}/autoenroll.sqlite3"
+    assert config.certificate_days == 365
+
+
+def test_environment_wins_over_the_config_file(tmp_path):
+    toml = tmp_path / "autoenroll.toml"
+    toml.write_text('certificate_days = 100\npublic_url = "https://ccm.test.com"\n')
+    config = load_config({"AUTOENROLL_CONFIG": str(toml), "AUTOENROLL_CERTIFICATE_DAYS": "200"})
+    assert config.certificate_days == 200 and config.public_url == "https://ccm.test.com"
+
+
+def test_postgresql_url_is_accepted():
+    config = load_config({"AUTOENROLL_DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/autoenroll"})
+    assert config.effective_database_url.startswith("postgresql://")
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"AUTOENROLL_CERTIFICATE_DAYS": "900"}, "AUTOENROLL_CERTIFICATE_DAYS"),
+        ({"AUTOENROLL_CERTIFICATE_DAYS": "many"}, "AUTOENROLL_CERTIFICATE_DAYS"),
+        ({"AUTOENROLL_PUBLIC_URL": "http://ccm.test.com"}, "AUTOENROLL_PUBLIC_URL"),
+        ({"AUTOENROLL_LISTEN": "8443"}, "AUTOENROLL_LISTEN"),
+        ({"AUTOENROLL_CA_KEY_TYPE": "dsa-1024"}, "AUTOENROLL_CA_KEY_TYPE"),
+        ({"AUTOENROLL_DATABASE_URL": "mysql://x/y"}, "AUTOENROLL_DATABASE_URL"),
+        ({"AUTOENROLL_WORKERS": "0"}, "AUTOENROLL_WORKERS"),
+    ],
+)
+def test_a_bad_value_names_the_setting(environ, named):
+    with pytest.raises(ConfigError, match=named):
+        load_config(environ)
+
+
+def test_unknown_key_in_the_config_file_is_named(tmp_path):
+    toml = tmp_path / "autoenroll.toml"
+    toml.write_text("certificat_days = 100\n")
+    with pytest.raises(ConfigError, match="certificat_days"):
+        load_config({"AUTOENROLL_CONFIG": str(toml)})
+
+
+def test_invalid_setting_stops_the_server_at_start_naming_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOENROLL_", "DJANGO_"))}
+    env.update(AUTOENROLL_DATA_DIR=str(tmp_path), AUTOENROLL_CERTIFICATE_DAYS="9000")
+    result = subprocess.run(
+        [sys.executable, "-m", "autoenroll.server.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "AUTOENROLL_CERTIFICATE_DAYS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_generated_secret_key_is_private_and_stable(tmp_path):
+    config = load_config({"AUTOENROLL_DATA_DIR": str(tmp_path)})
+    first = config.secret_key_value()
+    assert first == config.secret_key_value()
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
