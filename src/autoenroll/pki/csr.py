@@ -1,0 +1,47 @@
+"""Checking a CSR before its public key may be certified.
+
+Only the public key (and proof of possession of its private key) is taken from a
+CSR; the identity always comes from the directory, never from the request.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+from .keys import PKIError, PublicKey, UnsupportedKeyType, key_type_of
+
+__all__ = ["InvalidCSR", "public_key_from_csr"]
+
+# A CSR is a few KiB at most; refuse to parse anything absurd.
+_MAX_CSR_BYTES = 64 * 1024
+
+
+class InvalidCSR(PKIError, ValueError):
+    """The CSR is malformed, not self-signed by its key, or carries an unsupported key."""
+
+
+def public_key_from_csr(data: bytes, *, allowed_key_types: tuple[str, ...] | None = None) -> PublicKey:
+    """Return the CSR's public key once its signature proves possession of the private key."""
+    if len(data) > _MAX_CSR_BYTES:
+        raise InvalidCSR("CSR too large")
+    try:
+        if b"-----BEGIN" in data:
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise InvalidCSR(f"cannot parse CSR: {exc}") from None
+    try:
+        valid = csr.is_signature_valid
+    except Exception as exc:  # unsupported signature algorithm, broken key...
+        raise InvalidCSR(f"cannot check CSR signature: {exc}") from None
+    if not valid:
+        raise InvalidCSR("CSR signature is invalid (no proof of possession of the private key)")
+    public_key = csr.public_key()
+    try:
+        key_type = key_type_of(public_key)  # type: ignore[arg-type]
+    except UnsupportedKeyType as exc:
+        raise InvalidCSR(str(exc)) from None
+    if allowed_key_types is not None and key_type not in allowed_key_types:
+        raise InvalidCSR(f"key type {key_type} is not allowed here; allowed: {', '.join(allowed_key_types)}")
+    return public_key  # type: ignore[return-value]
