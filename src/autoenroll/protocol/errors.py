@@ -25,9 +25,7 @@ class GuideError:
 
 def _load() -> dict[int, GuideError]:
     raw = json.loads(resources.files(__package__).joinpath("errors.json").read_text(encoding="utf-8"))
-    return {
-        e["code"]: GuideError(e["code"], e["side"], e["message"], tuple(e["potential_reasons"])) for e in raw
-    }
+    return {e["code"]: GuideError(e["code"], e["side"], e["message"], tuple(e["potential_reasons"])) for e in raw}
 
 
 CATALOGUE: dict[int, GuideError] = _load()

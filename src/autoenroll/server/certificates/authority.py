@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
 from autoenroll import pki
@@ -53,14 +54,13 @@ def create_hierarchy(config: ServerConfig, key_type: str | None = None, name: st
     if CertificateAuthority.objects.exists():
         names = ", ".join(CertificateAuthority.objects.values_list("name", flat=True))
         raise CAError(f"a CA already exists ({names}); `ca init` never replaces one")
-    name = name or config.ca_name
-    slug = slugify(name) or "autoenroll"
+    slug = slugify(name or config.ca_name) or "autoenroll"
     try:
         hierarchy = pki.init_hierarchy(
             config.ca_dir,
             config.ca_passphrase_bytes(),
             key_type or config.ca_key_type,
-            name=name,
+            name=name or config.ca_name,
             organization=config.ca_organization,
             publication_base_url=config.publication_url,
             root_slug=f"{slug}-root",
@@ -68,22 +68,27 @@ def create_hierarchy(config: ServerConfig, key_type: str | None = None, name: st
         )
     except pki.HierarchyExists as exc:
         raise CAError(f"{exc}. Move those files away to create a new CA.") from None
-    with transaction.atomic():
-        root = _ca_row(
-            hierarchy.root_certificate,
-            name=f"{slug}-root",
-            role=CertificateAuthority.Role.ROOT,
-            key_path=str(hierarchy.root_key_path),
-            active=False,
-        )
-        issuing = _ca_row(
-            hierarchy.issuing_certificate,
-            name=f"{slug}-smime",
-            role=CertificateAuthority.Role.ISSUING,
-            parent=root,
-            key_path=str(hierarchy.issuing_key_path),
-            active=True,
-        )
+    return register_hierarchy(hierarchy, slug)
+
+
+@transaction.atomic
+def register_hierarchy(hierarchy: pki.Hierarchy, slug: str):
+    """Record a root + issuing CA pair whose files `pki.init_hierarchy` wrote."""
+    root = _ca_row(
+        hierarchy.root_certificate,
+        name=f"{slug}-root",
+        role=CertificateAuthority.Role.ROOT,
+        key_path=str(hierarchy.root_key_path),
+        active=False,
+    )
+    issuing = _ca_row(
+        hierarchy.issuing_certificate,
+        name=f"{slug}-smime",
+        role=CertificateAuthority.Role.ISSUING,
+        parent=root,
+        key_path=str(hierarchy.issuing_key_path),
+        active=True,
+    )
     return root, issuing
 
 
@@ -219,3 +224,15 @@ def issue_tls_certificate(config: ServerConfig, extra_names: list[str] | None = 
         config.tls_cert_path.parent.mkdir(parents=True, exist_ok=True)
         config.tls_cert_path.write_text(_pem(cert))
     return row
+
+
+def revoke(cert: Certificate, reason: str, *, by: str) -> Certificate:
+    """Mark `cert` revoked; refuses one that already is (its first revocation time and reason stand)."""
+    with transaction.atomic():
+        updated = Certificate.objects.filter(pk=cert.pk, status=Certificate.Status.ISSUED).update(
+            status=Certificate.Status.REVOKED, revoked_at=timezone.now(), revocation_reason=reason, revoked_by=by
+        )
+        if not updated:
+            raise CAError(f"certificate {cert.serial} is already revoked")
+    cert.refresh_from_db()
+    return cert

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ldap3 import BASE, SIMPLE, SUBTREE, Connection, Server, Tls
+from ldap3 import BASE, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException, LDAPSocketOpenError, LDAPStartTLSError
 from ldap3.utils.conv import escape_filter_chars
 
@@ -92,7 +92,8 @@ class DirectoryClient:
         except socket.gaierror as exc:
             raise DirectoryError("dns", f"cannot resolve {s.address}: {exc.strerror}") from None
         tls = _tls(s) if (s.use_ssl or not s.allow_plain_bind) else None
-        server = Server(s.address, port=s.port, use_ssl=s.use_ssl, tls=tls, connect_timeout=s.timeout)
+        # No schema download (get_info=NONE): it costs a round trip per connection and we read few attributes.
+        server = Server(s.address, port=s.port, use_ssl=s.use_ssl, tls=tls, connect_timeout=s.timeout, get_info=NONE)
         conn = Connection(
             server,
             user=s.login_dn,
@@ -101,6 +102,7 @@ class DirectoryClient:
             receive_timeout=s.timeout,
             raise_exceptions=False,
             read_only=True,
+            check_names=False,
         )
         try:
             conn.open()
@@ -165,8 +167,8 @@ class DirectoryClient:
     def find_user(self, principal: str) -> DirectoryUser | None:
         """The AD user behind a Kerberos principal (user@REALM), by sAMAccountName or UPN."""
         name, _, realm = principal.partition("@")
-        if not name:
-            return None
+        if not name or any(ord(ch) < 0x20 for ch in principal):
+            return None  # AD would cut a value at NUL: "user1\0x" must not find user1
         sam = escape_filter_chars(name)
         upn = escape_filter_chars(f"{name}@{realm}" if realm else name)
         flt = f"(&(objectCategory=person)(objectClass=user)(|(sAMAccountName={sam})(userPrincipalName={upn})))"

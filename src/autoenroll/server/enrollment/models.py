@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 from autoenroll.protocol import CATALOGUE
@@ -56,3 +58,39 @@ class EnrollmentEvent(models.Model):
     @property
     def potential_reasons(self) -> tuple[str, ...]:
         return CATALOGUE[self.error_code].potential_reasons if self.error_code else ()
+
+
+class EnrollmentRequest(models.Model):
+    """A CSR on its way to a certificate; the agent polls it by its random id while it is pending."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending approval"
+        ISSUED = "issued", "Issued"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="enrollment_requests")
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="enrollment_requests")
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    csr_pem = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    certificate = models.OneToOneField(
+        Certificate, null=True, blank=True, on_delete=models.SET_NULL, related_name="enrollment_request"
+    )
+    error_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    decided_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(status="issued") | models.Q(certificate__isnull=False),
+                name="request_issued_has_certificate",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.person} {self.status} {self.created:%Y-%m-%d %H:%M}"

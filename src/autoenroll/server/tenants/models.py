@@ -25,6 +25,9 @@ class Customer(models.Model):
     )
     name = models.CharField(max_length=200)
     enabled = models.BooleanField(default=True)
+    require_approval = models.BooleanField(
+        default=False, help_text="Hold each request until an administrator approves it (the agent polls)."
+    )
     publish_to_ad = models.BooleanField(
         default=False, help_text="Add issued certificates to the user's userCertificate in AD."
     )

@@ -1,0 +1,100 @@
+"""The LDAP client against the real Samba AD DC."""
+
+import dataclasses
+
+import pytest
+
+from autoenroll.server.directory.ldap import DirectoryClient, DirectoryError
+from autoenroll.testbed import samba
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client(ad_server):
+    c = DirectoryClient(ad_server.ldap_settings())
+    yield c
+    c.close()
+
+
+def test_finds_a_user_by_principal_with_mail_cn_and_dn(client):
+    user = client.find_user("user1@TEST.COM")
+    assert user.mail == "user1@test.com"
+    assert user.cn == samba.USERS["user1"].cn
+    assert user.dn == samba.USERS["user1"].dn
+    assert user.sam_account_name == "user1" and user.enabled
+
+
+def test_user_without_mail_and_disabled_user(client):
+    assert client.find_user("user3@TEST.COM").mail == ""
+    assert client.find_user("user4@TEST.COM").enabled is False
+
+
+def test_unknown_user_is_none(client):
+    assert client.find_user("nosuch@TEST.COM") is None
+
+
+@pytest.mark.parametrize("hostile", ["*", "user*", "*)(sAMAccountName=*", "user1)(|(mail=*", "\\2a", "user1\x00"])
+def test_filter_values_are_escaped(client, hostile):
+    assert client.find_user(f"{hostile}@TEST.COM") is None
+
+
+def test_connection_is_reused(client):
+    client.find_user("user1@TEST.COM")
+    first = client._conn
+    client.find_user("user2@TEST.COM")
+    assert client._conn is first
+
+
+def test_verify_reports_round_trip_and_clock_skew(client):
+    report = client.verify()
+    assert report.round_trip_ms > 0
+    assert report.clock_skew_seconds is not None and abs(report.clock_skew_seconds) < 5
+
+
+def test_wrong_password_fails_at_bind(ad_server):
+    settings = dataclasses.replace(ad_server.ldap_settings(), password="wrong")
+    with pytest.raises(DirectoryError) as exc:
+        DirectoryClient(settings).verify()
+    assert exc.value.stage == "bind"
+
+
+def test_wrong_base_dn_is_reported(ad_server):
+    settings = dataclasses.replace(ad_server.ldap_settings(), users_base_dn="CN=Nope,DC=test,DC=com")
+    with pytest.raises(DirectoryError) as exc:
+        DirectoryClient(settings).verify()
+    assert exc.value.stage == "base_dn"
+
+
+def test_untrusted_dc_certificate_is_refused(ad_server, ca_files):
+    settings = dataclasses.replace(ad_server.ldap_settings(), ca_pem=ca_files.root_cert_path.read_text())
+    with pytest.raises(DirectoryError) as exc:
+        DirectoryClient(settings).verify()
+    assert exc.value.stage == "tls"
+
+
+def test_starttls_on_the_plain_port(ad_server):
+    settings = dataclasses.replace(ad_server.ldap_settings(), use_ssl=False, port=389)
+    assert DirectoryClient(settings).find_user("user1@TEST.COM").mail == "user1@test.com"
+
+
+def test_no_bind_in_clear_unless_allowed(ad_server):
+    """Samba refuses simple binds without TLS: with allow_plain_bind the refusal shows at bind."""
+    settings = dataclasses.replace(ad_server.ldap_settings(), use_ssl=False, port=389, allow_plain_bind=True)
+    with pytest.raises(DirectoryError) as exc:
+        DirectoryClient(settings).verify()
+    assert exc.value.stage == "bind"
+
+
+def test_unresolvable_address_is_a_dns_error(ad_server):
+    settings = dataclasses.replace(ad_server.ldap_settings(), address="no-such-dc.invalid")
+    with pytest.raises(DirectoryError) as exc:
+        DirectoryClient(settings).verify()
+    assert exc.value.stage == "dns"
+
+
+def test_closed_port_is_a_tcp_error(ad_server):
+    settings = dataclasses.replace(ad_server.ldap_settings(), port=1)
+    with pytest.raises(DirectoryError) as exc:
+        DirectoryClient(settings).verify()
+    assert exc.value.stage == "tcp"
