@@ -6,6 +6,8 @@ import tempfile
 os.environ.setdefault("AUTOENROLL_DATA_DIR", tempfile.mkdtemp(prefix="autoenroll-test-"))
 os.environ.setdefault("AUTOENROLL_SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 20)
 os.environ.setdefault("AUTOENROLL_CA_PASSPHRASE", "test-ca-passphrase")
+os.environ.setdefault("AUTOENROLL_PUBLIC_URL", "https://ccm.test.com:8443")
+os.environ.setdefault("AUTOENROLL_PUBLICATION_URL", "http://ccm.test.com:8080")
 
 from autoenroll.server.settings import *  # noqa: E402,F403
 

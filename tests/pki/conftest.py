@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from autoenroll.pki import (
     issue_smime_certificate,
     write_encrypted_key,
 )
+from checks import lint_chain_link, lint_pkix, lint_smime_mailbox_strict, run_openssl
 
 PASSPHRASE = b"correct horse battery staple"
 BASE_URL = "http://ccm.test.com:8080"
@@ -90,87 +90,13 @@ def chain(request, tmp_path_factory) -> Chain:
     return Chain(key_type, hierarchy, leaf, leaf_key, leaf_cert_path, leaf_key_path, directory)
 
 
-def _openssl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("openssl")
-    if exe is None:
-        pytest.fail("openssl is required by the PKI tests")
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=60)
+# Helpers exposed as fixtures, so test modules never import conftest.
 
 
 @pytest.fixture(scope="session")
 def openssl() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``openssl`` and return the completed process (never raises on failure)."""
-    return _openssl
-
-
-def format_findings(results, threshold) -> list[str]:
-    """Every pkilint finding at ``threshold`` or worse, as readable lines."""
-    return [
-        f"{fd.finding.severity} {fd.finding.code} @ {result.node.path} ({result.validator}) {fd.message or ''}"
-        for result in results
-        for fd in result.finding_descriptions
-        if fd.finding.severity <= threshold
-    ]
-
-
-def lint_smime_mailbox_strict(cert: x509.Certificate) -> list[str]:
-    """pkilint's CABF S/MIME subscriber linter, mailbox-validated strict: WARNING and worse."""
-    from pkilint import loader
-    from pkilint.cabf import smime
-    from pkilint.cabf.smime import smime_constants
-    from pkilint.pkix import certificate
-    from pkilint.validation import ValidationFindingSeverity
-
-    doc = loader.RFC5280CertificateDocumentLoader().load_der_document(
-        cert.public_bytes(serialization.Encoding.DER), "certificate"
-    )
-    validator = certificate.create_pkix_certificate_validator_container(
-        smime.create_decoding_validators(),
-        smime.create_subscriber_validators(smime_constants.ValidationLevel.MAILBOX, smime_constants.Generation.STRICT),
-    )
-    return format_findings(validator.validate(doc.root), ValidationFindingSeverity.WARNING)
-
-
-def lint_pkix(cert: x509.Certificate) -> list[str]:
-    """pkilint's RFC 5280 linter (used for the CA certificates: pkilint has no S/MIME CA linter)."""
-    from pkilint import loader
-    from pkilint.pkix import certificate, extension, name
-    from pkilint.validation import ValidationFindingSeverity
-
-    doc = loader.RFC5280CertificateDocumentLoader().load_der_document(
-        cert.public_bytes(serialization.Encoding.DER), "certificate"
-    )
-    validator = certificate.create_pkix_certificate_validator_container(
-        certificate.create_decoding_validators(name.ATTRIBUTE_TYPE_MAPPINGS, extension.EXTENSION_MAPPINGS),
-        [
-            certificate.create_issuer_validator_container([]),
-            certificate.create_validity_validator_container(),
-            certificate.create_subject_validator_container([]),
-            certificate.create_extensions_validator_container([]),
-            certificate.create_spki_validator_container([]),
-        ],
-    )
-    return format_findings(validator.validate(doc.root), ValidationFindingSeverity.WARNING)
-
-
-def lint_chain_link(issuer_pem: Path, subject_pem: Path) -> subprocess.CompletedProcess[str]:
-    """pkilint's issuer/subject linter (name chaining, AKI/SKI, policy chaining, signature)."""
-    return subprocess.run(
-        [
-            str(VENV_BIN / "lint_pkix_signer_signee_cert_chain"),
-            "lint",
-            "-s",
-            "WARNING",
-            str(issuer_pem),
-            str(subject_pem),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-# Helpers exposed as fixtures, so test modules never import conftest.
+    return run_openssl
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """`autoenroll-server init`: everything a new installation needs, safe to run again."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -18,6 +20,11 @@ class Command(BaseCommand):
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write(f"database ready ({config.effective_database_url.split('@')[-1]})")
+        if urlsplit(config.publication_url).hostname in ("localhost", "127.0.0.1", "::1"):
+            self.stderr.write(
+                f"warning: certificates will name CRL/OCSP URLs on {config.publication_url}, which only this "
+                "machine can reach: set AUTOENROLL_PUBLICATION_URL to the server's public http:// address"
+            )
         if CertificateAuthority.objects.exists():
             self.stdout.write("CA exists: kept")
         else:
