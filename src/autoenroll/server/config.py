@@ -54,6 +54,8 @@ class ServerConfig(BaseModel):
     ca_name: str = "autoenroll"
     ca_organization: str = "autoenroll"
     certificate_days: Annotated[int, Field(ge=1, le=825)] = 365
+    # Largest clock difference accepted between a client's Kerberos authenticator and this server.
+    kerberos_clockskew: Annotated[int, Field(ge=0, le=3600)] = 300
     log_level: str = "INFO"
 
     @field_validator("public_url", "publication_url")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -11,6 +13,11 @@ try:
     CONFIG = get_config()
 except ConfigError as exc:  # turned into a one-line message by the CLI
     raise ImproperlyConfigured(str(exc)) from None
+
+from autoenroll.server.kerberos.spnego import kerberos_environment  # noqa: E402
+
+# Kerberos, once per process before any request thread: replay cache in the data dir, clock-skew limit.
+os.environ.update(kerberos_environment(CONFIG.data_dir, CONFIG.kerberos_clockskew))
 
 SECRET_KEY = CONFIG.secret_key_value()
 DEBUG = CONFIG.debug

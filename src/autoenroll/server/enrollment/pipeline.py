@@ -89,7 +89,8 @@ def _text(value) -> str:
 def _principal(caller: Caller) -> tuple[str, str]:
     """(name, realm) of the authenticated principal; error 27 when there is none."""
     name, at, realm = caller.principal.partition("@")
-    if not name or not at or not realm or "/" in name:
+    if not name or not at or not realm or "/" in name or name.endswith("$"):
+        # services (HTTP/host) and computer accounts (WS1$) hold tickets too, but are not mail users
         raise EnrollmentError(27, f"not a user principal: {caller.principal!r}")
     return name, realm
 
@@ -185,10 +186,10 @@ def sync(caller: Caller, data: dict) -> SyncResult:
         user = read_user(server, caller.principal)
         claimed_mail = _text(data.get("email")).lower()
         if user.mail:
+            _check_mail_domain(customer, user.mail, org)
             if org is None:
                 org = _suitable_organization(customer, server, user.mail.rpartition("@")[2].lower())
                 audit.refs["organization"] = org
-            _check_mail_domain(customer, user.mail, org)
             if claimed_mail and claimed_mail != user.mail.lower():
                 raise EnrollmentError(18, f"request says {claimed_mail}, AD says {user.mail}")
         elif claimed_mail:

@@ -1,0 +1,129 @@
+"""The enrollment service (what the agent's `requestpath` points at): sync, enroll, poll, status.
+
+Every call is authenticated with HTTP Negotiate; the Kerberos principal is the caller's identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Router, Schema
+from ninja.security.base import AuthBase
+
+from autoenroll.server.kerberos import spnego
+
+from . import pipeline
+
+log = logging.getLogger("autoenroll.enrollment")
+
+
+class NegotiateAuth(AuthBase):
+    """HTTP Negotiate (SPNEGO/Kerberos) for django-ninja; the 401 answer is built by the API's handler."""
+
+    openapi_type = "http"
+    openapi_scheme = "negotiate"
+
+    def __call__(self, request: HttpRequest):
+        try:
+            negotiated = spnego.authenticate(request)
+        except spnego.NegotiateError as exc:
+            request.negotiate_error = exc
+            spnego.log_failure(request, exc)
+            return None
+        request.kerberos_principal = negotiated.principal
+        request.kerberos_realm = negotiated.realm
+        request.negotiate_response_token = negotiated.response_token
+        return negotiated
+
+
+router = Router(auth=NegotiateAuth(), tags=["enrollment"])
+
+
+class ErrorDetail(Schema):
+    code: int
+    message: str
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail
+
+
+class SyncIn(Schema):
+    customeruri: str | None = None
+    orgid: str | int | None = None
+    domainname: str | None = None
+    email: str | None = None
+
+
+class SyncOut(Schema):
+    principal: str
+    email: str
+    cn: str
+    orgid: str | None
+    customeruri: str
+
+
+class EnrollIn(Schema):
+    customeruri: str | None = None
+    orgid: str | int | None = None
+    email: str | None = None
+    cn: str | None = None
+    csr: str | None = None
+
+
+class EnrollOut(Schema):
+    request_id: str
+    status: str
+    certificate: str | None = None
+    chain: str | None = None
+    serial: str | None = None
+    retry_after: int | None = None
+
+
+class StatusIn(Schema):
+    customeruri: str | None = None
+    status: str | None = None
+    serial: str | None = None
+    replaced_serial: str | None = None
+
+
+class StatusOut(Schema):
+    status: str
+    revoked_serial: str | None = None
+
+
+def _caller(request: HttpRequest, response: HttpResponse) -> pipeline.Caller:
+    token = getattr(request, "negotiate_response_token", None)
+    if token:
+        response["WWW-Authenticate"] = "Negotiate " + base64.b64encode(token).decode("ascii")
+    return pipeline.Caller(
+        principal=request.kerberos_principal,
+        realm=request.kerberos_realm,
+        remote_addr=request.META.get("REMOTE_ADDR"),
+    )
+
+
+ERRORS = {400: ErrorOut, 401: str, 403: ErrorOut, 404: ErrorOut, 500: ErrorOut, 503: ErrorOut}
+
+
+@router.post("/sync", response={200: SyncOut, **ERRORS}, summary="Resolve customer, organization, AD server and person")
+def sync(request: HttpRequest, response: HttpResponse, body: SyncIn):
+    return pipeline.sync(_caller(request, response), body.dict()).as_dict()
+
+
+@router.post("/enroll", response={200: EnrollOut, **ERRORS}, summary="Check a CSR against AD and issue")
+def enroll(request: HttpRequest, response: HttpResponse, body: EnrollIn):
+    return pipeline.request_answer(pipeline.enroll(_caller(request, response), body.dict()))
+
+
+@router.get("/requests/{request_id}", response={200: EnrollOut, **ERRORS}, summary="Poll a pending request")
+def poll(request: HttpRequest, response: HttpResponse, request_id: str):
+    return pipeline.request_answer(pipeline.poll(_caller(request, response), request_id))
+
+
+@router.post("/status", response={200: StatusOut, **ERRORS}, summary="Report installed/failed; revokes the replaced")
+def status(request: HttpRequest, response: HttpResponse, body: StatusIn):
+    revoked = pipeline.report_status(_caller(request, response), body.dict())
+    return {"status": "ok", "revoked_serial": revoked.serial if revoked else None}

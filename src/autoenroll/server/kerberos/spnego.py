@@ -1,0 +1,494 @@
+"""HTTP Negotiate (SPNEGO/Kerberos) for Django views: how domain users prove who they are (guide 2, 2.5).
+
+Plain synchronous code, the way authentik does it: the acceptor credentials of each KerberosRealm come from
+that realm's keytab through an explicit credential store, so several realms (customers, guide 6) are served by
+one process without ever switching KRB5_* environment variables per request. The realm is chosen from the
+ticket in the client's AP-REQ (its realm and service name travel in clear); when the token cannot be read
+that way every realm's credentials are tried.
+
+Process-wide Kerberos settings (replay cache directory, clock skew) are made once at start-up by
+`kerberos_environment`, called from settings.py before any request thread exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gssapi
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from gssapi.raw import exceptions as gss_errors
+from gssapi.raw.misc import GSSError
+
+from autoenroll.server.kerberos.keytab import KeytabError, read_keytab
+
+if TYPE_CHECKING:  # the model is imported lazily: settings.py imports this module before apps are ready
+    from autoenroll.server.kerberos.models import KerberosRealm
+
+logger = logging.getLogger("autoenroll.kerberos")
+
+#: The body CCM answers unauthenticated requests with (guide 2.5).
+UNAUTHORIZED_TEXT = "This request requires HTTP authentication ()."
+#: MIT's default: tickets whose authenticator time differs more than this from ours are refused.
+DEFAULT_CLOCKSKEW = 300
+#: A Negotiate header larger than this is refused unread (AD tickets with big PACs stay well below).
+MAX_TOKEN_CHARS = 64 * 1024
+
+KINDS = ("missing", "malformed", "replay", "skew", "unknown_spn", "no_realm", "other")
+#: How each kind reads in the log line (operators grep for these words).
+KIND_LABELS = {
+    "missing": "no Negotiate token",
+    "malformed": "malformed token",
+    "replay": "replayed ticket (replay cache hit)",
+    "skew": "clock skew too great",
+    "unknown_spn": "unknown SPN",
+    "no_realm": "no usable realm",
+    "other": "refused",
+}
+# When several realms were tried, the most telling failure is reported.
+_PRIORITY = ("replay", "skew", "malformed", "other", "unknown_spn", "no_realm")
+
+_SPNEGO_OID = bytes.fromhex("2b0601050502")  # 1.3.6.1.5.5.2
+_KRB5_OIDS = (bytes.fromhex("2a864886f712010202"), bytes.fromhex("2a864882f712010202"))  # MIT, and MS's variant
+
+
+class NegotiateError(Exception):
+    """Authentication failed; `kind` is one of KINDS, `reason` says why in words (never contains the token)."""
+
+    def __init__(self, reason: str, kind: str = "other") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+        self.reason = reason
+        self.kind = kind
+        super().__init__(f"{KIND_LABELS[kind]}: {reason}")
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """A successful Negotiate: who (e.g. user1@TEST.COM), through which realm, and the mutual-auth token."""
+
+    principal: str
+    realm: KerberosRealm
+    response_token: bytes | None
+    service: str | None = None
+
+
+# ---- process set-up ----------------------------------------------------------------------------------------
+
+
+def kerberos_environment(
+    data_dir: str | os.PathLike[str],
+    clockskew: int = DEFAULT_CLOCKSKEW,
+    base_config: str | None = None,
+) -> dict[str, str]:
+    """Prepare `<data_dir>/rcache` and `<data_dir>/krb5-acceptor.conf`; return the KRB5_* variables to set ONCE.
+
+    Why environment variables at all: MIT reads the replay cache directory only from KRB5RCACHEDIR (default
+    /var/tmp, shared with every other program) and the clock skew only from krb5.conf. KRB5_CONFIG takes a
+    colon-separated list in which the first file wins, so a small file holding just `clockskew` is put in
+    front of the admin's krb5.conf (`base_config`, default: the current KRB5_CONFIG or /etc/krb5.conf).
+    Setting variables while request threads run would race with libkrb5's getenv; never call this per request.
+    """
+    if not 0 <= clockskew <= 86400:
+        raise ValueError("clockskew must be between 0 and 86400 seconds")
+    root = Path(data_dir)
+    rcache = root / "rcache"
+    rcache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    rcache.chmod(0o700)  # the replay cache holds authenticator hashes of every login
+    ours = root / "krb5-acceptor.conf"
+    content = (
+        "# Written by autoenroll at start-up (kerberos_environment); edits are overwritten.\n"
+        f"[libdefaults]\n    clockskew = {int(clockskew)}\n"
+    )
+    if not ours.exists() or ours.read_text() != content:
+        tmp = ours.with_name(f".{ours.name}.{os.getpid()}")
+        tmp.write_text(content)
+        os.replace(tmp, ours)
+    base = base_config if base_config is not None else os.environ.get("KRB5_CONFIG") or "/etc/krb5.conf"
+    rest = [p for p in base.split(":") if p and Path(p) != ours]
+    return {"KRB5RCACHEDIR": str(rcache), "KRB5_CONFIG": ":".join([str(ours), *rest])}
+
+
+# ---- acceptor credentials, cached per (realm, keytab path, mtime) -------------------------------------------
+
+_lock = threading.Lock()
+_creds: dict[tuple[int, str, int], gssapi.Credentials] = {}
+_principals: dict[tuple[str, int, int], frozenset[str]] = {}
+
+
+def _stat_key(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+def acceptor_credentials(realm: KerberosRealm) -> gssapi.Credentials:
+    """The realm's acceptor credentials from its keytab (explicit store; any principal in the keytab).
+
+    Built once per process per (realm, keytab path, mtime): a replaced keytab (new kvno after ktpass) is picked
+    up without a restart. Raises NegotiateError(no_realm) when the keytab is missing or unusable.
+    """
+    path = realm.keytab_path
+    try:
+        mtime, _ = _stat_key(path)
+    except OSError as exc:
+        raise NegotiateError(f"realm {realm.domain}: keytab {path}: {exc.strerror}", "no_realm") from None
+    key = (realm.pk, path, mtime)
+    with _lock:
+        creds = _creds.get(key)
+        if creds is None:
+            try:
+                creds = gssapi.Credentials(usage="accept", store={"keytab": path})
+            except GSSError as exc:
+                raise NegotiateError(f"realm {realm.domain}: keytab {path}: {_minor(exc)}", "no_realm") from None
+            for old in [k for k in _creds if k[0] == realm.pk]:
+                del _creds[old]
+            _creds[key] = creds
+        return creds
+
+
+def keytab_principals(path: str) -> frozenset[str] | None:
+    """Principals a keytab holds (cached by mtime and size); None when it cannot be read."""
+    try:
+        key = (path, *_stat_key(path))
+    except OSError:
+        return None
+    with _lock:
+        if key in _principals:
+            return _principals[key]
+    try:
+        names = frozenset(e.principal for e in read_keytab(path))
+    except KeytabError:
+        return None
+    with _lock:
+        for old in [k for k in _principals if k[0] == path]:
+            del _principals[old]
+        _principals[key] = names
+    return names
+
+
+def clear_caches() -> None:
+    """Forget cached credentials and keytab listings (tests; admin tools after replacing a keytab in place)."""
+    with _lock:
+        _creds.clear()
+        _principals.clear()
+
+
+# ---- reading the ticket's service name out of the token ------------------------------------------------------
+
+
+class _DerError(ValueError):
+    pass
+
+
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
+    """One DER element at pos: (tag byte, start of value, end of value, end of element)."""
+    if pos + 2 > end:
+        raise _DerError("truncated")
+    tag = data[pos]
+    if tag & 0x1F == 0x1F:
+        raise _DerError("multi-byte tags are not used here")
+    length = data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 4 or pos + n > end:
+            raise _DerError("bad length")
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + length > end:
+        raise _DerError("element runs past its parent")
+    return tag, pos, pos + length, pos + length
+
+
+def _children(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
+    """Context-tagged children [n] of a SEQUENCE body: {n: (start, end) of the explicit value}."""
+    out: dict[int, tuple[int, int]] = {}
+    pos = start
+    while pos < end:
+        tag, vstart, vend, pos = _tlv(data, pos, end)
+        if tag & 0xE0 == 0xA0:
+            out[tag & 0x1F] = (vstart, vend)
+    return out
+
+
+def _expect(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    t, vstart, vend, _ = _tlv(data, pos, end)
+    if t != tag:
+        raise _DerError(f"expected tag {tag:#x}, found {t:#x}")
+    return vstart, vend
+
+
+def ticket_service(token: bytes) -> str | None:
+    """The service principal (e.g. HTTP/ccm.test.com@TEST.COM) of the ticket inside a Negotiate token.
+
+    Works on SPNEGO NegTokenInit with a Kerberos mechToken and on raw Kerberos GSS tokens; None when the
+    token carries no readable AP-REQ (e.g. NTLM first), in which case the caller tries every realm.
+    """
+    try:
+        return _ticket_service(token)
+    except (_DerError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def _ticket_service(token: bytes) -> str | None:
+    start, end = _expect(token, 0, len(token), 0x60)  # [APPLICATION 0] InitialContextToken
+    ostart, oend = _expect(token, start, end, 0x06)
+    oid = token[ostart:oend]
+    if oid in _KRB5_OIDS:
+        return _ap_req_service(token, oend, end)
+    if oid != _SPNEGO_OID:
+        return None
+    istart, iend = _expect(token, oend, end, 0xA0)  # NegotiationToken: negTokenInit [0]
+    sstart, send = _expect(token, istart, iend, 0x30)
+    fields = _children(token, sstart, send)
+    if 2 not in fields:  # no optimistic mechToken
+        return None
+    mstart, mend = _expect(token, *fields[2], 0x04)
+    mech = token[mstart:mend]
+    kstart, kend = _expect(mech, 0, len(mech), 0x60)
+    ostart, oend = _expect(mech, kstart, kend, 0x06)
+    if mech[ostart:oend] not in _KRB5_OIDS:
+        return None
+    return _ap_req_service(mech, oend, kend)
+
+
+def _ap_req_service(data: bytes, pos: int, end: int) -> str | None:
+    if data[pos : pos + 2] != b"\x01\x00":  # TOK_ID of KRB_AP_REQ
+        return None
+    astart, aend = _expect(data, pos + 2, end, 0x6E)  # [APPLICATION 14] AP-REQ
+    sstart, send = _expect(data, astart, aend, 0x30)
+    tstart, tend = _expect(data, *_children(data, sstart, send)[3], 0x61)  # ticket [3] -> [APPLICATION 1]
+    qstart, qend = _expect(data, tstart, tend, 0x30)
+    ticket = _children(data, qstart, qend)
+    rstart, rend = _expect(data, *ticket[1], 0x1B)  # realm: GeneralString
+    realm = data[rstart:rend].decode("utf-8")
+    nstart, nend = _expect(data, *ticket[2], 0x30)  # sname: PrincipalName
+    lstart, lend = _expect(data, *_children(data, nstart, nend)[1], 0x30)
+    parts, pos = [], lstart
+    while pos < lend:
+        tag, vstart, vend, pos = _tlv(data, pos, lend)
+        if tag != 0x1B:
+            raise _DerError("name component is not a GeneralString")
+        parts.append(data[vstart:vend].decode("utf-8"))
+    name = "/".join(parts) + "@" + realm
+    if not parts or not realm or not name.isprintable():  # it is unauthenticated text that ends up in the log
+        return None
+    return name
+
+
+# ---- classification ------------------------------------------------------------------------------------------
+
+
+def _minor(exc: GSSError) -> str:
+    """The most specific line of a GSSError (the minor status when there is one)."""
+    try:
+        message = exc.gen_message()
+    except Exception:  # noqa: BLE001 - never let error formatting hide the error
+        message = str(exc)
+    head, sep, tail = message.rpartition("Minor (")
+    if sep:
+        text = tail.split(": ", 1)[-1].strip()
+        if text and text.lower() != "unknown error":
+            return text
+    return message.split(", Minor (")[0].split(": ", 1)[-1].strip() or message
+
+
+_UNKNOWN_SPN_MARKERS = (
+    "server not found in kerberos database",
+    "not found in keytab",
+    "key table entry not found",
+    "no key table entry found",
+    "wrong principal in request",
+    "no principal in keytab matches",
+)
+
+
+def classify_gss_error(exc: GSSError) -> NegotiateError:
+    """Turn a GSSError from accepting a token into a NegotiateError with the right kind.
+
+    MIT's minor status numbers are remapped per process by the mechglue (they read 100001, 100005, ...), so
+    the minor message text is what identifies the cause; the major code catches defective tokens.
+    """
+    text = _minor(exc)
+    low = text.lower()
+    if "replay" in low:
+        return NegotiateError(text, "replay")
+    if "clock skew" in low:
+        return NegotiateError(text, "skew")
+    if any(m in low for m in _UNKNOWN_SPN_MARKERS):
+        if "kvno" in low and "out of date" in low:
+            return NegotiateError(f"{text} (export the keytab again)", "other")
+        return NegotiateError(text, "unknown_spn")
+    if isinstance(exc, gss_errors.DuplicateTokenError):
+        return NegotiateError(text, "replay")
+    if isinstance(exc, gss_errors.InvalidTokenError | gss_errors.BadMechanismError | gss_errors.TokenReadError):
+        return NegotiateError(text, "malformed")
+    return NegotiateError(text, "other")
+
+
+# ---- accepting -----------------------------------------------------------------------------------------------
+
+
+def accept_token(token: bytes, creds: gssapi.Credentials) -> tuple[str, bytes | None, str | None]:
+    """Run the acceptor once: (initiator principal, output token, service name) or NegotiateError.
+
+    python-gssapi defers SPNEGO acceptor errors to `ctx.complete`, so both stay inside the try.
+    """
+    ctx = gssapi.SecurityContext(creds=creds, usage="accept")
+    try:
+        out = ctx.step(token)
+        complete = ctx.complete
+        initiator = str(ctx.initiator_name) if complete else ""
+        try:
+            service = str(ctx.target_name) if complete and ctx.target_name is not None else None
+        except GSSError:
+            service = None
+    except GSSError as exc:
+        raise classify_gss_error(exc) from None
+    if not complete:
+        raise NegotiateError("the client's first token needs another round trip (no Kerberos token first)", "other")
+    return initiator, out or None, service
+
+
+def _check_initiator(principal: str, realm: KerberosRealm) -> None:
+    name, _, principal_realm = principal.rpartition("@")
+    if not name or "/" in name:
+        raise NegotiateError(f"initiator {principal} is not a user principal", "other")
+    if principal_realm.upper() != realm.realm.upper():
+        raise NegotiateError(
+            f"cross-realm principal {principal} refused by realm {realm.domain} ({realm.realm})", "other"
+        )
+
+
+def _parse_header(request: HttpRequest) -> bytes:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "negotiate":
+        raise NegotiateError("no 'Authorization: Negotiate' header", "missing")
+    value = value.strip()
+    if not value:
+        raise NegotiateError("empty Negotiate token", "malformed")
+    if len(value) > MAX_TOKEN_CHARS:
+        raise NegotiateError(f"Negotiate token longer than {MAX_TOKEN_CHARS} characters", "malformed")
+    try:
+        token = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise NegotiateError("Negotiate token is not base64", "malformed") from None
+    if token.startswith(b"NTLMSSP\x00"):
+        raise NegotiateError(
+            "NTLM token: the client has no Kerberos ticket for this server (not logged on to the domain, "
+            "or the host name it used has no SPN)",
+            "other",
+        )
+    return token
+
+
+def _candidates(service: str | None, realms: list[KerberosRealm]) -> tuple[list[KerberosRealm], bool]:
+    """Realms to try, best first, and whether one of them is known to hold the ticket's service key."""
+    if service is None:
+        return realms, False
+    service_realm = service.rpartition("@")[2].upper()
+    holding = [r for r in realms if service in (keytab_principals(r.keytab_path) or ())]
+    if not holding:
+        return realms, False
+
+    def rank(r: KerberosRealm) -> tuple[bool, bool]:
+        return (r.service_principal != service, r.realm.upper() != service_realm)
+
+    return sorted(holding, key=rank), True
+
+
+def authenticate(request: HttpRequest, realms: list[KerberosRealm] | None = None) -> Negotiated:
+    """Authenticate the request's `Authorization: Negotiate` token against the configured realms.
+
+    The initiator must be a user principal of the realm that the accepting KerberosRealm's service principal
+    belongs to: cross-realm principals (user@OTHER.REALM through a trust) are refused, because users are then
+    looked up in that realm's directory and a foreign name would resolve to the wrong account or none.
+    Raises NegotiateError(kind) on failure.
+    """
+    token = _parse_header(request)
+    if realms is None:
+        from autoenroll.server.kerberos.models import KerberosRealm
+
+        realms = list(KerberosRealm.objects.select_related("customer"))
+    if not realms:
+        raise NegotiateError("no Kerberos realm is configured", "no_realm")
+    service = ticket_service(token)
+    candidates, known = _candidates(service, realms)
+    failures: list[NegotiateError] = []
+    for realm in candidates:
+        try:
+            principal, out, accepted_service = accept_token(token, acceptor_credentials(realm))
+        except NegotiateError as exc:
+            failures.append(exc)
+            if exc.kind in ("replay", "skew", "malformed"):
+                break  # the same with any other keytab; and a second try must not touch another replay cache
+            continue
+        _check_initiator(principal, realm)
+        return Negotiated(principal, realm, out, accepted_service or service)
+    worst = min(failures, key=lambda e: _PRIORITY.index(e.kind))
+    if worst.kind in ("unknown_spn", "no_realm") and service is not None and not known:
+        raise NegotiateError(f"ticket for {service}, which no configured keytab holds ({worst.reason})", "unknown_spn")
+    raise worst
+
+
+# ---- the view decorator --------------------------------------------------------------------------------------
+
+
+def unauthorized() -> HttpResponse:
+    """401 with `WWW-Authenticate: Negotiate` and the guide's text, as CCM answered."""
+    response = HttpResponse(UNAUTHORIZED_TEXT, status=401, content_type="text/plain; charset=utf-8")
+    response["WWW-Authenticate"] = "Negotiate"
+    return response
+
+
+def _client(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR") or "?"
+
+
+def log_failure(request: HttpRequest, exc: NegotiateError) -> None:
+    """One line saying why (replay, clock skew, unknown SPN, ...); never the token. A missing header is
+    the normal first leg of every exchange, so only DEBUG."""
+    level = logging.DEBUG if exc.kind == "missing" else logging.WARNING
+    logger.log(
+        level,
+        "Negotiate authentication failed: %s: %s (client %s, %s %s)",
+        KIND_LABELS[exc.kind],
+        exc.reason,
+        _client(request),
+        request.method,
+        request.path,
+        extra={"kerberos_failure": exc.kind},
+    )
+
+
+def negotiate_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Let only Kerberos-authenticated requests reach `view`; set request.kerberos_principal / kerberos_realm.
+
+    CSRF-exempt: Negotiate-authenticated calls carry no cookie, so there is no ambient authority to forge.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            result = authenticate(request)
+        except NegotiateError as exc:
+            log_failure(request, exc)
+            return unauthorized()
+        request.kerberos_principal = result.principal
+        request.kerberos_realm = result.realm
+        response = view(request, *args, **kwargs)
+        if result.response_token:
+            response["WWW-Authenticate"] = "Negotiate " + base64.b64encode(result.response_token).decode("ascii")
+        return response
+
+    return csrf_exempt(wrapper)

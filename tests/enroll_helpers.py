@@ -1,0 +1,70 @@
+"""Helpers for tests that speak the enrollment protocol: an in-process agent with a real Kerberos
+ticket and real SPNEGO tokens (Django's test client does the HTTP part), CSRs, error checks."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import gssapi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+from django.test import Client
+
+from autoenroll import pki
+from autoenroll.protocol.messages import API_PREFIX
+
+SPNEGO = gssapi.OID.from_int_seq("1.3.6.1.5.5.2")
+SERVICE = gssapi.Name("HTTP@ccm.test.com", gssapi.NameType.hostbased_service)
+
+
+class Agent:
+    """Speaks the enrollment protocol as one Kerberos user."""
+
+    def __init__(self, ccache: str) -> None:
+        self.creds = gssapi.Credentials(usage="initiate", store={"ccache": ccache})
+        self.client = Client(enforce_csrf_checks=True)
+
+    def token(self) -> str:
+        ctx = gssapi.SecurityContext(name=SERVICE, creds=self.creds, usage="initiate", mech=SPNEGO)
+        return base64.b64encode(ctx.step()).decode()
+
+    def post(self, step: str, **data):
+        return self.client.post(
+            f"{API_PREFIX}/{step}",
+            data=json.dumps(data),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Negotiate {self.token()}",
+            secure=True,
+        )
+
+    def get(self, path: str):
+        return self.client.get(f"{API_PREFIX}/{path}", HTTP_AUTHORIZATION=f"Negotiate {self.token()}", secure=True)
+
+    def sync(self, **data):
+        return self.post("sync", **data)
+
+    def enroll(self, **data):
+        return self.post("enroll", **data)
+
+    def status(self, **data):
+        return self.post("status", **data)
+
+
+def make_csr(cn: str | None = "user1", *, key_type="ec-p256", mail: str | None = None, extensions=()) -> tuple:
+    """A real PKCS#10 request; returns (private key, PEM text)."""
+    key = pki.generate_private_key(key_type)
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
+    if mail:
+        names.append(x509.NameAttribute(NameOID.EMAIL_ADDRESS, mail))
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    csr = builder.sign(key, hashes.SHA256())
+    return key, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def assert_error(response, code: int, message: str) -> None:
+    """The guide's number and exact message, as the agent will read them."""
+    assert response.json() == {"error": {"code": code, "message": message}}, response.content

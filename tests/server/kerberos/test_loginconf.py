@@ -1,0 +1,183 @@
+"""login.conf (guide 2.2 / 6.1): parsing, writing, and the `realms import/export/delete` commands."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from autoenroll.server.kerberos import loginconf
+from autoenroll.server.kerberos.models import KerberosRealm
+
+# Guide 6.1 verbatim, including the two trailing blanks the guide has on every line but the last.
+GUIDE_6_1 = "  \n".join(
+    [
+        "de.com {",
+        "    com.sun.security.auth.module.Krb5LoginModule required",
+        "    storeKey=true",
+        "    useKeyTab=true",
+        "    refreshKrb5Config=true",
+        "    isInitiator=false",
+        '    keyTab="/home/lsc/keytab/fff.keytab"',
+        '    principal="HTTP/certmgr.de.com@DE.COM";',
+        "};",
+        "ny.com {",
+        "    com.sun.security.auth.module.Krb5LoginModule required",
+        "    storeKey=true",
+        "    useKeyTab=true",
+        "    refreshKrb5Config=true",
+        "    isInitiator=false",
+        '    keyTab="/home/lsc/keytab/abc.keytab"',
+        '    principal="HTTP/ccm.ny.com@NY.COM";',
+        "};",
+    ]
+).replace("};  \n", "};\n")
+OPTIONS = {"storeKey": "true", "useKeyTab": "true", "refreshKrb5Config": "true", "isInitiator": "false"}
+
+
+def realms(*args: str) -> str:
+    out = StringIO()
+    call_command("realms", *args, stdout=out)
+    return out.getvalue()
+
+
+def rows() -> list[tuple[str, str, str]]:
+    return [(r.domain, r.keytab_path, r.service_principal) for r in KerberosRealm.objects.all()]
+
+
+def test_the_guides_6_1_example_parses_into_both_entries():
+    assert loginconf.parse(GUIDE_6_1) == [
+        loginconf.LoginEntry(
+            "de.com", "/home/lsc/keytab/fff.keytab", "HTTP/certmgr.de.com@DE.COM", "required", OPTIONS, 1
+        ),
+        loginconf.LoginEntry(
+            "ny.com", "/home/lsc/keytab/abc.keytab", "HTTP/ccm.ny.com@NY.COM", "required", OPTIONS, 10
+        ),
+    ]
+
+
+def test_writing_reproduces_the_guides_layout():
+    assert loginconf.render(loginconf.parse(GUIDE_6_1)) == GUIDE_6_1.replace("  \n", "\n") + "\n"
+
+
+def test_comments_blank_space_and_unquoted_values_are_tolerated():
+    text = """
+    // exported from CCM 4.5
+    /* test.com: the
+       first customer */ test.com{com.sun.security.auth.module.Krb5LoginModule   required
+        keyTab=/etc/autoenroll/ccm.keytab   // no quotes
+        principal = HTTP/ccm.test.com@TEST.COM
+        isInitiator="false";};
+    """
+    (entry,) = loginconf.parse(text)
+    assert (entry.name, entry.keytab, entry.principal, entry.line) == (
+        "test.com",
+        "/etc/autoenroll/ccm.keytab",
+        "HTTP/ccm.test.com@TEST.COM",
+        4,
+    )
+
+
+def test_windows_paths_and_escapes_survive_a_round_trip():
+    entry = loginconf.LoginEntry("test.com", 'C:/kerberos/my "ccm".keytab', "HTTP/ccm.test.com@TEST.COM")
+    assert loginconf.parse(loginconf.render([entry]))[0].keytab == 'C:/kerberos/my "ccm".keytab'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("de.com {\n  com.sun.security.auth.module.Krb5LoginModule required\n  keyTab=x\n", "line 4: unexpected end"),
+        ("de.com {\n  com.sun.security.auth.module.Krb5LoginModule bogus\n};", "line 2: flag must be one of"),
+        (
+            'a {\n com.sun.security.auth.module.Krb5LoginModule required\n keyTab="/x\n principal=y; };',
+            "line 3: quoted",
+        ),
+        (
+            "a {\n com.sun.security.auth.module.Krb5LoginModule required\n principal=HTTP/a@B;\n};",
+            "line 2: .*no keyTab",
+        ),
+        ("a {\n com.sun.security.auth.module.Krb5LoginModule required keyTab=x keyTab=y;\n};", "line 2: .*given twice"),
+        ("a {\n /* never closed\n};", "line 2: comment '/\\*' is never closed"),
+        (
+            "a {\n com.sun.security.auth.module.Krb5LoginModule required keyTab=x principal=y\n}",
+            "line 3: expected an option name or ';', found '}'",
+        ),
+        ("a {\n com.sun.security.auth.module.Krb5LoginModule required keyTab x;\n};", "line 2: expected '='"),
+        ("a {\n other.Module required;\n};", "line 1: .*needs exactly one .*Krb5LoginModule"),
+        (
+            "a {\n com.sun.security.auth.module.Krb5LoginModule required\n isInitiator=true keyTab=x principal=y;\n};",
+            "line 3: .*isInitiator must be false",
+        ),
+        (
+            GUIDE_6_1
+            + "\n// again\nDE.com { com.sun.security.auth.module.Krb5LoginModule required keyTab=k principal=p; };",
+            "line 20: entry 'DE.com' already defined on line 1",
+        ),
+    ],
+    ids=["eof", "flag", "quote", "no-keytab", "twice", "comment", "semicolon", "equals", "module", "initiator", "dup"],
+)
+def test_bad_input_is_an_error_that_names_the_line(text, message):
+    with pytest.raises(loginconf.LoginConfError, match=message):
+        loginconf.parse(text)
+
+
+@pytest.mark.django_db
+def test_import_creates_one_realm_per_entry_and_reports_it(tmp_path, acme):
+    conf = tmp_path / "login.conf"
+    conf.write_text(GUIDE_6_1)
+    out = realms("import", str(conf), "--customer", "acme")
+    assert "realm de.com created (HTTP/certmgr.de.com@DE.COM, /home/lsc/keytab/fff.keytab)" in out
+    assert "realm ny.com created" in out and "2 entries read" in out
+    assert rows() == [
+        ("de.com", "/home/lsc/keytab/fff.keytab", "HTTP/certmgr.de.com@DE.COM"),
+        ("ny.com", "/home/lsc/keytab/abc.keytab", "HTTP/ccm.ny.com@NY.COM"),
+    ]
+    assert {r.customer for r in KerberosRealm.objects.all()} == {acme}
+    again = realms("import", str(conf))
+    assert "realm de.com unchanged" in again and "realm ny.com unchanged" in again
+
+
+@pytest.mark.django_db
+def test_export_then_import_round_trips(tmp_path):
+    realms("add", "--domain", "test.com", "--keytab", "/srv/k/ccm.keytab", "--principal", "HTTP/ccm.test.com@TEST.COM")
+    realms(
+        "add", "--domain", "de.com", "--keytab", "C:/kerberos/de.keytab", "--principal", "HTTP/certmgr.de.com@DE.COM"
+    )
+    before = rows()
+    conf = tmp_path / "login.conf"
+    assert "2 realms written" in realms("export", str(conf))
+    assert conf.read_text() == realms("export")  # stdout by default, same text
+    assert conf.read_text().startswith("de.com {\n    com.sun.security.auth.module.Krb5LoginModule required\n")
+    realms("delete", "test.com")
+    realms("delete", "de.com")
+    assert rows() == []
+    realms("import", str(conf))
+    assert rows() == before
+
+
+@pytest.mark.django_db
+def test_import_is_all_or_nothing(tmp_path):
+    realms("add", "--domain", "de.com", "--keytab", "/old.keytab", "--principal", "HTTP/old.de.com@DE.COM")
+    conf = tmp_path / "login.conf"
+    conf.write_text(
+        GUIDE_6_1 + "\nbad.com {\n com.sun.security.auth.module.Krb5LoginModule required keyTab=/k principal=ccm;\n};\n"
+    )
+    with pytest.raises(CommandError, match=r"line 19: entry 'bad.com': service_principal: .*nothing imported"):
+        realms("import", str(conf))
+    assert rows() == [("de.com", "/old.keytab", "HTTP/old.de.com@DE.COM")]  # de.com not updated, ny.com not made
+
+
+@pytest.mark.django_db
+def test_import_of_a_broken_file_names_file_and_line_and_changes_nothing(tmp_path):
+    conf = tmp_path / "login.conf"
+    conf.write_text(GUIDE_6_1.replace('principal="HTTP/ccm.ny.com@NY.COM";', 'principal="HTTP/ccm.ny.com@NY.COM"'))
+    with pytest.raises(CommandError, match=rf"{conf}: line 18: expected an option name or ';', found '}}'"):
+        realms("import", str(conf))
+    assert rows() == []
+
+
+@pytest.mark.django_db
+def test_delete_of_an_unknown_domain_is_an_error():
+    with pytest.raises(CommandError, match="no realm with domain 'nope.com'"):
+        realms("delete", "nope.com")
