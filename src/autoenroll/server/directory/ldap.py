@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ldap3 import BASE, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
+from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException, LDAPSocketOpenError, LDAPStartTLSError
 from ldap3.utils.conv import escape_filter_chars
 
@@ -101,7 +101,6 @@ class DirectoryClient:
             authentication=SIMPLE,
             receive_timeout=s.timeout,
             raise_exceptions=False,
-            read_only=True,
             check_names=False,
         )
         try:
@@ -198,6 +197,32 @@ class DirectoryClient:
             cn=one("cn"),
             enabled=not uac & ACCOUNTDISABLE,
         )
+
+    def publish_certificates(self, dn: str, add: list[bytes] = (), remove: list[bytes] = ()) -> None:
+        """Add and remove DER certificates in the user's userCertificate, where Outlook looks for the
+        certificate to encrypt to. The login DN needs write access to it (AD's Cert Publishers group)."""
+        changes = {}
+        ops = [(MODIFY_ADD, list(add))] if add else []
+        ops += [(MODIFY_DELETE, list(remove))] if remove else []
+        if not ops:
+            return
+        changes["userCertificate"] = ops
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._connection()
+                try:
+                    ok = conn.modify(dn, changes)
+                except LDAPException as exc:
+                    self._conn = None
+                    if attempt == 2:
+                        raise DirectoryError("modify", str(exc)) from None
+                    continue
+                if ok:
+                    return
+                result = conn.result
+                if result.get("result") == 16 and remove and not add:  # noSuchAttribute: already gone
+                    return
+                raise DirectoryError("modify", f"{result.get('description')}: {result.get('message')}")
 
     def verify(self) -> VerifyReport:
         """Connect, bind, read the users base DN and the DC's clock (guide 2.3 "Verify", 2.4 time sync)."""

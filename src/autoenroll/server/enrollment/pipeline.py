@@ -23,6 +23,7 @@ from autoenroll.protocol import messages as msg
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate, RevocationReason
 from autoenroll.server.directory.models import ADServer, Person
+from autoenroll.server.directory.publication import publish
 from autoenroll.server.directory.sync import read_user
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
@@ -299,6 +300,7 @@ def enroll(caller: Caller, data: dict) -> EnrollmentRequest:
             return request
         _issue(request, public_key)
         audit.success(person=person, certificate=request.certificate)
+        publish(person, add_pem=request.certificate.pem)
         return request
 
 
@@ -352,6 +354,7 @@ def approve(request: EnrollmentRequest, approved_by: str) -> EnrollmentRequest:
         audit.refs.update(customer=request.customer, person=request.person)
         _issue(request, public_key)
         audit.success(certificate=request.certificate)
+    publish(request.person, add_pem=request.certificate.pem)
     return request
 
 
@@ -451,4 +454,6 @@ def report_status(caller: Caller, data: dict) -> Certificate | None:
         except DatabaseError as exc:
             raise EnrollmentError(23, f"{type(exc).__name__}: {exc}") from None
         audit.success(certificate=installed)
+        if revoked is not None:
+            publish(person, remove_pem=revoked.pem)
         return revoked
