@@ -30,12 +30,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "autoenroll.server",
     "autoenroll.server.tenants",
     "autoenroll.server.directory",
     "autoenroll.server.kerberos",
     "autoenroll.server.certificates",
     "autoenroll.server.enrollment",
+    "autoenroll.server.web",
 ]
 
 MIDDLEWARE = [
@@ -46,7 +48,23 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it answers locked-out sign-ins
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses locked-out users before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Lock a user name out from one address after 5 failed sign-ins, for 30 minutes.
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = 0.5
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_SENSITIVE_PARAMETERS = ["password", "login_password"]
+
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:dashboard"
+LOGOUT_REDIRECT_URL = "web:login"
 
 ROOT_URLCONF = "autoenroll.server.urls"
 WSGI_APPLICATION = "autoenroll.server.wsgi.application"
@@ -90,7 +108,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "static/"
+STATIC_URL = "/static/"
 STATIC_ROOT = CONFIG.data_dir / "static"
 
 SESSION_COOKIE_SECURE = True

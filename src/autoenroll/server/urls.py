@@ -1,11 +1,12 @@
 """URL map of the server."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from .api import api
 
 urlpatterns = [
     path("api/", api.urls),
     path("admin/", admin.site.urls),
+    path("", include("autoenroll.server.web.urls")),
 ]

@@ -222,6 +222,12 @@ class DirectoryClient:
                 result = conn.result
                 if result.get("result") == 16 and remove and not add:  # noSuchAttribute: already gone
                     return
+                if result.get("result") == 50 and attempt == 1:
+                    # insufficientAccessRights: group memberships are read at bind time, so a login
+                    # DN just added to Cert Publishers needs a fresh bind.
+                    self._conn.unbind()
+                    self._conn = None
+                    continue
                 raise DirectoryError("modify", f"{result.get('description')}: {result.get('message')}")
 
     def verify(self) -> VerifyReport:

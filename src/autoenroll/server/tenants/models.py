@@ -100,3 +100,16 @@ def _same_customer_domains(sender, instance, action, pk_set, **kwargs) -> None:
 
 
 models.signals.m2m_changed.connect(_same_customer_domains, sender=Organization.domains.through)
+
+
+class CustomerAdmin(models.Model):
+    """A Customer Admin: a user who administers one customer only. Super Admins are Django superusers."""
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="customer_admin")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="admins")
+
+    class Meta:
+        verbose_name = "customer admin"
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.customer})"

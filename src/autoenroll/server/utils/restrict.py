@@ -1,0 +1,53 @@
+"""The one place that decides which customer's data a user may see (NetBox's RestrictedQuerySet idea).
+
+Super Admins (superusers) see everything; a Customer Admin sees the rows of their own customer and
+nothing else; anybody else sees nothing. Views and API routes never filter by customer by hand:
+they call `restrict(queryset, user)`.
+"""
+
+from __future__ import annotations
+
+from django.apps import apps
+from django.db.models import Model, QuerySet
+
+# model label -> path from the model to its customer; None: Super Admin only.
+CUSTOMER_PATHS: dict[str, str | None] = {
+    "tenants.customer": "pk",
+    "tenants.emaildomain": "customer",
+    "tenants.organization": "customer",
+    "tenants.customeradmin": "customer",
+    "directory.adserver": "customer",
+    "directory.person": "customer",
+    "certificates.certificate": "person__customer",
+    "certificates.certificateauthority": None,
+    "kerberos.kerberosrealm": None,
+    "enrollment.enrollmentevent": "customer",
+    "enrollment.enrollmentrequest": "customer",
+}
+
+
+def customer_of(user):
+    """The customer a Customer Admin administers, or None (Super Admins and other users)."""
+    admin = getattr(user, "customer_admin", None) if user.is_authenticated else None
+    return admin.customer if admin is not None else None
+
+
+def is_super_admin(user) -> bool:
+    return bool(user.is_authenticated and user.is_active and user.is_superuser)
+
+
+def restrict(queryset: QuerySet, user) -> QuerySet:
+    """`queryset` cut down to what `user` may see."""
+    if is_super_admin(user):
+        return queryset
+    customer = customer_of(user) if user.is_active else None
+    path = CUSTOMER_PATHS.get(queryset.model._meta.label_lower, None)
+    if customer is None or path is None:
+        return queryset.none()
+    return queryset.filter(**{path: customer.pk if path == "pk" else customer})
+
+
+def restricted(model: type[Model] | str, user) -> QuerySet:
+    if isinstance(model, str):
+        model = apps.get_model(model)
+    return restrict(model._default_manager.all(), user)
