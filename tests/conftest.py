@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -17,11 +18,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.samba)
 
 
+def _free_dc_ip() -> str:
+    """127.0.0.2, or the next loopback address whose Kerberos and LDAP ports are free (another test
+    session, a benchmark or a demo may hold one)."""
+    for last in range(2, 60):
+        ip = f"127.0.0.{last}"
+        if not any(_listening(ip, port) for port in (88, 389, 636)):
+            return ip
+    raise RuntimeError("no free loopback address for the test DC in 127.0.0.2-59")
+
+
+def _listening(ip: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((ip, port)) == 0
+
+
 @pytest.fixture(scope="session")
 def samba_ad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
     """One real Samba AD DC per test session, cloned from the cached template (~0.5 s).
 
-    Serves on 127.0.0.2 by default so a demo DC on 127.0.0.1 can keep running; override with
+    Serves on 127.0.0.2 or the next free loopback address, so a demo DC on 127.0.0.1 and parallel
+    sessions can keep running; override with
     AUTOENROLL_TEST_DC_IP. Skips when the machine cannot run it, unless AUTOENROLL_REQUIRE_SAMBA=1 (CI).
     """
     ok, reason = available()
@@ -29,7 +47,7 @@ def samba_ad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
         if os.environ.get("AUTOENROLL_REQUIRE_SAMBA") == "1":
             pytest.fail(f"AUTOENROLL_REQUIRE_SAMBA=1 but the Samba test bed cannot run: {reason}")
         pytest.skip(f"Samba AD DC test bed unavailable: {reason}")
-    dc = start(tmp_path_factory.mktemp("samba-ad"), ip=os.environ.get("AUTOENROLL_TEST_DC_IP", "127.0.0.2"))
+    dc = start(tmp_path_factory.mktemp("samba-ad"), ip=os.environ.get("AUTOENROLL_TEST_DC_IP") or _free_dc_ip())
     try:
         yield dc
     finally:

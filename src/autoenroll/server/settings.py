@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "autoenroll.server.certificates",
     "autoenroll.server.enrollment",
     "autoenroll.server.web",
+    "autoenroll.server.api",
 ]
 
 MIDDLEWARE = [

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from .api import api
+from .api.root import api
 
 urlpatterns = [
     path("api/", api.urls),

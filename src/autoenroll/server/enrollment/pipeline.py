@@ -358,6 +358,24 @@ def approve(request: EnrollmentRequest, approved_by: str) -> EnrollmentRequest:
     return request
 
 
+def reject(request: EnrollmentRequest, rejected_by: str) -> EnrollmentRequest:
+    """An administrator refuses a pending request; the agent's next poll answers error 25."""
+    updated = EnrollmentRequest.objects.filter(pk=request.pk, status=EnrollmentRequest.Status.PENDING).update(
+        status=EnrollmentRequest.Status.REJECTED, decided_by=rejected_by, error_code=25
+    )
+    if not updated:
+        raise ValueError(f"request {request.pk} is {request.status}, not pending")
+    request.refresh_from_db()
+    record_error(
+        Step.ENROLL,
+        request.person.principal,
+        EnrollmentError(25, f"request {request.pk} rejected by {rejected_by}"),
+        customer=request.customer,
+        person=request.person,
+    )
+    return request
+
+
 def poll(caller: Caller, request_id: str) -> EnrollmentRequest:
     """The agent asks again for a pending request; only its own requests are visible to it."""
     with _Audit(Step.ENROLL, caller) as audit:

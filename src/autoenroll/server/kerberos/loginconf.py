@@ -207,3 +207,8 @@ def render(entries: Iterable[LoginEntry]) -> str:
         out.append(f"    principal={_quote(e.principal)};")
         out.append("};")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def entries_from_realms(realms: Iterable) -> list[LoginEntry]:
+    """The login.conf entries equivalent to KerberosRealm rows (what Save wrote in CCM's conf/)."""
+    return [LoginEntry(name=r.domain, keytab=r.keytab_path, principal=r.service_principal) for r in realms]

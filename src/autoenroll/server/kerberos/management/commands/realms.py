@@ -103,10 +103,7 @@ class Command(SubcommandCommand):
         self.stdout.write(f"{len(entries)} entries read from {file}")
 
     def handle_export(self, file, **_) -> None:
-        text = loginconf.render(
-            loginconf.LoginEntry(name=r.domain, keytab=r.keytab_path, principal=r.service_principal)
-            for r in KerberosRealm.objects.all()
-        )
+        text = loginconf.render(loginconf.entries_from_realms(KerberosRealm.objects.all()))
         if not file or file == "-":
             self.stdout.write(text, ending="")
             return

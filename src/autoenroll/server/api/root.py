@@ -1,4 +1,5 @@
-"""The server's HTTP API (django-ninja, OpenAPI at /api/docs): the enrollment service for agents."""
+"""The server's HTTP API (django-ninja, OpenAPI at /api/docs): the enrollment service for agents
+(HTTP Negotiate) and the administration API (bearer tokens or the admin's session)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from autoenroll.protocol.messages import error_body, http_status
 from autoenroll.server.enrollment.api import router as enrollment_router
 from autoenroll.server.kerberos import spnego
 
+from . import certificates, directory, enrollment, kerberos, tenants, tokens
+
 api = NinjaAPI(
     title="autoenroll",
     version=__version__,
@@ -19,6 +22,15 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 api.add_router("/enroll", enrollment_router)
+api.add_router("/customers", tenants.router)
+api.add_router("/domains", tenants.domains)
+api.add_router("/organizations", tenants.organizations)
+api.add_router("/ad-servers", directory.router)
+api.add_router("/realms", kerberos.router)
+api.add_router("/certificates", certificates.router)
+api.add_router("/events", enrollment.router)
+api.add_router("/requests", enrollment.requests_router)
+api.add_router("/tokens", tokens.router)
 
 
 @api.exception_handler(EnrollmentError)

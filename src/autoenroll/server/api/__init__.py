@@ -1,0 +1,1 @@
+"""The REST API (django-ninja, OpenAPI at /api/docs) and its per-user tokens."""

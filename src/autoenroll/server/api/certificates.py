@@ -1,0 +1,119 @@
+"""Issued certificates: search, detail, download, revoke (with who and when)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from ninja import Query, Router, Schema
+from ninja.errors import HttpError
+
+from autoenroll.server.certificates import authority
+from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.utils.restrict import restricted
+
+from .auth import ADMIN_AUTH
+from .crud import require_admin
+
+router = Router(auth=ADMIN_AUTH, tags=["certificates"])
+
+
+class CertificateOut(Schema):
+    id: int
+    serial: str
+    ca: str
+    profile: str
+    mail: str
+    subject: str
+    issuer: str
+    principal: str | None
+    not_before: datetime
+    not_after: datetime
+    state: str
+    revoked_at: datetime | None
+    revocation_reason: str
+    revoked_by: str
+    fingerprint_sha256: str
+
+    @staticmethod
+    def resolve_ca(obj: Certificate) -> str:
+        return obj.ca.name
+
+    @staticmethod
+    def resolve_principal(obj: Certificate) -> str | None:
+        return obj.person.principal if obj.person_id else None
+
+
+class CertificateFilter(Schema):
+    mail: str | None = None
+    principal: str | None = None
+    serial: str | None = None
+    state: str | None = None
+    expires_before: datetime | None = None
+
+
+class RevokeIn(Schema):
+    reason: RevocationReason = RevocationReason.UNSPECIFIED
+
+
+def _restricted(request: HttpRequest):
+    require_admin(request)
+    return restricted(Certificate, request.user).select_related("ca", "person")
+
+
+@router.get("", response=list[CertificateOut], summary="Search certificates")
+def list_certificates(request: HttpRequest, filters: Query[CertificateFilter]):
+    qs = _restricted(request)
+    if filters.mail:
+        qs = qs.filter(mail__icontains=filters.mail)
+    if filters.principal:
+        qs = qs.filter(person__principal__icontains=filters.principal)
+    if filters.serial:
+        qs = qs.filter(serial=filters.serial.lower().replace(":", "").lstrip("0"))
+    if filters.expires_before:
+        qs = qs.filter(not_after__lt=filters.expires_before)
+    if filters.state == "revoked":
+        qs = qs.filter(status=Certificate.Status.REVOKED)
+    elif filters.state in ("issued", "expired"):
+        from django.utils import timezone
+
+        qs = qs.filter(status=Certificate.Status.ISSUED)
+        qs = (
+            qs.filter(not_after__gt=timezone.now())
+            if filters.state == "issued"
+            else qs.filter(not_after__lte=timezone.now())
+        )
+    return qs[:1000]
+
+
+@router.get("/{pk}", response=CertificateOut, summary="Get a certificate")
+def get_certificate(request: HttpRequest, pk: int):
+    return get_object_or_404(_restricted(request), pk=pk)
+
+
+@router.get("/{pk}/download", summary="The certificate as PEM (with its chain) or DER")
+def download(request: HttpRequest, pk: int, format: str = "pem", chain: bool = False):
+    cert = get_object_or_404(_restricted(request), pk=pk)
+    if format == "der":
+        der = x509.load_pem_x509_certificate(cert.pem.encode()).public_bytes(serialization.Encoding.DER)
+        response = HttpResponse(der, content_type="application/pkix-cert")
+        response["Content-Disposition"] = f'attachment; filename="{cert.serial}.cer"'
+        return response
+    if format != "pem":
+        raise HttpError(400, "format: pem or der")
+    body = cert.pem + (authority.chain_pem(cert.ca) if chain else "")
+    response = HttpResponse(body, content_type="application/x-pem-file")
+    response["Content-Disposition"] = f'attachment; filename="{cert.serial}.pem"'
+    return response
+
+
+@router.post("/{pk}/revoke", response=CertificateOut, summary="Revoke, recording who and why")
+def revoke(request: HttpRequest, pk: int, body: RevokeIn):
+    cert = get_object_or_404(_restricted(request), pk=pk)
+    try:
+        return authority.revoke(cert, body.reason, by=request.user.get_username())
+    except authority.CAError as exc:
+        raise HttpError(409, str(exc)) from None

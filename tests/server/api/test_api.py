@@ -1,0 +1,125 @@
+"""The administration REST API: tokens, roles, CRUD through the restriction point, Verify, revoke."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from autoenroll.server.api.models import ApiToken
+from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory.models import ADServer
+from autoenroll.server.tenants.models import Customer
+from autoenroll.testbed import samba
+
+from .conftest import ApiClient
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_token_is_checked_by_its_keyed_hash_and_never_stored_in_clear(super_api):
+    token = ApiToken.objects.get()
+    assert token.digest not in super_api.headers["HTTP_AUTHORIZATION"]
+    assert token.prefix in super_api.headers["HTTP_AUTHORIZATION"]
+    assert super_api.get("/api/customers").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["", "nonsense", "ae_0123456789_wrong", "Basic abc"])
+def test_a_bad_token_is_401(db, value):
+    assert ApiClient(value).get("/api/customers").status_code == 401
+
+
+def test_an_expired_token_is_401(super_api):
+    ApiToken.objects.update(expires=timezone.now() - timedelta(seconds=1))
+    assert super_api.get("/api/customers").status_code == 401
+
+
+def test_super_admin_manages_customers_and_a_customer_admin_may_not(super_api, customer_admin_of):
+    created = super_api.post("/api/customers", {"uri": "acme", "name": "ACME"})
+    assert created.status_code == 201, created.content
+    admin = customer_admin_of(Customer.objects.get(uri="acme"))
+    assert admin.post("/api/customers", {"uri": "evil", "name": "Evil"}).status_code == 403
+    assert [c["uri"] for c in admin.get("/api/customers").json()] == ["acme"]
+
+
+def test_customer_admin_configures_domains_organizations_and_ad_servers(acme, customer_admin_of, samba_ad):
+    admin = customer_admin_of(acme)
+    assert admin.post("/api/domains", {"name": "example.org", "authorized": True}).status_code == 201
+    server = admin.post(
+        "/api/ad-servers",
+        {
+            "domain": samba.DOMAIN,
+            "address": samba_ad.ip,
+            "users_base_dn": samba.USERS_DN,
+            "login_dn": samba.SERVICE_ACCOUNT_DN,
+            "login_password": samba.SERVICE_ACCOUNT_PASSWORD,
+            "tls_ca_pem": samba_ad.tls_ca.read_text(),
+            "tls_server_name": samba.DC_FQDN,
+        },
+    )
+    assert server.status_code == 201, server.content
+    assert samba.SERVICE_ACCOUNT_PASSWORD not in server.content.decode()
+    assert server.json()["is_default"] is True and server.json()["customer"] == "acme"
+    org = admin.post("/api/organizations", {"name": "Sales", "domains": ["test.com"], "ad_server": server.json()["id"]})
+    assert org.status_code == 201, org.content
+    assert org.json()["domains"] == ["test.com"] and org.json()["ad_server"] == server.json()["id"]
+    verified = admin.post(f"/api/ad-servers/{server.json()['id']}/verify").json()
+    assert verified["ok"] is True and verified["round_trip_ms"] > 0 and abs(verified["clock_skew_seconds"]) < 5
+
+
+def test_verify_reports_a_wrong_password_at_bind(ad_server, customer_admin_of):
+    admin = customer_admin_of(ad_server.customer)
+    assert admin.patch(f"/api/ad-servers/{ad_server.pk}", {"login_password": "wrong"}).status_code == 200
+    verified = admin.post(f"/api/ad-servers/{ad_server.pk}/verify").json()
+    assert verified["ok"] is False and verified["stage"] == "bind"
+
+
+def test_an_empty_password_keeps_the_stored_one(ad_server, customer_admin_of):
+    admin = customer_admin_of(ad_server.customer)
+    assert admin.patch(f"/api/ad-servers/{ad_server.pk}", {"login_password": "", "port": 636}).status_code == 200
+    assert ADServer.objects.get(pk=ad_server.pk).login_password == samba.SERVICE_ACCOUNT_PASSWORD
+
+
+def test_realms_and_login_conf_are_super_admin_only(super_api, customer_admin_of, acme):
+    made = super_api.post(
+        "/api/realms",
+        {"domain": "test.com", "keytab_path": "/etc/ccm.keytab", "service_principal": "HTTP/ccm.test.com@TEST.COM"},
+    )
+    assert made.status_code == 201, made.content
+    conf = super_api.get("/api/realms/login.conf").content.decode()
+    assert re.search(r'keyTab="/etc/ccm.keytab"', conf) and 'principal="HTTP/ccm.test.com@TEST.COM"' in conf
+    admin = customer_admin_of(acme)
+    assert admin.get("/api/realms").json() == []
+    assert admin.get("/api/realms/login.conf").status_code == 403
+
+
+def test_certificate_search_download_and_revoke_records_who(acme, ca, customer_admin_of, settings):
+    from autoenroll import pki
+    from autoenroll.server.certificates import authority
+    from autoenroll.server.directory.models import Person
+
+    person = Person.objects.create(
+        customer=acme, principal="user1@TEST.COM", sam_account_name="user1", mail="user1@test.com"
+    )
+    cert = authority.issue_smime(
+        settings.CONFIG, pki.generate_private_key("ec-p256").public_key(), "user1@test.com", person=person
+    )
+    admin = customer_admin_of(acme, "alice")
+    found = admin.get("/api/certificates?mail=user1").json()
+    assert [c["serial"] for c in found] == [cert.serial]
+    assert "BEGIN CERTIFICATE" in admin.get(f"/api/certificates/{cert.pk}/download?chain=true").content.decode()
+    assert admin.get(f"/api/certificates/{cert.pk}/download?format=der").content[:1] == b"\x30"
+    revoked = admin.post(f"/api/certificates/{cert.pk}/revoke", {"reason": "key_compromise"}).json()
+    assert revoked["state"] == "revoked" and revoked["revoked_by"] == "alice"
+    assert Certificate.objects.get(pk=cert.pk).revocation_reason == "key_compromise"
+    assert admin.post(f"/api/certificates/{cert.pk}/revoke", {"reason": "superseded"}).status_code == 409
+
+
+def test_tokens_command_prints_a_working_token(db, capsys):
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("ops", "ops@test.com", "x-Ops-Passw0rd")
+    call_command("tokens", "create", "--user", "ops", "--name", "ci")
+    value = capsys.readouterr().out.strip()
+    assert ApiClient(value).get("/api/customers").status_code == 200
