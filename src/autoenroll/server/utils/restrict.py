@@ -51,3 +51,14 @@ def restricted(model: type[Model] | str, user) -> QuerySet:
     if isinstance(model, str):
         model = apps.get_model(model)
     return restrict(model._default_manager.all(), user)
+
+
+def may_add(model: type[Model] | str, user) -> bool:
+    """Whether `user` may create rows of `model`: Super Admins anything, a Customer Admin only rows that
+    belong to a customer (their own, which the form fixes); customers and Super-Admin-only rows never."""
+    if isinstance(model, str):
+        model = apps.get_model(model)
+    if is_super_admin(user):
+        return True
+    path = CUSTOMER_PATHS.get(model._meta.label_lower)
+    return path not in (None, "pk") and customer_of(user) is not None and user.is_active

@@ -1,7 +1,562 @@
-from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+"""The admin pages. Most are declarations on the generic views; the few actions (Verify, import, revoke,
+approve) are short views that still take their object from the restricted queryset."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.generic import DetailView, TemplateView, View
+
+from autoenroll.protocol import CATALOGUE, EnrollmentError
+from autoenroll.server.certificates import authority
+from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory.ldap import DirectoryClient, DirectoryError
+from autoenroll.server.directory.models import ADServer
+from autoenroll.server.directory.publication import publish
+from autoenroll.server.enrollment import pipeline
+from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
+from autoenroll.server.kerberos import loginconf, spnego
+from autoenroll.server.kerberos.models import KerberosRealm
+from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
+from autoenroll.server.utils.fields import cipher
+from autoenroll.server.utils.restrict import restricted
+
+from . import charts, csvimport, forms, tables
+from .generic import ObjectDeleteView, ObjectEditView, ObjectListView, RestrictedMixin
+
+log = logging.getLogger("autoenroll.web")
+sensitive = method_decorator(sensitive_post_parameters("login_password", "password"), name="dispatch")
+
+# --- Dashboard ---------------------------------------------------------------------------------------------------
 
 
-@login_required
-def dashboard(request) -> HttpResponse:
-    return HttpResponse("autoenroll")
+class DashboardView(RestrictedMixin, TemplateView):
+    """Certificates issued per day, soon expiring, and the most frequent errors (of what the user may see)."""
+
+    template_name = "web/dashboard.html"
+    model = Certificate
+    nav = "dashboard"
+    days = 30
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        user, now = self.request.user, timezone.now()
+        certs = restricted(Certificate, user).filter(profile=Certificate.Profile.SMIME)
+        first = (now - timedelta(days=self.days - 1)).date()
+        per_day = dict(
+            certs.filter(created__date__gte=first)
+            .annotate(day=TruncDate("created"))
+            .values_list("day")
+            .annotate(n=Count("pk"))
+            .values_list("day", "n")
+        )
+        issued = [
+            charts.Bar(f"{d:%m-%d}", per_day.get(d, 0)) for d in (first + timedelta(days=i) for i in range(self.days))
+        ]
+        valid = certs.valid(now)
+        expiring = [
+            charts.Bar(f"≤ {n} days", valid.filter(not_after__lte=now + timedelta(days=n)).count()) for n in (30, 15, 2)
+        ]
+        errors = [
+            charts.Bar(f"{code}: {CATALOGUE[code].message}", n)
+            for code, n in restricted(EnrollmentEvent, user)
+            .filter(outcome=EnrollmentEvent.Outcome.ERROR, created__gte=now - timedelta(days=self.days))
+            .values_list("error_code")
+            .annotate(n=Count("pk"))
+            .order_by("-n", "error_code")[:10]
+        ]
+        context.update(
+            charts=[
+                (
+                    "Certificates issued per day (last 30 days)",
+                    charts.bar_chart("Certificates issued per day", issued),
+                    issued,
+                ),
+                ("Certificates expiring", charts.bar_chart("Certificates expiring", expiring, height=180), expiring),
+                (
+                    "Most frequent errors (last 30 days)",
+                    charts.hbar_chart("Most frequent errors", errors),
+                    errors,
+                ),
+            ],
+            pending=restricted(EnrollmentRequest, user).filter(status=EnrollmentRequest.Status.PENDING).count(),
+        )
+        return context
+
+
+# --- Settings / Autoenrollment: Kerberos realms (Super Admin, guide 2.2) -----------------------------------------
+
+
+class RealmMixin:
+    model = KerberosRealm
+    super_admin_only = True
+    nav = "realms"
+    list_url = "realm_list"
+
+    def after_save(self, obj=None) -> None:
+        """SPNEGO reads the realms from the database on each request; dropping cached credentials makes a
+        changed keytab path count at once too: Save applies without a restart."""
+        spnego.clear_caches()
+
+    after_delete = after_save
+
+
+class RealmListView(RealmMixin, ObjectListView):
+    table = tables.RealmTable
+    title = "Settings / Autoenrollment"
+    add_url = "realm_add"
+    actions_template = "web/realm_actions.html"
+    queryset = KerberosRealm.objects.select_related("customer")
+
+
+class RealmEditView(RealmMixin, ObjectEditView):
+    form_class = forms.RealmForm
+
+    def get_form_kwargs(self):  # a plain ModelForm: the page is Super Admin only
+        kwargs = super().get_form_kwargs()
+        kwargs.pop("user")
+        return kwargs
+
+
+class RealmDeleteView(RealmMixin, ObjectDeleteView):
+    pass
+
+
+def _login_conf(user) -> str:
+    return loginconf.render(
+        loginconf.LoginEntry(name=r.domain, keytab=r.keytab_path, principal=r.service_principal)
+        for r in restricted(KerberosRealm, user)
+    )
+
+
+class LoginConfView(RealmMixin, RestrictedMixin, TemplateView):
+    """The realms as the CCM login.conf they are equivalent to (guide 6.1)."""
+
+    template_name = "web/loginconf.html"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(text=_login_conf(self.request.user), **kwargs)
+
+
+class LoginConfDownloadView(RealmMixin, RestrictedMixin, View):
+    def get(self, request):
+        response = HttpResponse(_login_conf(request.user), content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="login.conf"'
+        return response
+
+
+class LoginConfImportView(RealmMixin, RestrictedMixin, TemplateView):
+    """Import a CCM login.conf: every entry or none (the same rules as `autoenroll-server realms import`)."""
+
+    template_name = "web/loginconf_import.html"
+
+    def get(self, request):
+        return self.render_to_response(self.get_context_data(form=forms.LoginConfImportForm()))
+
+    def post(self, request):
+        form = forms.LoginConfImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                report = self.apply(loginconf.parse(form.cleaned_data["text"]), form.cleaned_data["customer"])
+            except loginconf.LoginConfError as exc:
+                form.add_error(None, f"login.conf {exc} (nothing imported)")
+            else:
+                self.after_save()
+                for line in report:
+                    messages.success(request, line)
+                return HttpResponseRedirect(reverse("web:realm_list"))
+        return self.render_to_response(self.get_context_data(form=form))
+
+    @staticmethod
+    def apply(entries: list[loginconf.LoginEntry], owner: Customer | None) -> list[str]:
+        if not entries:
+            raise loginconf.LoginConfError("no entries")
+        report = []
+        with transaction.atomic():
+            for entry in entries:
+                domain = entry.name.strip().lower()
+                realm = KerberosRealm.objects.filter(domain=domain).first() or KerberosRealm(
+                    domain=domain, customer=owner
+                )
+                verb = "created" if realm.pk is None else "updated"
+                realm.keytab_path, realm.service_principal = entry.keytab, entry.principal
+                try:
+                    realm.full_clean()
+                except Exception as exc:  # ValidationError: name the entry, roll everything back
+                    problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in getattr(exc, "message_dict", {}).items())
+                    raise loginconf.LoginConfError(f"entry {entry.name!r}: {problems or exc}", entry.line) from None
+                realm.save()
+                report.append(f"Realm {domain} {verb} ({entry.principal}).")
+        return report
+
+
+# --- Settings / AD Server (guide 2.3, figures 2.13-2.14) ---------------------------------------------------------
+
+
+class ADServerMixin:
+    model = ADServer
+    nav = "adservers"
+    list_url = "adserver_list"
+
+
+class ADServerListView(ADServerMixin, ObjectListView):
+    table = tables.ADServerTable
+    title = "Settings / AD Server"
+    add_url = "adserver_add"
+    actions_template = "web/adserver_actions.html"
+    queryset = ADServer.objects.select_related("customer").prefetch_related("organizations")
+
+
+@sensitive
+class ADServerEditView(ADServerMixin, ObjectEditView):
+    form_class = forms.ADServerForm
+
+
+class ADServerDeleteView(ADServerMixin, ObjectDeleteView):
+    pass
+
+
+STAGE_REASONS = {
+    "dns": "DNS: the AD Server Address cannot be resolved to an IP address.",
+    "tcp": "TCP: no connection to the AD Server Address and Port (DC down, wrong port, or a firewall).",
+    "tls": "TLS: the TLS handshake failed (SSL not enabled on the DC, a plain port with Use SSL, or the DC's "
+    "certificate is not trusted or does not name the server).",
+    "bind": "Bind: the DC refused the Login User DN and Login Password.",
+    "base_dn": "Base DN: the Users Base DN does not exist in the directory.",
+    "search": "Search: the DC refused to search the Users Base DN.",
+}
+
+
+class ADServerVerifyView(ADServerMixin, RestrictedMixin, View):
+    """Verify (guide 2.3): connect, bind, search the users base DN; round-trip time and clock skew, or why not.
+
+    A POST: it makes the server bind to the DC, and a forged cross-site link must not be able to do that
+    (repeated binds with a wrong password could lock the service account)."""
+
+    def post(self, request, pk):
+        server = get_object_or_404(self.get_queryset(), pk=pk)
+        client = DirectoryClient(server.ldap_settings())  # a fresh connection: a kept one would prove nothing
+        context = {"server": server, "nav": self.nav}
+        try:
+            context["report"] = client.verify()
+        except DirectoryError as exc:
+            context.update(stage=exc.stage, reason=STAGE_REASONS.get(exc.stage, exc.stage), detail=str(exc))
+            log.info("verify AD server %s (%s): failed at %s", server.pk, server.address, exc.stage)
+        else:
+            log.info("verify AD server %s (%s): ok", server.pk, server.address)
+        finally:
+            client.close()
+        return render(request, "web/adserver_verify.html", context, status=200)
+
+
+@sensitive
+class ADServerImportView(ADServerMixin, RestrictedMixin, View):
+    """CSV import with a preview. The uploaded text waits in the session, encrypted (it holds passwords), so the
+    confirming POST needs no second upload and the passwords never travel back to the browser."""
+
+    session_key = "web.adserver_import"
+
+    def get(self, request):
+        return self.page(forms.ADServerImportForm(user=request.user))
+
+    def page(self, form, rows=None, customer=None, error=""):
+        return render(
+            self.request,
+            "web/adserver_import.html",
+            {
+                "form": form,
+                "rows": rows,
+                "customer": customer,
+                "columns": csvimport.COLUMNS,
+                "invalid": sum(1 for r in rows or () if not r.valid),
+                "error": error,
+                "nav": self.nav,
+            },
+        )
+
+    def post(self, request):
+        if "confirm" in request.POST:
+            return self.confirm(request)
+        form = forms.ADServerImportForm(request.POST, request.FILES, user=request.user)
+        if not form.is_valid():
+            return self.page(form)
+        customer = form.cleaned_data["customer"]
+        try:
+            text = csvimport.decode(form.cleaned_data["file"].read(2_000_000))
+            rows = csvimport.parse(text, customer)
+        except csvimport.CSVError as exc:
+            return self.page(form, error=str(exc))
+        request.session[self.session_key] = {  # encrypted with the AD passwords' at-rest key
+            "customer": customer.pk,
+            "csv": cipher().encrypt(text.encode()).decode("ascii"),
+        }
+        return self.page(form, rows, customer)
+
+    def confirm(self, request):
+        stored = request.session.get(self.session_key)
+        customer = restricted(Customer, request.user).filter(pk=(stored or {}).get("customer")).first()
+        if not stored or customer is None:
+            messages.error(request, "Nothing to import: upload the file again.")
+            return HttpResponseRedirect(reverse("web:adserver_import"))
+        text = cipher().decrypt(stored["csv"].encode("ascii")).decode()
+        rows = csvimport.parse(text, customer)  # again: the database may have changed since the preview
+        try:
+            saved = csvimport.save(rows, skip_invalid=request.POST.get("skip_invalid") == "on")
+        except csvimport.CSVError as exc:
+            return self.page(forms.ADServerImportForm(user=request.user), rows, customer, error=str(exc))
+        del request.session[self.session_key]
+        skipped = sum(1 for r in rows if not r.valid)
+        messages.success(
+            request, f"{saved} AD server(s) imported" + (f", {skipped} row(s) skipped." if skipped else ".")
+        )
+        return HttpResponseRedirect(reverse("web:adserver_list"))
+
+
+# --- Settings / Organizations and Domains (figure 2.15) -----------------------------------------------------------
+
+
+class OrganizationMixin:
+    model = Organization
+    nav = "organizations"
+    list_url = "organization_list"
+
+
+class OrganizationListView(OrganizationMixin, ObjectListView):
+    table = tables.OrganizationTable
+    title = "Settings / Organizations"
+    add_url = "organization_add"
+    queryset = Organization.objects.select_related("customer", "ad_server").prefetch_related("domains")
+
+
+class OrganizationEditView(OrganizationMixin, ObjectEditView):
+    form_class = forms.OrganizationForm
+
+
+class OrganizationDeleteView(OrganizationMixin, ObjectDeleteView):
+    pass
+
+
+class DomainMixin:
+    model = EmailDomain
+    nav = "domains"
+    list_url = "domain_list"
+
+
+class DomainListView(DomainMixin, ObjectListView):
+    table = tables.DomainTable
+    title = "Settings / Domains"
+    add_url = "domain_add"
+    queryset = EmailDomain.objects.select_related("customer").prefetch_related("organizations")
+
+
+class DomainEditView(DomainMixin, ObjectEditView):
+    form_class = forms.DomainForm
+
+
+class DomainDeleteView(DomainMixin, ObjectDeleteView):
+    pass
+
+
+# --- Customers (Super Admin) ---------------------------------------------------------------------------------------
+
+
+class CustomerMixin:
+    model = Customer
+    nav = "customers"
+    list_url = "customer_list"
+    super_admin_only = True
+
+
+class CustomerListView(CustomerMixin, ObjectListView):
+    table = tables.CustomerTable
+    add_url = "customer_add"
+
+
+class CustomerEditView(CustomerMixin, ObjectEditView):
+    form_class = forms.CustomerForm
+
+    def get_form_kwargs(self):
+        kwargs = super().get_form_kwargs()
+        kwargs.pop("user")
+        return kwargs
+
+
+class CustomerDeleteView(CustomerMixin, ObjectDeleteView):
+    pass
+
+
+# --- Certificates (guide 5) ----------------------------------------------------------------------------------------
+
+
+class CertificateMixin:
+    model = Certificate
+    nav = "certificates"
+    queryset = Certificate.objects.select_related("person__customer", "ca")
+
+
+class CertificateListView(CertificateMixin, ObjectListView):
+    table = tables.CertificateTable
+    filter_form = forms.CertificateFilterForm
+
+
+class CertificateDetailView(CertificateMixin, RestrictedMixin, DetailView):
+    template_name = "web/certificate_detail.html"
+
+    def get_context_data(self, **kwargs):
+        cert = self.object
+        chain = []
+        ca = cert.ca
+        while ca is not None:
+            chain.append(ca)
+            ca = ca.parent
+        return super().get_context_data(chain=chain, events=cert.events.all()[:20], **kwargs)
+
+
+class CertificateDownloadView(CertificateMixin, RestrictedMixin, View):
+    """PEM, DER, or the chain (the certificate and its CAs, PEM)."""
+
+    kind = "pem"
+
+    def get(self, request, pk):
+        cert = get_object_or_404(self.get_queryset(), pk=pk)
+        name = f"{cert.mail or 'certificate'}-{cert.serial}"
+        if self.kind == "der":
+            body, ctype, ext = _der(cert.pem), "application/pkix-cert", "cer"
+        elif self.kind == "chain":
+            body, ctype, ext = cert.pem + authority.chain_pem(cert.ca), "application/x-pem-file", "chain.pem"
+        else:
+            body, ctype, ext = cert.pem, "application/x-pem-file", "pem"
+        response = HttpResponse(body, content_type=ctype)
+        response["Content-Disposition"] = f'attachment; filename="{name}.{ext}"'
+        return response
+
+
+def _der(pem: str) -> bytes:
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+
+
+class CertificateRevokeView(CertificateMixin, RestrictedMixin, DetailView):
+    """Revoke with a reason, after an explicit confirmation; who and when are recorded on the certificate
+    and in the enrollment log."""
+
+    template_name = "web/certificate_revoke.html"
+
+    def get_context_data(self, **kwargs):
+        kwargs.setdefault("form", forms.RevokeForm())
+        return super().get_context_data(**kwargs)
+
+    def post(self, request, pk):
+        self.object = cert = self.get_object()
+        form = forms.RevokeForm(request.POST)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form))
+        by = request.user.get_username()
+        try:
+            authority.revoke(cert, form.cleaned_data["reason"], by=by)
+        except authority.CAError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(reverse("web:certificate_detail", args=[cert.pk]))
+        person = cert.person
+        EnrollmentEvent.objects.create(
+            step=EnrollmentEvent.Step.REVOKE,
+            outcome=EnrollmentEvent.Outcome.SUCCESS,
+            principal=person.principal if person else "",
+            customer=person.customer if person else None,
+            person=person,
+            certificate=cert,
+            message=f"revoked by {by}: {cert.get_revocation_reason_display()}",
+        )
+        if person is not None:
+            publish(person, remove_pem=cert.pem)
+        log.info("certificate %s revoked by %s (%s)", cert.serial, by, cert.revocation_reason)
+        messages.success(request, f"Certificate {cert.serial} revoked.")
+        return HttpResponseRedirect(reverse("web:certificate_detail", args=[cert.pk]))
+
+
+# --- Enrollment log (guide 8.1.1) and requests -----------------------------------------------------------------------
+
+
+class EventListView(ObjectListView):
+    model = EnrollmentEvent
+    nav = "events"
+    title = "Enrollment log"
+    table = tables.EventTable
+    filter_form = forms.EventFilterForm
+
+
+class RequestMixin:
+    model = EnrollmentRequest
+    nav = "requests"
+    queryset = EnrollmentRequest.objects.select_related("person", "customer", "organization")
+
+
+class RequestListView(RequestMixin, ObjectListView):
+    title = "Enrollment requests"
+    table = tables.RequestTable
+    filter_form = forms.RequestFilterForm
+
+    def get(self, request, *args, **kwargs):
+        if "status" not in request.GET:  # the page is for deciding: pending first
+            request.GET = request.GET.copy()
+            request.GET["status"] = EnrollmentRequest.Status.PENDING
+        return super().get(request, *args, **kwargs)
+
+
+class RequestDecideView(RequestMixin, RestrictedMixin, DetailView):
+    """Approve or reject one pending request (customers with require_approval), after a confirmation."""
+
+    template_name = "web/request_decide.html"
+    action = "approve"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(action=self.action, **kwargs)
+
+    def post(self, request, pk):
+        req = self.get_object()
+        by = request.user.get_username()
+        try:
+            if self.action == "approve":
+                pipeline.approve(req, approved_by=by)
+            else:
+                reject(req, by)
+        except ValueError as exc:
+            messages.error(request, str(exc))
+        except EnrollmentError as exc:
+            messages.error(request, f"Error {exc.code}: {exc.message}")
+        else:
+            messages.success(request, f"Request of {req.person.principal} {self.action}d.")
+        return HttpResponseRedirect(reverse("web:request_list"))
+
+
+def reject(request: EnrollmentRequest, rejected_by: str) -> None:
+    """Refuse a pending request; the agent's next poll gets error 25, as the log shows."""
+    with transaction.atomic():
+        updated = EnrollmentRequest.objects.filter(pk=request.pk, status=EnrollmentRequest.Status.PENDING).update(
+            status=EnrollmentRequest.Status.REJECTED, error_code=25, decided_by=rejected_by, updated=timezone.now()
+        )
+        if not updated:
+            raise ValueError(f"request {request.pk} is no longer pending")
+        EnrollmentEvent.objects.create(
+            step=EnrollmentEvent.Step.ENROLL,
+            outcome=EnrollmentEvent.Outcome.ERROR,
+            error_code=25,
+            message=CATALOGUE[25].message,
+            detail=f"rejected by {rejected_by}",
+            principal=request.person.principal,
+            customer=request.customer,
+            organization=request.organization,
+            person=request.person,
+        )

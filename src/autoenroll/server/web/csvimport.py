@@ -1,0 +1,156 @@
+"""CSV import of AD servers (guide 2.3: "You can import your AD servers from CSV").
+
+The columns are the labels of figure 2.14, so an admin can fill the file from the form they know. Every row
+is validated exactly as the edit form would (the model's own validation) before anything is saved; the save
+is one transaction, so a file is imported whole, or with its invalid rows skipped when the admin says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from autoenroll.server.directory.models import ADServer
+from autoenroll.server.tenants.models import Customer
+
+COLUMNS = (
+    "Domain",
+    "AD Server Address",
+    "AD Server Port",
+    "Set as Default",
+    "Users Base DN",
+    "Login User DN",
+    "Login Password",
+    "Use SSL",
+)
+REQUIRED = ("Domain", "AD Server Address", "Users Base DN", "Login User DN", "Login Password")
+TRUE, FALSE = {"yes", "y", "true", "1", "x"}, {"no", "n", "false", "0", ""}
+MAX_ROWS = 1000
+LABELS = {  # model field -> column, to name the column in an error
+    "domain": "Domain",
+    "address": "AD Server Address",
+    "port": "AD Server Port",
+    "users_base_dn": "Users Base DN",
+    "login_dn": "Login User DN",
+    "login_password": "Login Password",
+}
+
+
+class CSVError(ValueError):
+    """The file as a whole is unusable (encoding, header)."""
+
+
+@dataclass
+class ImportRow:
+    line: int
+    shown: dict[str, str]  # the row as the preview shows it: the password masked
+    server: ADServer | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+def _flag(value: str, column: str, errors: list[str]) -> bool:
+    text = value.strip().lower()
+    if text in TRUE:
+        return True
+    if text not in FALSE:
+        errors.append(f"{column}: {value!r} is not Yes or No")
+    return False
+
+
+def decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")  # Excel writes a BOM
+    except UnicodeDecodeError:
+        raise CSVError("The file is not UTF-8 text (save it from Excel as 'CSV UTF-8').") from None
+
+
+def parse(text: str, customer: Customer) -> list[ImportRow]:
+    """Read and validate every row; nothing is written."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise CSVError("The file is empty.") from None
+    except csv.Error as exc:
+        raise CSVError(f"line 1: {exc}") from None
+    index = {name.strip().lower(): i for i, name in enumerate(header)}
+    missing = [c for c in COLUMNS if c.lower() not in index]
+    if missing:
+        raise CSVError(f"The header lacks the column(s): {', '.join(missing)}. Expected: {', '.join(COLUMNS)}.")
+    rows: list[ImportRow] = []
+    seen: dict[tuple[str, str], int] = {}
+    try:
+        for values in reader:
+            line = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            if len(rows) >= MAX_ROWS:
+                raise CSVError(f"More than {MAX_ROWS} rows.")
+            cell = {c: (values[index[c.lower()]] if index[c.lower()] < len(values) else "") for c in COLUMNS}
+            rows.append(_row(line, cell, customer, seen))
+    except csv.Error as exc:
+        raise CSVError(f"line {reader.line_num}: {exc}") from None
+    if not rows:
+        raise CSVError("The file has a header but no rows.")
+    defaults = [r for r in rows if r.server is not None and r.server.is_default]
+    for extra in defaults[1:]:
+        extra.errors.append(f"Set as Default: only one row may be the default (line {defaults[0].line} is)")
+    return rows
+
+
+def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[str, str], int]) -> ImportRow:
+    errors: list[str] = [f"{c}: required" for c in REQUIRED if not cell[c].strip()]
+    shown = {c: ("********" if c == "Login Password" and cell[c] else cell[c].strip()) for c in COLUMNS}
+    port_text = cell["AD Server Port"].strip() or "0"
+    try:
+        port = int(port_text)
+    except ValueError:
+        errors.append(f"AD Server Port: {port_text!r} is not a number")
+        port = 0
+    server = ADServer(
+        customer=customer,
+        domain=cell["Domain"].strip().lower(),
+        address=cell["AD Server Address"].strip(),
+        port=port,
+        is_default=_flag(cell["Set as Default"], "Set as Default", errors),
+        users_base_dn=cell["Users Base DN"].strip(),
+        login_dn=cell["Login User DN"].strip(),
+        login_password=cell["Login Password"],
+        use_ssl=_flag(cell["Use SSL"], "Use SSL", errors),
+    )
+    try:
+        # is_default is left out: save() moves the default, the one-default constraint would refuse it here
+        server.full_clean(exclude=["is_default"])
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            label = LABELS.get(name, "")
+            if label in REQUIRED and not cell[label].strip():
+                continue  # already reported as required
+            errors.extend(f"{label}: {m}" if label else m for m in messages)
+    key = (server.domain, server.address.lower())
+    if key in seen:
+        errors.append(f"the same Domain and AD Server Address as line {seen[key]}")
+    else:
+        seen[key] = line
+    return ImportRow(line, shown, server, errors)
+
+
+def save(rows: list[ImportRow], skip_invalid: bool) -> int:
+    """Save the valid rows in one transaction; refuses (saves nothing) when a row is invalid and not skipped."""
+    if not skip_invalid and any(not r.valid for r in rows):
+        raise CSVError("Some rows are invalid; nothing was imported.")
+    saved = 0
+    with transaction.atomic():
+        for row in rows:
+            if row.valid:
+                row.server.save()
+                saved += 1
+    return saved

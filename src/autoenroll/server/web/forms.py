@@ -1,0 +1,245 @@
+"""Forms of the admin pages, with the guide's field labels (figures 2.12, 2.14, 2.15)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from autoenroll.protocol import CATALOGUE
+from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.directory.models import ADServer
+from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
+from autoenroll.server.kerberos.models import KerberosRealm
+from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
+from autoenroll.server.utils.restrict import customer_of, is_super_admin, restrict
+
+
+class RestrictedModelForm(forms.ModelForm):
+    """A ModelForm whose every choice (customer, AD server, domains) comes through `restrict()`.
+
+    A Customer Admin's `customer` field is fixed to their own customer (disabled: the posted value is ignored),
+    so no view assigns or checks the customer itself.
+    """
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        for field in self.fields.values():
+            if isinstance(field, forms.ModelChoiceField):  # also ModelMultipleChoiceField
+                field.queryset = restrict(field.queryset, user)
+        if "customer" in self.fields and not is_super_admin(user):
+            field = self.fields["customer"]
+            field.disabled = True
+            field.initial = customer_of(user)
+            if self.instance.pk is None:
+                self.instance.customer = customer_of(user)
+
+
+class RealmForm(forms.ModelForm):
+    """Figure 2.12: Add/Edit Autoenrollment properties (Super Admin only)."""
+
+    class Meta:
+        model = KerberosRealm
+        fields = ["domain", "keytab_path", "service_principal", "customer"]
+
+
+class LoginConfImportForm(forms.Form):
+    text = forms.CharField(
+        label="login.conf",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "cols": 80, "spellcheck": "false"}),
+        help_text="Paste a CCM login.conf, or choose the file below.",
+    )
+    file = forms.FileField(label="login.conf file", required=False)
+    customer = forms.ModelChoiceField(
+        Customer.objects.all(), required=False, help_text="Customer of the realms this import creates."
+    )
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("file")
+        if upload:
+            try:
+                data["text"] = upload.read(1_000_000).decode("utf-8")
+            except UnicodeDecodeError:
+                raise forms.ValidationError("The file is not UTF-8 text.") from None
+        if not (data.get("text") or "").strip():
+            raise forms.ValidationError("Give the login.conf text or a file.")
+        return data
+
+
+class ADServerForm(RestrictedModelForm):
+    """Figure 2.14. The password is write-only: never rendered, and left empty it keeps the stored one."""
+
+    login_password = forms.CharField(
+        label="Login Password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted, never shown. Leave empty to keep the current password.",
+    )
+
+    class Meta:
+        model = ADServer
+        fields = [
+            "customer",
+            "domain",
+            "address",
+            "port",
+            "is_default",
+            "users_base_dn",
+            "login_dn",
+            "login_password",
+            "use_ssl",
+            "tls_ca_pem",
+            "tls_server_name",
+            "allow_plain_bind",
+        ]
+        labels = {
+            "domain": "Domain",
+            "address": "AD Server Address",
+            "port": "AD Server Port",
+            "is_default": "Set as Default",
+            "users_base_dn": "Users Base DN",
+            "login_dn": "Login User DN",
+            "use_ssl": "Use SSL",
+            "tls_ca_pem": "CA certificate (PEM)",
+            "tls_server_name": "TLS server name",
+        }
+        widgets = {"tls_ca_pem": forms.Textarea(attrs={"rows": 4, "cols": 64})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None:
+            self.fields["login_password"].required = True
+            self.fields["login_password"].help_text = "Stored encrypted, never shown again."
+
+    def _get_validation_exclusions(self):
+        # save() moves the default to this server; the one-default constraint would refuse it beforehand
+        return super()._get_validation_exclusions() | {"is_default"}
+
+    def clean_login_password(self) -> str:
+        value = self.cleaned_data.get("login_password") or ""
+        return value or (self.instance.login_password if self.instance.pk else "")
+
+
+class OrganizationForm(RestrictedModelForm):
+    """Figure 2.15: an organization, its email domains and the AD server it is bound to."""
+
+    class Meta:
+        model = Organization
+        fields = ["customer", "name", "domains", "ad_server", "deleted"]
+        labels = {"ad_server": "AD Server", "domains": "Email domains"}
+        widgets = {"domains": forms.CheckboxSelectMultiple}
+
+    def clean(self):
+        data = super().clean()
+        customer = data.get("customer")
+        foreign = [d.name for d in data.get("domains") or () if customer and d.customer_id != customer.pk]
+        if foreign:
+            self.add_error("domains", f"Domains of another customer: {', '.join(foreign)}")
+        return data
+
+
+class DomainForm(RestrictedModelForm):
+    class Meta:
+        model = EmailDomain
+        fields = ["customer", "name", "authorized"]
+        labels = {"name": "Domain"}
+
+    def clean_name(self) -> str:
+        return self.cleaned_data["name"].strip().lower().rstrip(".")
+
+
+class CustomerForm(forms.ModelForm):
+    class Meta:
+        model = Customer
+        fields = ["uri", "name", "enabled", "require_approval", "publish_to_ad"]
+        labels = {"uri": "Customer URI"}
+
+
+# --- filters ---------------------------------------------------------------------------------------------------
+
+
+class CertificateFilterForm(forms.Form):
+    q = forms.CharField(label="Person or mail", required=False)
+    serial = forms.CharField(required=False)
+    status = forms.ChoiceField(
+        required=False, choices=[("", "any"), ("issued", "Issued"), ("revoked", "Revoked"), ("expired", "Expired")]
+    )
+    expires_within = forms.IntegerField(label="Expires within (days)", required=False, min_value=0, max_value=3650)
+
+    def filter(self, qs: QuerySet) -> QuerySet:
+        data, now = self.cleaned_data, timezone.now()
+        if data["q"]:
+            q = data["q"].strip()
+            qs = qs.filter(
+                Q(mail__icontains=q)
+                | Q(person__principal__icontains=q)
+                | Q(person__cn__icontains=q)
+                | Q(subject__icontains=q)
+            )
+        if data["serial"]:
+            qs = qs.filter(serial__icontains=data["serial"].strip().lower().replace(":", "").removeprefix("0x"))
+        if data["status"] == "revoked":
+            qs = qs.filter(status=Certificate.Status.REVOKED)
+        elif data["status"] == "issued":
+            qs = qs.filter(status=Certificate.Status.ISSUED, not_after__gt=now)
+        elif data["status"] == "expired":
+            qs = qs.filter(status=Certificate.Status.ISSUED, not_after__lte=now)
+        if data["expires_within"] is not None:
+            qs = qs.filter(not_after__gt=now, not_after__lte=now + timedelta(days=data["expires_within"]))
+        return qs.select_related("person__customer")
+
+
+class EventFilterForm(forms.Form):
+    code = forms.TypedChoiceField(
+        label="Error number",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[("", "any")] + [(c, f"{c}: {e.message}") for c, e in CATALOGUE.items()],
+    )
+    user = forms.CharField(required=False)
+    outcome = forms.ChoiceField(required=False, choices=[("", "any"), *EnrollmentEvent.Outcome.choices])
+
+    def filter(self, qs: QuerySet) -> QuerySet:
+        data = self.cleaned_data
+        if data["code"] is not None:
+            qs = qs.filter(error_code=data["code"])
+        if data["user"]:
+            qs = qs.filter(principal__icontains=data["user"].strip())
+        if data["outcome"]:
+            qs = qs.filter(outcome=data["outcome"])
+        return qs.select_related("customer")
+
+
+class RequestFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        required=False, choices=[("", "any"), *EnrollmentRequest.Status.choices], initial="pending"
+    )
+
+    def filter(self, qs: QuerySet) -> QuerySet:
+        if self.cleaned_data["status"]:
+            qs = qs.filter(status=self.cleaned_data["status"])
+        return qs.select_related("person", "customer", "organization")
+
+
+class RevokeForm(forms.Form):
+    reason = forms.ChoiceField(choices=RevocationReason.choices, initial=RevocationReason.UNSPECIFIED)
+    confirm = forms.BooleanField(label="Yes, revoke this certificate. This cannot be undone.", required=True)
+
+
+class ADServerImportForm(forms.Form):
+    file = forms.FileField(label="CSV file")
+    customer = forms.ModelChoiceField(Customer.objects.all(), help_text="Customer the AD servers belong to.")
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["customer"].queryset = restrict(Customer.objects.all(), user)
+        if not is_super_admin(user):
+            self.fields["customer"].disabled = True
+            self.fields["customer"].initial = customer_of(user)
