@@ -30,6 +30,7 @@ from autoenroll.server.enrollment import pipeline
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos import loginconf, spnego
 from autoenroll.server.kerberos.models import KerberosRealm
+from autoenroll.server.kerberos.services import import_entries
 from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
 from autoenroll.server.utils.fields import cipher
 from autoenroll.server.utils.restrict import restricted
@@ -170,7 +171,7 @@ class LoginConfImportView(RealmMixin, RestrictedMixin, TemplateView):
         form = forms.LoginConfImportForm(request.POST, request.FILES)
         if form.is_valid():
             try:
-                report = self.apply(loginconf.parse(form.cleaned_data["text"]), form.cleaned_data["customer"])
+                report = import_entries(loginconf.parse(form.cleaned_data["text"]), form.cleaned_data["customer"])
             except loginconf.LoginConfError as exc:
                 form.add_error(None, f"login.conf {exc} (nothing imported)")
             else:
@@ -179,28 +180,6 @@ class LoginConfImportView(RealmMixin, RestrictedMixin, TemplateView):
                     messages.success(request, line)
                 return HttpResponseRedirect(reverse("web:realm_list"))
         return self.render_to_response(self.get_context_data(form=form))
-
-    @staticmethod
-    def apply(entries: list[loginconf.LoginEntry], owner: Customer | None) -> list[str]:
-        if not entries:
-            raise loginconf.LoginConfError("no entries")
-        report = []
-        with transaction.atomic():
-            for entry in entries:
-                domain = entry.name.strip().lower()
-                realm = KerberosRealm.objects.filter(domain=domain).first() or KerberosRealm(
-                    domain=domain, customer=owner
-                )
-                verb = "created" if realm.pk is None else "updated"
-                realm.keytab_path, realm.service_principal = entry.keytab, entry.principal
-                try:
-                    realm.full_clean()
-                except Exception as exc:  # ValidationError: name the entry, roll everything back
-                    problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in getattr(exc, "message_dict", {}).items())
-                    raise loginconf.LoginConfError(f"entry {entry.name!r}: {problems or exc}", entry.line) from None
-                realm.save()
-                report.append(f"Realm {domain} {verb} ({entry.principal}).")
-        return report
 
 
 # --- Settings / AD Server (guide 2.3, figures 2.13-2.14) ---------------------------------------------------------

@@ -3,12 +3,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
-from django.db import transaction
 
 from autoenroll.server.kerberos import loginconf
 from autoenroll.server.kerberos.models import KerberosRealm
+from autoenroll.server.kerberos.services import import_entries
 from autoenroll.server.tenants.management.commands.customers import get_customer
 from autoenroll.server.utils.commands import SubcommandCommand
 
@@ -73,31 +72,10 @@ class Command(SubcommandCommand):
             entries = loginconf.parse(text)
         except loginconf.LoginConfError as exc:
             raise CommandError(f"{file}: {exc}") from None
-        if not entries:
-            raise CommandError(f"{file}: no entries")
-        owner = get_customer(customer) if customer else None
-        report: list[str] = []
-        with transaction.atomic():  # one bad entry rolls back the whole file
-            for entry in entries:
-                domain = entry.name.strip().lower()
-                realm = KerberosRealm.objects.filter(domain=domain).first()
-                if realm is None:
-                    realm, verb = KerberosRealm(domain=domain, customer=owner), "created"
-                elif (realm.keytab_path, realm.service_principal) == (entry.keytab, entry.principal):
-                    report.append(f"realm {domain} unchanged")
-                    continue
-                else:
-                    verb = "updated"
-                realm.keytab_path, realm.service_principal = entry.keytab, entry.principal
-                try:
-                    realm.full_clean()
-                except ValidationError as exc:
-                    problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-                    raise CommandError(
-                        f"{file}: line {entry.line}: entry {entry.name!r}: {problems} (nothing imported)"
-                    ) from None
-                realm.save()
-                report.append(f"realm {domain} {verb} ({entry.principal}, {entry.keytab})")
+        try:
+            report = import_entries(entries, get_customer(customer) if customer else None)
+        except loginconf.LoginConfError as exc:
+            raise CommandError(f"{file}: {exc} (nothing imported)") from None
         for line in report:
             self.stdout.write(line)
         self.stdout.write(f"{len(entries)} entries read from {file}")
