@@ -63,6 +63,10 @@ class ServerProcess:
         """Run `autoenroll-server ARGS` against this server's data; raise with its output on failure."""
         return _cli(self.env, *args, input_text=input_text, timeout=timeout)
 
+    def shell(self, code: str) -> str:
+        """The last line `autoenroll-server shell -c CODE` prints: server-side facts a test wants to see."""
+        return (self.cli("shell", "-c", code).strip().splitlines() or [""])[-1]
+
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM gunicorn's master (our child) and wait; idempotent."""
         if self.process is None or self.process.poll() is not None:

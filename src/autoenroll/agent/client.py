@@ -1,0 +1,270 @@
+"""The enrollment service's client: HTTPS (trust from the system or ``cafile``), HTTP Negotiate with the
+logged-on user's Kerberos ticket, the wire format of ``autoenroll.protocol.messages``, and the guide's
+client errors for everything that can go wrong on the way.
+
+Kerberos: python-gssapi (MIT/Heimdal GSSAPI) everywhere but Windows, where pyspnego talks to SSPI and
+so uses the logon session's ticket with no configuration. Either way the SPN is ``HTTP@<host of
+requestpath>`` and the server's mutual-authentication token is checked.
+
+Error mapping: refused/unreachable 35, TLS certificate not trusted 41, no ticket or 401 37, sync answer
+late 40, certificate late 34, 5xx without a numbered error 36, any other unusable answer 38; a numbered
+server refusal (1-30) is passed on with the server's own message.
+
+``AUTOENROLL_CONNECT_TO=host:port:address[,...]`` connects to ``address`` for ``host:port`` while TLS and
+Kerberos still use ``host`` (like curl --resolve); for tests and for networks without the DNS entry of
+guide 2.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import ssl
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from autoenroll.protocol import EnrollmentError
+from autoenroll.protocol import messages as msg
+
+CONNECT_TIMEOUT = 10.0
+CANNOT_CONNECT, SERVER_INTERNAL, AUTHENTICATION, REQUEST_CERTIFICATE = 35, 36, 37, 38
+CERTIFICATE_TIMEOUT, SYNC_TIMEOUT, NOT_TRUSTED = 34, 40, 41
+
+
+class ServerRefusal(Exception):
+    """The server answered with one of its numbered errors (1-30); message exactly as received."""
+
+    def __init__(self, code: int, message: str, status: int) -> None:
+        self.code, self.message, self.status = code, message, status
+        super().__init__(f"Error {code}: {message}")
+
+
+def timeouts() -> tuple[float, float]:
+    """(sync, certificate) waits: the guide's 40 s and 2 minutes; AUTOENROLL_SYNC_TIMEOUT and
+    AUTOENROLL_CERTIFICATE_TIMEOUT shorten them (tests, impatient admins)."""
+
+    def read(name: str, default: float) -> float:
+        try:
+            return max(0.1, float(os.environ.get(name, default)))
+        except ValueError:
+            return default
+
+    return (
+        read("AUTOENROLL_SYNC_TIMEOUT", msg.SYNC_TIMEOUT_SECONDS),
+        read("AUTOENROLL_CERTIFICATE_TIMEOUT", msg.CERTIFICATE_TIMEOUT_SECONDS),
+    )
+
+
+def connect_to(host: str, port: int, setting: str | None = None) -> str:
+    """The address to connect to for host:port (AUTOENROLL_CONNECT_TO), else the host itself."""
+    for item in (setting if setting is not None else os.environ.get("AUTOENROLL_CONNECT_TO", "")).split(","):
+        parts = item.strip().rsplit(":", 2) if item.strip() else []
+        if len(parts) == 3 and parts[0].lower() == host.lower() and parts[1] == str(port):
+            return parts[2].strip("[]")
+    return host
+
+
+# ---- Kerberos --------------------------------------------------------------------------------------------
+
+
+class Negotiator:
+    """One security context per request (each request carries a fresh authenticator)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._ctx: Any = None
+
+    def token(self) -> str:
+        """The Negotiate token for this host; error 37 when the user holds no usable ticket."""
+        try:
+            if sys.platform == "win32":
+                import spnego
+
+                self._ctx = spnego.client(hostname=self.host, service="HTTP", protocol="negotiate")
+                out = self._ctx.step()
+            else:
+                import gssapi
+
+                name = gssapi.Name(f"HTTP@{self.host}", gssapi.NameType.hostbased_service)
+                flags = gssapi.RequirementFlag.mutual_authentication | gssapi.RequirementFlag.out_of_sequence_detection
+                spnego_oid = gssapi.OID.from_int_seq("1.3.6.1.5.5.2")
+                self._ctx = gssapi.SecurityContext(name=name, usage="initiate", mech=spnego_oid, flags=flags)
+                out = self._ctx.step()
+        except Exception as exc:  # noqa: BLE001 - GSSError / SpnegoError: no ticket, no KDC, unknown SPN
+            raise EnrollmentError(
+                AUTHENTICATION, f"no Kerberos ticket for HTTP@{self.host}: {_gss_text(exc)}"
+            ) from None
+        return base64.b64encode(out or b"").decode("ascii")
+
+    def verify(self, header: str | None) -> None:
+        """Check the server's mutual-authentication token (error 37 when absent or wrong)."""
+        scheme, _, data = (header or "").partition(" ")
+        if scheme.lower() != "negotiate" or not data.strip():
+            raise EnrollmentError(AUTHENTICATION, "the server did not authenticate itself (no Negotiate token)")
+        try:
+            self._ctx.step(base64.b64decode(data.strip()))
+            complete = self._ctx.complete
+        except Exception as exc:  # noqa: BLE001
+            raise EnrollmentError(AUTHENTICATION, f"mutual authentication failed: {_gss_text(exc)}") from None
+        if not complete:
+            raise EnrollmentError(AUTHENTICATION, "mutual authentication did not complete")
+
+
+def _gss_text(exc: Exception) -> str:
+    gen = getattr(exc, "gen_message", None)
+    if callable(gen):
+        with contextlib.suppress(Exception):
+            return f"{gen()}; {exc.min_message()}".strip("; ")  # type: ignore[attr-defined]
+    return str(exc).strip() or type(exc).__name__
+
+
+# ---- HTTP ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+class EnrollmentClient:
+    """Talks to ``{requestpath}`` (``/api/enroll`` is added when requestpath names no path)."""
+
+    def __init__(self, requestpath: str, *, cafile: str | None = None) -> None:
+        url = urlsplit(requestpath)
+        self.host = url.hostname or ""
+        self.port = url.port or 443
+        self.base = url.path.rstrip("/") or msg.API_PREFIX
+        self.authority = self.host if self.port == 443 else f"{self.host}:{self.port}"
+        try:
+            self.context = ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise EnrollmentError(NOT_TRUSTED, f"cafile {cafile}: {exc}") from None
+        self.address = connect_to(self.host, self.port)
+
+    def close(self) -> None:
+        """Nothing to release: every call uses a connection of its own."""
+
+    def call(self, method: str, path: str, body: dict | None, timeout: float, timeout_code: int) -> Answer:
+        """One authenticated request; raises EnrollmentError (client codes) or ServerRefusal (1-30).
+
+        Connect and check TLS first, then ask Kerberos for a token: without a network the answer is 35,
+        not 37, and the server's identity is known before a ticket is used for it."""
+        from urllib3 import exceptions as u3
+        from urllib3.connection import HTTPSConnection
+        from urllib3.util.ssl_match_hostname import CertificateError
+
+        where = f"https://{self.authority}" + (f" ({self.address})" if self.address != self.host else "")
+        url = f"{self.base}/{path}"
+        conn = HTTPSConnection(
+            self.address,
+            self.port,
+            timeout=timeout,
+            ssl_context=self.context,
+            server_hostname=self.host,
+            assert_hostname=self.host,
+        )
+        try:
+            try:
+                conn.connect()
+            except (ssl.SSLCertVerificationError, CertificateError) as exc:
+                raise EnrollmentError(NOT_TRUSTED, f"{where}: {_reason(exc)}") from None
+            except (TimeoutError, u3.ReadTimeoutError):  # TCP accepted, then silence (a TCP timeout is 35)
+                raise EnrollmentError(timeout_code, f"{where}: no TLS handshake within {timeout:g} s") from None
+            except (u3.HTTPError, OSError, ValueError) as exc:
+                raise EnrollmentError(CANNOT_CONNECT, f"{where}: {_reason(exc)}") from None
+            negotiator = Negotiator(self.host)
+            headers = {
+                "Host": self.authority,
+                "Authorization": f"Negotiate {negotiator.token()}",
+                "Accept": "application/json",
+                "User-Agent": "autoenroll-agent",
+            }
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            try:
+                conn.request(method, url, body=data, headers=headers)
+                response = conn.getresponse()
+                response_data = response.data
+            except (TimeoutError, u3.ReadTimeoutError):
+                raise EnrollmentError(timeout_code, f"no answer to {method} {url} within {timeout:g} s") from None
+            except (u3.HTTPError, OSError) as exc:
+                raise EnrollmentError(CANNOT_CONNECT, f"{where}: {method} {url}: {_reason(exc)}") from None
+        finally:
+            conn.close()
+        return self._answer(response, response_data, negotiator, f"{method} {url}")
+
+    def _answer(self, response: Any, raw: bytes, negotiator: Negotiator, what: str) -> Answer:
+        status = response.status
+        if status == 401:
+            raise EnrollmentError(AUTHENTICATION, f"{what}: HTTP 401, the server refused the Kerberos ticket")
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("code"), int):
+            raise ServerRefusal(error["code"], str(error.get("message", "")), status)
+        if status >= 500:
+            raise EnrollmentError(SERVER_INTERNAL, f"{what}: HTTP {status}")
+        if status != 200 or not isinstance(body, dict):
+            raise EnrollmentError(REQUEST_CERTIFICATE, f"{what}: unexpected answer HTTP {status}")
+        negotiator.verify(response.headers.get("WWW-Authenticate"))
+        return Answer(status, body)
+
+    # ---- the protocol's four calls ----
+
+    def sync(self, config_body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        return self.call("POST", msg.SYNC, config_body, timeout, SYNC_TIMEOUT).body
+
+    def enroll(self, body: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Send the CSR, then poll a pending request until it is issued or the deadline (error 34)."""
+        answer = self.call("POST", msg.ENROLL, body, _left(deadline), CERTIFICATE_TIMEOUT).body
+        while answer.get("status") == msg.REQUEST_PENDING:
+            request_id = str(answer.get("request_id") or "")
+            if not request_id:
+                raise EnrollmentError(REQUEST_CERTIFICATE, "pending answer without request_id")
+            wait = min(max(float(answer.get("retry_after") or 5), 1.0), 30.0)
+            if time.monotonic() + wait >= deadline:
+                raise EnrollmentError(CERTIFICATE_TIMEOUT, f"request {request_id} still pending")
+            time.sleep(wait)
+            answer = self.call("GET", f"{msg.REQUESTS}/{request_id}", None, _left(deadline), CERTIFICATE_TIMEOUT).body
+        if answer.get("status") != msg.REQUEST_ISSUED or not answer.get("certificate"):
+            raise EnrollmentError(
+                REQUEST_CERTIFICATE, f"answer without a certificate (status {answer.get('status')!r})"
+            )
+        return answer
+
+    def status(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        return self.call("POST", msg.STATUS, body, timeout, SYNC_TIMEOUT).body
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise EnrollmentError(CERTIFICATE_TIMEOUT, "no certificate within the time allowed")
+    return left
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = getattr(exc, "reason", None) or exc.__cause__ or exc.__context__  # type: ignore[assignment]
+
+
+def _reason(exc: BaseException) -> str:
+    for e in _chain(exc):
+        if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
+            return e.verify_message
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror
+    return str(exc)

@@ -1,0 +1,173 @@
+"""`autoenroll run` end to end: real AD (Samba), real tickets, the real server, real NSS tools."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from autoenroll.agent.stores.folder import key_id
+from checks import run_openssl
+
+pytestmark = pytest.mark.samba
+
+
+def nss_db(path) -> str:
+    """A fresh NSS database, as a new Thunderbird profile holds (no primary password)."""
+    path.mkdir()
+    subprocess.run(["certutil", "-N", "-d", f"sql:{path}", "--empty-password"], check=True, timeout=30)
+    return str(path)
+
+
+def nss_certificates(path, nick: str) -> list[x509.Certificate]:
+    listing = subprocess.run(["certutil", "-L", "-d", f"sql:{path}"], capture_output=True, text=True, timeout=30)
+    assert re.search(rf"^{re.escape(nick)}\s+u,u,u\s*$", listing.stdout, re.M), listing.stdout
+    pem = subprocess.run(
+        ["certutil", "-L", "-d", f"sql:{path}", "-n", nick, "-a"], capture_output=True, timeout=30, check=True
+    ).stdout
+    return x509.load_pem_x509_certificates(pem)
+
+
+def folder_certificates(folder) -> dict[str, x509.Certificate]:
+    return {p.name: x509.load_pem_x509_certificate(p.read_bytes()) for p in folder.glob("*.cert.pem")}
+
+
+def mails(cert: x509.Certificate) -> list[str]:
+    return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.RFC822Name
+    )
+
+
+def server_certificate(server, serial: str) -> str:
+    return server.shell(
+        "from autoenroll.server.certificates.models import Certificate as C; "
+        f"c = C.objects.get(serial='{serial}'); print(c.status, c.revocation_reason or '-')"
+    )
+
+
+def test_user1_gets_a_certificate_in_the_folder_and_nss_then_nothing_then_renewal_revokes_the_old(
+    make_user, server, tmp_path
+):
+    user1 = make_user("user1")
+    profile = nss_db(tmp_path / "thunderbird-profile")
+    user1.write_config(store=f"folder, nss:{profile}")
+
+    first = user1.run("run")
+    assert first.returncode == 0, first.stderr + user1.log_text()
+    assert first.stdout == ""  # silent at logon
+
+    # the PEM/PKCS#12 folder: certificate for the mail AD holds, key and PKCS#12 readable by the user only
+    ((name, cert),) = folder_certificates(user1.folder).items()
+    assert mails(cert) == ["user1@test.com"]
+    serial = format(cert.serial_number, "x")
+    key_file = user1.folder / "keys" / f"{key_id(cert.public_key())}.key.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert (user1.folder / f"{serial}.p12").stat().st_mode & 0o777 == 0o600
+    assert user1.folder.stat().st_mode & 0o777 == 0o700
+    key, p12_cert, p12_chain = pkcs12.load_key_and_certificates((user1.folder / f"{serial}.p12").read_bytes(), None)
+    assert p12_cert == cert and len(p12_chain) >= 1
+    # ... and the NSS database, with its private key (trust u,u,u)
+    assert [format(c.serial_number, "x") for c in nss_certificates(profile, "user1@test.com")] == [serial]
+    assert server_certificate(server, serial) == "issued -"
+    log = user1.log_text()
+    for step in ("connect:", "sync: user1@TEST.COM has mail user1@test.com", "request:", "enroll:", "install:"):
+        assert step in log
+    assert f"status: reported installed {serial}" in log
+
+    # second logon: nothing due; no server contacted (the address is dead and there is no ticket)
+    user1.ccache = None
+    user1.extra_env["AUTOENROLL_CONNECT_TO"] = f"ccm.test.com:{server.port}:127.0.0.9"
+    before = len(user1.log_text().splitlines())
+    second = user1.run("run")
+    assert second.returncode == 0, second.stderr + user1.log_text()
+    new_lines = user1.log_text().splitlines()[before:]
+    assert len(new_lines) == 1 and "nothing to do" in new_lines[0] and serial in new_lines[0], new_lines
+    assert folder_certificates(user1.folder) == {name: cert}
+
+    # `days` larger than what is left: renewal, and the server revokes the replaced certificate
+    user1.kinit()
+    user1.extra_env.clear()
+    user1.write_config(days="400")
+    third = user1.run("run")
+    assert third.returncode == 0, third.stderr + user1.log_text()
+    (new_cert,) = folder_certificates(user1.folder).values()
+    new_serial = format(new_cert.serial_number, "x")
+    assert new_serial != serial and mails(new_cert) == ["user1@test.com"]
+    assert f"status: reported installed {new_serial}; the server revoked the replaced certificate {serial}" in (
+        user1.log_text()
+    )
+    assert server_certificate(server, serial) == "revoked superseded"
+    assert server_certificate(server, new_serial) == "issued -"
+    # the old key stays (it decrypts old mail); the old certificate is archived
+    assert key_file.exists() and (user1.folder / "archive" / f"{serial}.cert.pem").exists()
+    assert {format(c.serial_number, "x") for c in nss_certificates(profile, "user1@test.com")} == {serial, new_serial}
+
+    status = user1.run("status")
+    assert status.returncode == 0
+    assert f"serial     {new_serial}  [renewal due]" in status.stdout  # days=400 > 365 left
+    assert "issuer     CN=" in status.stdout and "days left" in status.stdout
+
+
+def test_the_certificate_works_for_smime_sign_verify_encrypt_decrypt(make_user, server, tmp_path):
+    user1 = make_user("user1")
+    result = user1.run("run", "--force")
+    assert result.returncode == 0, result.stderr + user1.log_text()
+    (cert_path,) = [p for p in user1.folder.glob("*.cert.pem")]
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    chain = cert_path.with_name(cert_path.name.replace(".cert.pem", ".chain.pem"))
+    key = user1.folder / "keys" / f"{key_id(cert.public_key())}.key.pem"
+    serialization.load_pem_private_key(key.read_bytes(), None)
+    message = tmp_path / "message.txt"
+    message.write_text("Subject: hello\r\n\r\nsigned and sealed by autoenroll\r\n")
+
+    signed = tmp_path / "signed.p7m"
+    out = run_openssl("cms", "-sign", "-in", message, "-signer", cert_path, "-inkey", key, "-certfile", chain,
+                      "-out", signed)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    out = run_openssl("cms", "-verify", "-in", signed, "-CAfile", server.root_ca, "-purpose", "smimesign",
+                      "-out", tmp_path / "verified.txt")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "verified.txt").read_text() == message.read_text()
+
+    sealed = tmp_path / "sealed.p7m"
+    out = run_openssl("cms", "-encrypt", "-aes-256-cbc", "-in", message, "-out", sealed, cert_path)
+    assert out.returncode == 0, out.stderr
+    out = run_openssl("cms", "-decrypt", "-in", sealed, "-recip", cert_path, "-inkey", key,
+                      "-out", tmp_path / "opened.txt")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "opened.txt").read_text() == message.read_text()
+
+
+def test_a_store_added_later_gets_the_current_certificate_without_a_new_enrollment(make_user, tmp_path):
+    user1 = make_user("user1")
+    assert user1.run("run", "--force").returncode == 0
+    (cert,) = folder_certificates(user1.folder).values()
+    profile = nss_db(tmp_path / "new-profile")
+    user1.write_config(store=f"folder, nss:{profile}")
+    user1.ccache = None  # no ticket: proves no enrollment happens
+    result = user1.run("run")
+    assert result.returncode == 0, result.stderr + user1.log_text()
+    assert [c.serial_number for c in nss_certificates(profile, "user1@test.com")] == [cert.serial_number]
+    assert "copied from folder:" in user1.log_text()
+
+
+def test_status_lists_the_installed_certificate(make_user):
+    user2 = make_user("user2")
+    assert user2.run("run").returncode == 0
+    status = user2.run("status")
+    assert status.returncode == 0
+    assert re.search(r"serial +[0-9a-f]+  \[current\]", status.stdout), status.stdout
+    assert "<user2@test.com>" in status.stdout
+    assert re.search(r"validity .* UTC, 36[45] days left", status.stdout), status.stdout
+
+
+def test_a_server_refusal_is_logged_with_its_number_and_message_as_received(make_user):
+    user1 = make_user("user1")
+    user1.write_config(customeruri="nobody")
+    result = user1.run("run")
+    assert result.returncode == 2
+    assert "ERROR Error 2: Customer invalid.. (HTTP 404)" in user1.log_text()
