@@ -33,11 +33,10 @@ def read_user(server: ADServer, principal: str) -> DirectoryUser:
     return user
 
 
-def sync_person(
-    customer: Customer, server: ADServer, principal: str, organization: Organization | None = None
-) -> tuple[Person, DirectoryUser]:
-    """Read the user from AD and store what AD says; error 14 when the row cannot be written."""
-    user = read_user(server, principal)
+def store_person(
+    customer: Customer, server: ADServer, principal: str, user: DirectoryUser, organization: Organization | None
+) -> Person:
+    """Keep the Person row in step with what AD said; error 14 when the row cannot be written."""
     try:
         person, _ = Person.objects.update_or_create(
             customer=customer,
@@ -55,4 +54,12 @@ def sync_person(
         )
     except DatabaseError as exc:
         raise EnrollmentError(14, f"cannot store person {principal}: {exc}") from None
-    return person, user
+    return person
+
+
+def sync_person(
+    customer: Customer, server: ADServer, principal: str, organization: Organization | None = None
+) -> tuple[Person, DirectoryUser]:
+    """Read the user from AD and store what AD says."""
+    user = read_user(server, principal)
+    return store_person(customer, server, principal, user, organization), user

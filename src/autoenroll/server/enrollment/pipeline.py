@@ -24,7 +24,7 @@ from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate, RevocationReason
 from autoenroll.server.directory.models import ADServer, Person
 from autoenroll.server.directory.publication import publish
-from autoenroll.server.directory.sync import read_user
+from autoenroll.server.directory.sync import read_user, store_person
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
 
@@ -195,23 +195,7 @@ def sync(caller: Caller, data: dict) -> SyncResult:
                 raise EnrollmentError(18, f"request says {claimed_mail}, AD says {user.mail}")
         elif claimed_mail:
             raise EnrollmentError(16, f"AD holds no mail for {caller.principal}, request says {claimed_mail}")
-        try:
-            person, _ = Person.objects.update_or_create(
-                customer=customer,
-                principal=caller.principal,
-                defaults={
-                    "ad_server": server,
-                    "organization": org,
-                    "sam_account_name": user.sam_account_name,
-                    "mail": user.mail,
-                    "cn": user.cn,
-                    "dn": user.dn,
-                    "enabled": user.enabled,
-                    "synced_at": timezone.now(),
-                },
-            )
-        except DatabaseError as exc:
-            raise EnrollmentError(14, f"cannot store person {caller.principal}: {exc}") from None
+        person = store_person(customer, server, caller.principal, user, org)
         audit.success(person=person)
         return SyncResult(customer, org, server, person)
 
