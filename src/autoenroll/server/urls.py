@@ -8,5 +8,6 @@ from .api.root import api
 urlpatterns = [
     path("api/", api.urls),
     path("admin/", admin.site.urls),
+    path("", include("autoenroll.server.certificates.urls")),  # CRL, OCSP, CA downloads (also over HTTPS)
     path("", include("autoenroll.server.web.urls")),
 ]

@@ -10,12 +10,14 @@ import hashlib
 import ipaddress
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from django.db import transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -23,7 +25,7 @@ from autoenroll import pki
 from autoenroll.server.config import ServerConfig
 from autoenroll.server.directory.models import Person
 
-from .models import Certificate, CertificateAuthority
+from .models import Certificate, CertificateAuthority, RevocationReason
 
 
 class CAError(Exception):
@@ -226,13 +228,66 @@ def issue_tls_certificate(config: ServerConfig, extra_names: list[str] | None = 
     return row
 
 
+def _check_reason(reason: str) -> str:
+    if reason not in RevocationReason.values:
+        raise CAError(f"unknown revocation reason {reason!r}; use one of {', '.join(RevocationReason.values)}")
+    return reason
+
+
+def _revoked(ca_id: int, count: int) -> None:
+    """In the revocation's transaction: mark the CA's CRL stale, and regenerate it after commit."""
+    from .publication import regenerate_after_revocation
+
+    CertificateAuthority.objects.filter(pk=ca_id).update(revocation_generation=F("revocation_generation") + count)
+    transaction.on_commit(lambda: regenerate_after_revocation(ca_id))
+
+
 def revoke(cert: Certificate, reason: str, *, by: str) -> Certificate:
-    """Mark `cert` revoked; refuses one that already is (its first revocation time and reason stand)."""
+    """Mark `cert` revoked; refuses one that already is (its first revocation time and reason stand).
+
+    OCSP answers from the database at once; the CA's CRL is regenerated when the transaction
+    commits (and is never served stale before that: see `publication.current_crl`).
+    """
+    _check_reason(reason)
     with transaction.atomic():
         updated = Certificate.objects.filter(pk=cert.pk, status=Certificate.Status.ISSUED).update(
             status=Certificate.Status.REVOKED, revoked_at=timezone.now(), revocation_reason=reason, revoked_by=by
         )
         if not updated:
             raise CAError(f"certificate {cert.serial} is already revoked")
+        _revoked(cert.ca_id, 1)
     cert.refresh_from_db()
     return cert
+
+
+def revoke_many(
+    certificates, reason: str, *, by: str, batch_size: int = 500, progress: Callable[[int], None] | None = None
+) -> int:
+    """Revoke every still-issued certificate of `certificates` (a queryset or rows) in one transaction.
+
+    One CRL per CA is regenerated after commit, not one per certificate. `progress(n)` is called
+    after each batch with the number revoked in it. Returns how many were revoked.
+    """
+    _check_reason(reason)
+    if isinstance(certificates, QuerySet):
+        ids = list(certificates.filter(status=Certificate.Status.ISSUED).values_list("pk", flat=True))
+    else:
+        ids = [c.pk for c in certificates]
+    total = 0
+    per_ca: dict[int, int] = {}
+    with transaction.atomic():
+        now = timezone.now()
+        for start in range(0, len(ids), batch_size):
+            chunk = Certificate.objects.filter(pk__in=ids[start : start + batch_size], status=Certificate.Status.ISSUED)
+            cas = list(chunk.values_list("ca_id", flat=True))
+            done = chunk.update(
+                status=Certificate.Status.REVOKED, revoked_at=now, revocation_reason=reason, revoked_by=by
+            )
+            for ca_id in cas:
+                per_ca[ca_id] = per_ca.get(ca_id, 0) + 1
+            total += done
+            if progress is not None:
+                progress(done)
+        for ca_id, count in per_ca.items():
+            _revoked(ca_id, count)
+    return total

@@ -42,7 +42,11 @@ class CertificateAuthority(models.Model):
     )
     key_path = models.CharField(max_length=1024, blank=True, help_text="Encrypted key file (file backend).")
     active = models.BooleanField(default=True, help_text="Issues new end-entity certificates.")
-    crl_number = models.PositiveBigIntegerField(default=0)
+    crl_number = models.PositiveBigIntegerField(default=0, help_text="Number of the last CRL issued.")
+    revocation_generation = models.PositiveBigIntegerField(
+        default=0,
+        help_text="Bumped in the transaction of every revocation: a CRL made from an older generation is stale.",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -73,6 +77,7 @@ class Certificate(models.Model):
     class Profile(models.TextChoices):
         SMIME = "smime", "S/MIME (mailbox-validated, strict)"
         TLS_SERVER = "tls_server", "TLS server"
+        OCSP_RESPONDER = "ocsp_responder", "OCSP responder (delegated)"
 
     ca = models.ForeignKey(CertificateAuthority, on_delete=models.PROTECT, related_name="certificates")
     serial = models.CharField(max_length=64, help_text="Lower-case hexadecimal.")
@@ -118,3 +123,29 @@ class Certificate(models.Model):
         if self.not_after <= timezone.now():
             return "expired"
         return "issued"
+
+
+class RevocationList(models.Model):
+    """A CRL as published: the signed DER and the facts it was made from.
+
+    The CRL is a stored artefact, regenerated after each revocation and before nextUpdate; the
+    latest row of a CA is what `/crl/<ca>.crl` serves. `generation` is the CA's
+    `revocation_generation` it was made from, so a CRL that misses a revocation is detectable.
+    """
+
+    ca = models.ForeignKey(CertificateAuthority, on_delete=models.CASCADE, related_name="crls")
+    number = models.PositiveBigIntegerField()
+    this_update = models.DateTimeField()
+    next_update = models.DateTimeField()
+    generation = models.PositiveBigIntegerField()
+    entries = models.PositiveIntegerField()
+    der = models.BinaryField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ca", "-number"]
+        verbose_name = "certificate revocation list"
+        constraints = [models.UniqueConstraint(fields=["ca", "number"], name="crl_unique_number_per_ca")]
+
+    def __str__(self) -> str:
+        return f"{self.ca} CRL #{self.number}"

@@ -1,3 +1,7 @@
+import argparse
+import getpass
+import re
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -5,8 +9,8 @@ from django.core.management.base import CommandError
 
 from autoenroll import pki
 from autoenroll.protocol import EnrollmentError
-from autoenroll.server.certificates import authority
-from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.certificates import authority, publication
+from autoenroll.server.certificates.models import Certificate, RevocationReason
 from autoenroll.server.directory.sync import sync_person
 from autoenroll.server.enrollment.events import record_error, record_success
 from autoenroll.server.enrollment.models import EnrollmentEvent
@@ -16,8 +20,12 @@ from autoenroll.server.utils.commands import SubcommandCommand
 
 
 class Command(SubcommandCommand):
-    help = "Issue a certificate for an AD user from a CSR, and list issued certificates."
-    actions = {"issue": "issue an S/MIME certificate for an AD user", "list": "list certificates"}
+    help = "Issue a certificate for an AD user from a CSR, list issued certificates, revoke them."
+    actions = {
+        "issue": "issue an S/MIME certificate for an AD user",
+        "list": "list certificates",
+        "revoke": "revoke certificates by serial (the CRL is regenerated at once, OCSP answers at once)",
+    }
 
     def add_issue_arguments(self, p) -> None:
         p.add_argument("--customer", required=True, help="customer uri")
@@ -27,6 +35,18 @@ class Command(SubcommandCommand):
 
     def add_list_arguments(self, p) -> None:
         p.add_argument("--mail")
+
+    def add_revoke_arguments(self, p) -> None:
+        p.add_argument("serials", nargs="*", metavar="SERIAL", help="hexadecimal serial (colons and 0x allowed)")
+        p.add_argument("--file", help="read more serials from this file, one per line ('-': standard input)")
+        p.add_argument(
+            "--reason",
+            required=True,
+            type=_reason,
+            help=f"one of {', '.join(r.replace('_', '-') for r in RevocationReason.values)}",
+        )
+        p.add_argument("--ca", help="the issuing CA's name, when a serial is not unique")
+        p.add_argument("--by", default="", help="who revokes (recorded; default: the CLI user)")
 
     def handle_issue(self, customer, principal, csr, out, **_) -> None:
         cust = get_customer(customer)
@@ -75,3 +95,66 @@ class Command(SubcommandCommand):
             [(c.serial, c.mail or c.subject, c.ca.name, f"{c.not_after:%Y-%m-%d}", c.state) for c in certs],
             ("SERIAL", "MAIL", "CA", "VALID UNTIL", "STATUS"),
         )
+
+    def handle_revoke(self, serials, file, reason, ca, by, **_) -> None:
+        wanted = [_serial(s) for s in serials]
+        if file:
+            try:
+                text = sys.stdin.read() if file == "-" else Path(file).read_text()
+            except OSError as exc:
+                raise CommandError(f"cannot read {file}: {exc.strerror}") from None
+            wanted += [_serial(line) for line in text.split() if line.strip()]
+        if not wanted:
+            raise CommandError("give at least one SERIAL or --file")
+        certs = Certificate.objects.filter(serial__in=set(wanted))
+        if ca:
+            certs = certs.filter(ca__name=ca)
+        found = list(certs.select_related("ca"))
+        duplicates = {c.serial for c in found if sum(1 for d in found if d.serial == c.serial) > 1}
+        if duplicates:
+            raise CommandError(f"serial(s) {', '.join(sorted(duplicates))} exist under several CAs: add --ca")
+        missing = set(wanted) - {c.serial for c in found}
+        if missing:
+            raise CommandError(f"no certificate with serial {', '.join(sorted(missing))}")
+        already = [c.serial for c in found if c.status == Certificate.Status.REVOKED]
+        for serial in already:
+            self.stderr.write(f"{serial}: already revoked, left as it is")
+        todo = [c for c in found if c.status == Certificate.Status.ISSUED]
+        who = by or f"cli:{getpass.getuser()}"
+        try:
+            if len(todo) == 1:
+                authority.revoke(todo[0], reason, by=who)
+                count = 1
+            else:
+                count = self._revoke_many(todo, reason, who)
+        except authority.CAError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"revoked {count} certificate(s) ({reason.replace('_', ' ')})")
+        for ca_row in {c.ca for c in todo}:
+            crl = publication.latest_crl(ca_row)
+            if crl is not None:
+                self.stdout.write(f"CRL {ca_row.name} #{crl.number}: {crl.entries} entries")
+
+    def _revoke_many(self, todo, reason, who) -> int:
+        if len(todo) < 200 or not self.stdout.isatty():
+            return authority.revoke_many(todo, reason, by=who)
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("revoking", total=len(todo))
+            return authority.revoke_many(todo, reason, by=who, progress=lambda n: bar.advance(task, n))
+
+
+def _reason(value: str) -> str:
+    """Accept key-compromise, key_compromise or keyCompromise."""
+    normal = re.sub(r"(?<!^)([A-Z])", r"_\1", value).replace("-", "_").lower()
+    if normal not in RevocationReason.values:
+        raise argparse.ArgumentTypeError(f"unknown reason {value!r}")
+    return normal
+
+
+def _serial(value: str) -> str:
+    text = value.strip().lower().removeprefix("0x").replace(":", "")
+    if not text or len(text) > 64 or any(c not in "0123456789abcdef" for c in text):
+        raise CommandError(f"{value!r} is not a hexadecimal serial number")
+    return text.lstrip("0") or "0"

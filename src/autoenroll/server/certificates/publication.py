@@ -1,0 +1,384 @@
+"""Revocation publication: each CA's CRL, its OCSP responder, and its certificates for download.
+
+One source of truth: the `Certificate` rows. OCSP answers read them per request; a CRL is a
+stored artefact made from them under a lock on the CA row, tagged with the CA's
+`revocation_generation`, and never served once a newer revocation exists (it is regenerated
+first). So a CRL and an OCSP answer fetched at the same moment always agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from autoenroll import pki
+from autoenroll.pki.crl import DEFAULT_CRL_VALIDITY
+from autoenroll.pki.ocsp import GOOD, UNKNOWN, CertStatus
+from autoenroll.server.config import ServerConfig
+
+from . import authority
+from .models import Certificate, CertificateAuthority, RevocationList
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+#: Old CRLs kept per CA (the latest is served; a few more help an admin compare).
+CRLS_KEPT = 3
+
+
+def _config(config: ServerConfig | None) -> ServerConfig:
+    return config or settings.CONFIG
+
+
+# --- CRL -----------------------------------------------------------------------------------------
+
+
+def latest_crl(ca: CertificateAuthority) -> RevocationList | None:
+    return RevocationList.objects.filter(ca=ca).order_by("-number").first()
+
+
+def crl_is_current(ca: CertificateAuthority, crl: RevocationList | None, now: dt.datetime | None = None) -> bool:
+    """True if `crl` lists every revocation of `ca` so far and is not yet due for renewal."""
+    if crl is None or crl.generation != ca.revocation_generation:
+        return False
+    return not pki.crl_needs_refresh(crl.this_update, crl.next_update, now or timezone.now())
+
+
+def _revoked_entries(ca: CertificateAuthority, now: dt.datetime) -> list[pki.RevokedEntry]:
+    # An entry stays until it has appeared on at least one CRL issued after the certificate
+    # expired (RFC 5280 5.2.6/5.3): a CRL lives DEFAULT_CRL_VALIDITY and is renewed at half of it.
+    cutoff = now - DEFAULT_CRL_VALIDITY
+    rows = (
+        Certificate.objects.filter(ca=ca, status=Certificate.Status.REVOKED, not_after__gt=cutoff)
+        .order_by()
+        .values_list("serial", "revoked_at", "revocation_reason")
+    )
+    return [pki.RevokedEntry(int(serial, 16), revoked_at, reason) for serial, revoked_at, reason in rows.iterator()]
+
+
+def publish_crl(
+    ca: CertificateAuthority | int, config: ServerConfig | None = None, *, force: bool = True
+) -> RevocationList:
+    """Sign and store a new CRL of `ca` (with `force=False`, only if the latest is not current).
+
+    The CA row is locked for the whole generation, so CRL numbers strictly increase and no
+    revocation commits between reading the revoked set and storing the CRL made from it.
+    """
+    config = _config(config)
+    ca_id = ca.pk if isinstance(ca, CertificateAuthority) else ca
+    with transaction.atomic():
+        ca = CertificateAuthority.objects.select_for_update().get(pk=ca_id)
+        now = timezone.now()
+        if not force:
+            latest = latest_crl(ca)
+            if crl_is_current(ca, latest, now):
+                return latest
+        number = ca.crl_number + 1
+        backend = authority.backend_for(ca, config.ca_passphrase_bytes())
+        crl = pki.issue_crl(backend, number, _revoked_entries(ca, now), this_update=now)
+        facts = pki.crl_facts(crl)
+        CertificateAuthority.objects.filter(pk=ca.pk).update(crl_number=number)
+        row = RevocationList.objects.create(
+            ca=ca,
+            number=number,
+            this_update=facts.this_update,
+            next_update=facts.next_update,
+            generation=ca.revocation_generation,
+            entries=facts.entries,
+            der=crl.public_bytes(serialization.Encoding.DER),
+        )
+        stale = RevocationList.objects.filter(ca=ca).order_by("-number").values_list("pk", flat=True)[CRLS_KEPT:]
+        RevocationList.objects.filter(pk__in=list(stale)).delete()
+    log.info("CRL %s #%d issued with %d entries", ca.name, number, facts.entries)
+    return row
+
+
+def current_crl(ca: CertificateAuthority, config: ServerConfig | None = None) -> RevocationList:
+    """The CRL to serve: the stored one, regenerated first if a revocation or nextUpdate requires it.
+
+    When regeneration fails (the CA key is unavailable to this process, say), a stored CRL that
+    has not reached nextUpdate is still served: it is signed and honest about its thisUpdate.
+    """
+    latest = latest_crl(ca)
+    if crl_is_current(ca, latest):
+        return latest
+    try:
+        return publish_crl(ca, config, force=False)
+    except Exception:
+        if latest is not None and latest.next_update > timezone.now():
+            log.exception("cannot regenerate the CRL of %s; serving CRL #%d", ca.name, latest.number)
+            return latest
+        raise
+
+
+def refresh_crls(config: ServerConfig | None = None, *, force: bool = False) -> list[RevocationList]:
+    """Regenerate the CRL of every CA that needs it (all of them with `force`): the scheduled path."""
+    return [publish_crl(ca, config, force=force) for ca in CertificateAuthority.objects.order_by("pk")]
+
+
+def regenerate_after_revocation(ca_id: int) -> None:
+    """on_commit hook of a revocation: publish at once; a failure is retried when the CRL is served."""
+    try:
+        publish_crl(ca_id, force=False)
+    except Exception:
+        log.exception("CRL regeneration after a revocation failed (ca id %s); it will be retried on demand", ca_id)
+
+
+# --- OCSP ----------------------------------------------------------------------------------------
+
+
+def status_of(ca: CertificateAuthority, serial: int) -> CertStatus:
+    """What `ca`'s records say about `serial`: the same rows the CRL is made from.
+
+    One indexed lookup per OCSP request, in plain SQL: the ORM's query compilation would cost
+    more than the query and the signature together.
+    """
+    hex_serial = format(serial, "x")
+    with connection.cursor() as cursor:
+        cursor.execute(_STATUS_SQL, [ca.pk, hex_serial])
+        row = cursor.fetchone()
+    if row is not None:
+        status, revoked_at, reason = row
+        if status != Certificate.Status.REVOKED:
+            return GOOD
+        if isinstance(revoked_at, str):
+            revoked_at = dt.datetime.fromisoformat(revoked_at)
+        if revoked_at.tzinfo is None:
+            revoked_at = revoked_at.replace(tzinfo=dt.UTC)
+        return CertStatus.revoked(revoked_at, reason)
+    if CertificateAuthority.objects.filter(parent=ca, serial=hex_serial).exists():
+        return GOOD  # a subordinate CA certificate (CA certificates are not revocable here)
+    return UNKNOWN
+
+
+_STATUS_SQL = (
+    f"SELECT status, revoked_at, revocation_reason FROM {Certificate._meta.db_table} "  # noqa: S608 -- constant names
+    "WHERE ca_id = %s AND serial = %s"
+)
+
+_CA_ID_SQL = f"SELECT id FROM {CertificateAuthority._meta.db_table} WHERE name = %s"  # noqa: S608 -- constant
+
+#: CA rows by name, per process, checked against the row's id on every use (a replaced CA is seen at once).
+_cas: dict[str, CertificateAuthority] = {}
+
+
+def ca_by_name(name: str) -> CertificateAuthority | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_CA_ID_SQL, [name])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    cached = _cas.get(name)
+    if cached is None or cached.pk != row[0]:
+        cached = _cas[name] = CertificateAuthority.objects.get(pk=row[0])
+    return cached
+
+
+@dataclass(frozen=True)
+class _CachedResponder:
+    responder: pki.OCSPResponder
+    renew_at: dt.datetime
+
+
+_responders: dict[tuple[int, str], _CachedResponder] = {}
+_responders_lock = threading.Lock()
+
+
+def _responder_key_type(ca_cert: x509.Certificate) -> str:
+    """EC CAs get a responder of the same curve; RSA CAs an RSA-2048 responder (30 days, fast to sign)."""
+    key_type = pki.key_type_of(ca_cert.public_key())
+    return key_type if key_type.startswith("ec-") else "rsa-2048"
+
+
+def responder_dir(config: ServerConfig, ca: CertificateAuthority) -> Path:
+    return config.data_dir / "ocsp" / ca.name
+
+
+@contextlib.contextmanager
+def _file_lock(directory: Path) -> Iterator[None]:
+    """One process at a time issues a responder certificate (gunicorn has several workers)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(directory / ".lock", "a+b") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _usable_responder(ca: CertificateAuthority, ca_cert: x509.Certificate, config: ServerConfig, now):
+    """The newest recorded responder of `ca` whose key this host holds and that is not due for renewal."""
+    directory = responder_dir(config, ca)
+    rows = Certificate.objects.filter(
+        ca=ca, profile=Certificate.Profile.OCSP_RESPONDER, status=Certificate.Status.ISSUED, not_after__gt=now
+    ).order_by("-not_after")
+    for row in rows:
+        key_path = directory / f"{row.serial}.key"
+        if not key_path.exists():
+            continue  # another host's responder (several servers may share one database)
+        cert = x509.load_pem_x509_certificate(row.pem.encode())
+        if pki.responder_needs_renewal(cert, now):
+            continue
+        key = pki.read_encrypted_key(key_path, config.ca_passphrase_bytes())
+        return pki.OCSPSigner(cert, key, ca_cert)
+    return None
+
+
+def _issue_responder(ca: CertificateAuthority, ca_cert: x509.Certificate, config: ServerConfig) -> pki.OCSPSigner:
+    directory = responder_dir(config, ca)
+    key = pki.generate_private_key(_responder_key_type(ca_cert))
+    backend = authority.backend_for(ca, config.ca_passphrase_bytes())
+    with transaction.atomic():
+        cert = pki.issue_ocsp_responder_certificate(backend, key.public_key())
+        row = authority.record(cert, ca, Certificate.Profile.OCSP_RESPONDER)
+        pki.write_encrypted_key(key, directory / f"{row.serial}.key", config.ca_passphrase_bytes())
+    log.info("OCSP responder certificate #%s issued for %s, valid until %s", row.serial, ca.name, row.not_after)
+    for old in directory.glob("*.key"):  # keys of expired responders are of no use any more
+        expired = Certificate.objects.filter(
+            ca=ca, serial=old.stem, profile=Certificate.Profile.OCSP_RESPONDER, not_after__lte=timezone.now()
+        )
+        if expired.exists():
+            old.unlink(missing_ok=True)
+    return pki.OCSPSigner(cert, key, ca_cert)
+
+
+def responder_for(ca: CertificateAuthority, config: ServerConfig | None = None) -> pki.OCSPResponder:
+    """`ca`'s OCSP responder, built once per process and renewed once a third of its lifetime is left."""
+    config = _config(config)
+    cache_key = (ca.pk, ca.serial)
+    now = timezone.now()
+    cached = _responders.get(cache_key)
+    if cached is not None and now < cached.renew_at:
+        return cached.responder
+    with _responders_lock:
+        cached = _responders.get(cache_key)
+        if cached is not None and now < cached.renew_at:
+            return cached.responder
+        ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem.encode())
+        with _file_lock(responder_dir(config, ca)):
+            signer = _usable_responder(ca, ca_cert, config, now) or _issue_responder(ca, ca_cert, config)
+        responder = pki.OCSPResponder(signer)
+        cert = signer.certificate
+        lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+        renew_at = cert.not_valid_after_utc - lifetime * pki.ocsp.RESPONDER_RENEWAL_FRACTION
+        _responders[cache_key] = _CachedResponder(responder, renew_at)
+        return responder
+
+
+def clear_responder_cache() -> None:
+    """Forget the per-process responders and CA rows (tests; after replacing a CA)."""
+    with _responders_lock:
+        _responders.clear()
+        _cas.clear()
+
+
+def answer_ocsp(ca_name: str, request_der: bytes, config: ServerConfig | None = None) -> pki.OCSPAnswer:
+    """The OCSP response for a request sent to `/ocsp/<ca_name>`; never raises."""
+    try:
+        ca = ca_by_name(ca_name)
+        if ca is None:
+            return pki.unsuccessful_response(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        responder = responder_for(ca, config)
+        return responder.respond(request_der, lambda serial: status_of(ca, serial))
+    except Exception:
+        log.exception("OCSP request to %s failed", ca_name)
+        return pki.unsuccessful_response(ocsp.OCSPResponseStatus.INTERNAL_ERROR)
+
+
+# --- certificate downloads (AIA caIssuers, Group Policy, guide 3.6 and error 41) ---------------
+
+
+def ca_chain(ca: CertificateAuthority) -> list[x509.Certificate]:
+    """`ca` and its parents up to the root, `ca` first."""
+    chain = []
+    while ca is not None:
+        chain.append(x509.load_pem_x509_certificate(ca.certificate_pem.encode()))
+        ca = ca.parent
+    return chain
+
+
+def find_ca(name: str) -> CertificateAuthority | None:
+    """A CA by slug; `root` and `issuing` name the current root and active issuing CA."""
+    try:
+        if name == "root":
+            return authority.root_ca()
+        if name == "issuing":
+            return authority.issuing_ca()
+    except authority.CAError:
+        return None
+    return CertificateAuthority.objects.filter(name=name).first()
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def tls_issuer_chain(config: ServerConfig | None = None) -> list[x509.Certificate]:
+    """The issuer of the server's TLS certificate and its parents, issuer first (guide error 41).
+
+    This is what Group Policy must put in the clients' trusted roots for the agent to trust the
+    HTTPS server: our root when `ca tls` issued the certificate, or the CA that issued a
+    certificate configured with AUTOENROLL_TLS_CERT (found in that file or among our CAs), or the
+    certificate itself when it is self-signed. Empty when none can be determined.
+    """
+    config = _config(config)
+    try:
+        certs = x509.load_pem_x509_certificates(config.tls_cert_path.read_bytes())
+    except (OSError, ValueError):
+        return []
+    leaf, others = certs[0], certs[1:]
+    if _issued_by(leaf, leaf):
+        return [leaf]
+    candidates = list(others)
+    for ca in CertificateAuthority.objects.all():
+        candidates.append(x509.load_pem_x509_certificate(ca.certificate_pem.encode()))
+    chain: list[x509.Certificate] = []
+    current = leaf
+    while len(chain) < 8:
+        issuer = next((c for c in candidates if _issued_by(current, c)), None)
+        if issuer is None or issuer in chain:
+            break
+        chain.append(issuer)
+        if _issued_by(issuer, issuer):
+            break
+        current = issuer
+    return chain
+
+
+def pkcs7_bundle(certs: list[x509.Certificate]) -> bytes:
+    """A certs-only PKCS#7 (.p7b, DER): what the Windows certificate import wizard reads."""
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    return pkcs7.serialize_certificates(certs, serialization.Encoding.DER)
+
+
+def ocsp_serial_summary(answer: pki.OCSPAnswer) -> str:
+    """One log word for an answer: good, revoked, unknown or the error status."""
+    if not answer.successful:
+        return answer.response_status.name.lower()
+    return answer.cert_status.name.lower() if answer.cert_status else "?"

@@ -1,0 +1,19 @@
+"""Publication URLs (PublicationURLs.for_ca): `crl/<ca>.crl`, `ocsp/<ca>`, `ca/<ca>.crt` and downloads.
+
+Included at the root of the server's URLconf, and the whole URLconf of the plain-HTTP
+publication listener (see `wsgi.py` here).
+"""
+
+from django.urls import path, re_path
+
+from . import views
+
+_SLUG = r"(?P<slug>[a-z0-9][a-z0-9_-]{0,62})"
+
+urlpatterns = [
+    path("crl/<slug:slug>.crl", views.crl, name="crl"),
+    path("ocsp/<slug:slug>", views.ocsp_view, name="ocsp"),
+    path("ocsp/<slug:slug>/", views.ocsp_view, name="ocsp-post-slash"),
+    re_path(rf"^ocsp/{_SLUG}/(?P<encoded>.+)$", views.ocsp_view, name="ocsp-get"),
+    re_path(rf"^ca/{_SLUG}\.(?P<fmt>crt|cer|der|pem|p7b|p7c)$", views.ca_certificate, name="ca-certificate"),
+]

@@ -1,0 +1,221 @@
+"""The OCSP responder of the server: answers from the database, agrees with the CRL, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from urllib.parse import quote
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from django.utils import timezone
+
+from autoenroll import pki
+from autoenroll.server.certificates import authority, publication
+from autoenroll.server.certificates.models import Certificate, RevocationReason
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("autoenroll.server.certificates.urls")]
+
+OCSP_REQUEST = "application/ocsp-request"
+
+
+def ocsp_request(cert: Certificate, issuer_pem: str, *, nonce: bytes | None = None, serial: int | None = None) -> bytes:
+    issuer = x509.load_pem_x509_certificate(issuer_pem.encode())
+    leaf = x509.load_pem_x509_certificate(cert.pem.encode())
+    builder = ocsp.OCSPRequestBuilder()
+    if serial is None:
+        builder = builder.add_certificate(leaf, issuer, hashes.SHA1())  # noqa: S303
+    else:
+        probe = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()  # noqa: S303
+        builder = builder.add_certificate_by_hash(
+            probe.issuer_name_hash,
+            probe.issuer_key_hash,
+            serial,
+            hashes.SHA1(),  # noqa: S303
+        )
+    if nonce:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+def post(client, der: bytes, slug: str = "test-smime"):
+    response = client.post(f"/ocsp/{slug}", data=der, content_type=OCSP_REQUEST)
+    assert response.status_code == 200 and response["Content-Type"] == "application/ocsp-response"
+    return response
+
+
+def status(response) -> ocsp.OCSPResponse:
+    return ocsp.load_der_ocsp_response(response.content)
+
+
+def test_good_revoked_and_unknown_over_post(client, issue, ca):
+    good, revoked = issue("good@test.com"), issue("bad@test.com")
+    authority.revoke(revoked, RevocationReason.KEY_COMPROMISE, by="test")
+    revoked.refresh_from_db()
+    issuer_pem = ca[1].certificate_pem
+    assert status(post(client, ocsp_request(good, issuer_pem))).certificate_status == ocsp.OCSPCertStatus.GOOD
+    answer = status(post(client, ocsp_request(revoked, issuer_pem)))
+    assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert answer.revocation_reason == x509.ReasonFlags.key_compromise
+    assert answer.revocation_time_utc == revoked.revoked_at.replace(microsecond=0)
+    unknown = status(post(client, ocsp_request(good, issuer_pem, serial=0x1234567890ABCDEF)))
+    assert unknown.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+
+
+def test_get_request_with_url_encoded_base64(client, issue, ca):
+    cert = issue()
+    der = ocsp_request(cert, ca[1].certificate_pem)
+    for encoded in (quote(base64.b64encode(der).decode(), safe=""), base64.b64encode(der).decode()):
+        response = client.get(f"/ocsp/test-smime/{encoded}")
+        assert response.status_code == 200
+        assert status(response).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_get_response_is_cacheable_until_next_update_per_rfc_5019(client, issue, ca):
+    der = ocsp_request(issue(), ca[1].certificate_pem)
+    response = client.get("/ocsp/test-smime/" + quote(base64.b64encode(der).decode(), safe=""))
+    answer = status(response)
+    max_age = int(response["Cache-Control"].split("max-age=")[1].split(",")[0])
+    remaining = (answer.next_update_utc - timezone.now()).total_seconds()
+    assert remaining - 5 <= max_age <= remaining
+    assert "public" in response["Cache-Control"] and "no-transform" in response["Cache-Control"]
+    assert response["ETag"] and response["Last-Modified"] and response["Expires"]
+
+
+def test_response_with_a_nonce_is_not_cacheable_and_echoes_it(client, issue, ca):
+    response = post(client, ocsp_request(issue(), ca[1].certificate_pem, nonce=b"x" * 16))
+    assert response["Cache-Control"] == "no-store"
+    assert status(response).extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"x" * 16
+
+
+@pytest.mark.parametrize("reason", RevocationReason.values)
+def test_ocsp_and_crl_state_the_same_time_and_reason(client, issue, ca, reason):
+    cert = issue()
+    authority.revoke(cert, reason, by="test")
+    answer = status(post(client, ocsp_request(cert, ca[1].certificate_pem)))
+    crl = x509.load_der_x509_crl(client.get("/crl/test-smime.crl").content)
+    entry = crl.get_revoked_certificate_by_serial_number(int(cert.serial, 16))
+    assert answer.revocation_time_utc == entry.revocation_date_utc
+    try:
+        crl_reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        crl_reason = None
+    assert answer.revocation_reason == crl_reason
+    assert (crl_reason is None) == (reason == "unspecified")
+
+
+def test_ocsp_and_crl_agree_on_every_certificate_at_every_step(client, issue, ca):
+    certs = [issue(f"s{i}@test.com") for i in range(4)]
+    for step in range(len(certs) + 1):
+        if step:
+            authority.revoke(certs[step - 1], RevocationReason.SUPERSEDED, by="test")
+        crl = x509.load_der_x509_crl(client.get("/crl/test-smime.crl").content)
+        for cert in certs:
+            on_crl = crl.get_revoked_certificate_by_serial_number(int(cert.serial, 16)) is not None
+            answer = status(post(client, ocsp_request(cert, ca[1].certificate_pem)))
+            assert on_crl == (answer.certificate_status == ocsp.OCSPCertStatus.REVOKED)
+
+
+@pytest.mark.parametrize("body", [b"", b"junk", b"\x30\x80\x00\x00", b"\x30" * 100])
+def test_malformed_post_gets_malformed_request_not_500(client, ca, body):
+    response = post(client, body)
+    assert status(response).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "path", ["/ocsp/test-smime/!!!", "/ocsp/test-smime/", "/ocsp/test-smime/MAo=", "/ocsp/test-smime"]
+)
+def test_malformed_get_gets_malformed_request_not_500(client, ca, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert status(response).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_oversized_post_is_refused_as_malformed(client, ca):
+    response = post(client, b"\x30" * (pki.ocsp.MAX_OCSP_REQUEST_SIZE + 1))
+    assert status(response).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_request_to_the_wrong_ca_or_an_unknown_one_is_unauthorized(client, issue, ca):
+    der = ocsp_request(issue(), ca[1].certificate_pem)
+    assert status(post(client, der, "test-root")).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+    assert status(post(client, der, "nope")).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+
+
+def test_root_responder_answers_for_the_issuing_ca_certificate(client, ca):
+    root, issuing = ca
+    issuing_cert = x509.load_pem_x509_certificate(issuing.certificate_pem.encode())
+    root_cert = x509.load_pem_x509_certificate(root.certificate_pem.encode())
+    der = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(issuing_cert, root_cert, hashes.SHA256())
+        .build()
+        .public_bytes(serialization.Encoding.DER)
+    )
+    assert status(post(client, der, "test-root")).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_other_methods_are_refused(client, ca):
+    assert client.put("/ocsp/test-smime", data=b"", content_type=OCSP_REQUEST).status_code == 405
+
+
+def test_internal_failure_is_an_internal_error_response_not_500(client, issue, ca, settings):
+    der = ocsp_request(issue(), ca[1].certificate_pem)
+    publication.clear_responder_cache()
+    settings.CONFIG = settings.CONFIG.model_copy(update={"data_dir": settings.CONFIG.data_dir / "missing" / "\0bad"})
+    response = post(client, der)
+    assert status(response).response_status == ocsp.OCSPResponseStatus.INTERNAL_ERROR
+
+
+def test_responses_pass_pkilint(client, issue, ca, ocsp_lint):
+    good, revoked = issue("g@test.com"), issue("r@test.com")
+    authority.revoke(revoked, RevocationReason.AFFILIATION_CHANGED, by="test")
+    for der in (
+        ocsp_request(good, ca[1].certificate_pem, nonce=b"n" * 32),
+        ocsp_request(revoked, ca[1].certificate_pem),
+        ocsp_request(good, ca[1].certificate_pem, serial=12345678901234567890),
+    ):
+        assert ocsp_lint(post(client, der).content) == []
+
+
+# --- the delegated responder certificate ----------------------------------------------------------
+
+
+def test_responder_certificate_is_recorded_and_its_key_encrypted_in_the_data_dir(client, issue, ca, settings):
+    response = status(post(client, ocsp_request(issue(), ca[1].certificate_pem)))
+    signer_cert = response.certificates[0]
+    row = Certificate.objects.get(profile=Certificate.Profile.OCSP_RESPONDER)
+    assert row.serial == format(signer_cert.serial_number, "x") and row.ca == ca[1]
+    eku = signer_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]
+    signer_cert.extensions.get_extension_for_class(x509.OCSPNoCheck)
+    key_path = publication.responder_dir(settings.CONFIG, ca[1]) / f"{row.serial}.key"
+    assert key_path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert key_path.stat().st_mode & 0o077 == 0
+
+
+def test_responder_certificate_is_reused_then_renewed_with_a_third_of_its_life_left(client, issue, ca, settings):
+    config = settings.CONFIG
+    der = ocsp_request(issue(), ca[1].certificate_pem)
+    # A responder certificate issued 21 days ago: less than a third of its 30 days left.
+    key = pki.generate_private_key("ec-p256")
+    backend = authority.backend_for(ca[1], config.ca_passphrase_bytes())
+    old = pki.issue_ocsp_responder_certificate(
+        backend, key.public_key(), not_before=timezone.now() - dt.timedelta(days=21)
+    )
+    old_row = authority.record(old, ca[1], Certificate.Profile.OCSP_RESPONDER)
+    directory = publication.responder_dir(config, ca[1])
+    directory.mkdir(parents=True, exist_ok=True)
+    pki.write_encrypted_key(key, directory / f"{old_row.serial}.key", config.ca_passphrase_bytes())
+
+    first = status(post(client, der)).certificates[0]
+    assert first.serial_number != old.serial_number
+    assert first.not_valid_after_utc - first.not_valid_before_utc <= dt.timedelta(days=30)
+    publication.clear_responder_cache()  # a new worker process
+    again = status(post(client, der)).certificates[0]
+    assert again.serial_number == first.serial_number
+    assert Certificate.objects.filter(profile=Certificate.Profile.OCSP_RESPONDER).count() == 2
