@@ -18,34 +18,9 @@ from autoenroll.pki import (
     issue_smime_certificate,
 )
 from autoenroll.pki.crl import DEFAULT_CRL_VALIDITY, crl_builder
+from checks import lint_crl  # noqa: E402
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def lint_crl_br(der: bytes) -> list[str]:
-    """pkilint's CRL linter with the CA/B Forum profile (validity period, reason code allowlist)."""
-    from pkilint import loader, pkix
-    from pkilint.cabf import cabf_crl
-    from pkilint.pkix import crl, extension, name
-    from pkilint.validation import ValidationFindingSeverity
-
-    from checks import format_findings
-
-    crl_type = crl.CertificateRevocationListType.CRL
-    validator = crl.create_pkix_crl_validator_container(
-        [
-            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
-            pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
-        ],
-        [
-            crl.create_issuer_validator_container([]),
-            crl.create_validity_validator_container([cabf_crl.create_validity_period_validator(crl_type)]),
-            crl.create_extensions_validator_container([]),
-            cabf_crl.CabfCrlReasonCodeAllowlistValidator(crl_type),
-        ],
-    )
-    doc = loader.RFC5280CertificateListDocumentLoader().load_der_document(der, "crl")
-    return format_findings(validator.validate(doc.root), ValidationFindingSeverity.WARNING)
 
 
 def _pem(path, *objs) -> None:
@@ -80,7 +55,7 @@ def test_unspecified_reason_is_written_as_no_reason_code(chain):
 def test_crl_passes_pkilint_cabf_crl_profile(chain, reasons):
     entries = [RevokedEntry(1000 + i, NOW, r) for i, r in enumerate(reasons)]
     crl = issue_crl(chain.issuing_backend, 3, entries)
-    assert lint_crl_br(crl.public_bytes(serialization.Encoding.DER)) == []
+    assert lint_crl(crl.public_bytes(serialization.Encoding.DER)) == []
 
 
 def test_openssl_verify_crl_check_accepts_valid_and_rejects_revoked_certificate(chain, tmp_path, openssl):

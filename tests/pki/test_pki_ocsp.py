@@ -23,30 +23,10 @@ from autoenroll.pki import (
     responder_needs_renewal,
 )
 from autoenroll.pki.ocsp import GOOD, UNKNOWN, CertStatus
+from checks import lint_ocsp
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 REVOKED_AT = NOW - dt.timedelta(hours=2)
-
-
-def lint_ocsp_response(der: bytes) -> list[str]:
-    """pkilint's RFC 6960 OCSP response linter."""
-    from pkilint import loader, pkix
-    from pkilint.pkix import extension, name
-    from pkilint.pkix import ocsp as pkilint_ocsp
-    from pkilint.validation import ValidationFindingSeverity
-
-    from checks import format_findings
-
-    validator = pkilint_ocsp.create_pkix_ocsp_response_validator_container(
-        [
-            pkilint_ocsp.create_response_decoder(),
-            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
-            pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
-        ],
-        [],
-    )
-    doc = loader.RFC6960OCSPResponseDocumentLoader().load_der_document(der, "ocsp")
-    return format_findings(validator.validate(doc.root), ValidationFindingSeverity.WARNING)
 
 
 def lint_ocsp_responder_certificate(cert: x509.Certificate) -> list[str]:
@@ -164,7 +144,7 @@ def test_responder_states_good_revoked_and_unknown(chain, responder, state, expe
     assert response.certificates == [responder.signer.certificate]
     assert response.responder_name is None and len(response.responder_key_hash) == 20  # byKey, SHA-1 (RFC 6960)
     assert dt.timedelta(hours=8) <= response.next_update_utc - response.this_update_utc <= dt.timedelta(days=10)
-    assert lint_ocsp_response(answer.der) == []
+    assert lint_ocsp(answer.der) == []
 
 
 def test_revoked_for_an_unspecified_reason_has_no_reason_in_the_response(chain, responder):

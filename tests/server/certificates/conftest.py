@@ -19,7 +19,7 @@ from django.conf import settings as django_settings
 from autoenroll import pki
 from autoenroll.server.certificates import authority, publication
 from autoenroll.server.certificates.models import Certificate
-from checks import format_findings
+from checks import lint_crl, lint_ocsp
 
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 40.0
@@ -43,48 +43,6 @@ def issue(ca) -> Callable[[str], Certificate]:
         return authority.issue_smime(django_settings.CONFIG, key.public_key(), mail)
 
     return _issue
-
-
-def lint_crl(der: bytes) -> list[str]:
-    """pkilint's CRL linter, CA/B Forum profile (as `lint_crl lint -t CRL -p BR`)."""
-    from pkilint import loader, pkix
-    from pkilint.cabf import cabf_crl
-    from pkilint.pkix import crl, extension, name
-    from pkilint.validation import ValidationFindingSeverity
-
-    kind = crl.CertificateRevocationListType.CRL
-    validator = crl.create_pkix_crl_validator_container(
-        [
-            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
-            pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
-        ],
-        [
-            crl.create_issuer_validator_container([]),
-            crl.create_validity_validator_container([cabf_crl.create_validity_period_validator(kind)]),
-            crl.create_extensions_validator_container([]),
-            cabf_crl.CabfCrlReasonCodeAllowlistValidator(kind),
-        ],
-    )
-    doc = loader.RFC5280CertificateListDocumentLoader().load_der_document(der, "crl")
-    return format_findings(validator.validate(doc.root), ValidationFindingSeverity.WARNING)
-
-
-def lint_ocsp(der: bytes) -> list[str]:
-    """pkilint's RFC 6960 OCSP response linter (as `lint_ocsp_response lint`)."""
-    from pkilint import loader, pkix
-    from pkilint.pkix import extension, name, ocsp
-    from pkilint.validation import ValidationFindingSeverity
-
-    validator = ocsp.create_pkix_ocsp_response_validator_container(
-        [
-            ocsp.create_response_decoder(),
-            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
-            pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
-        ],
-        [],
-    )
-    doc = loader.RFC6960OCSPResponseDocumentLoader().load_der_document(der, "ocsp")
-    return format_findings(validator.validate(doc.root), ValidationFindingSeverity.WARNING)
 
 
 @pytest.fixture(scope="session")
