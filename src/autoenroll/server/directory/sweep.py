@@ -1,0 +1,59 @@
+"""The directory sweep: people who left (disabled or deleted in AD) lose their certificates.
+
+A disabled user cannot log on, so no enrollment request will ever tell the server; the sweep asks AD
+about every person who still holds a valid certificate and revokes those certificates with reason
+affiliationChanged. Run it from a timer (`autoenroll-server persons sweep`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from autoenroll.protocol import EnrollmentError
+from autoenroll.server.certificates import authority
+from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.enrollment.events import record_error
+
+from .models import Person
+from .sync import read_user
+
+log = logging.getLogger("autoenroll.directory")
+
+
+@dataclass
+class SweepReport:
+    checked: int = 0
+    left: list[str] = field(default_factory=list)
+    revoked: int = 0
+    unreachable: list[str] = field(default_factory=list)
+
+
+def sweep(persons=None) -> SweepReport:
+    """Check each person holding a valid certificate against AD; revoke when AD says they left.
+
+    An AD server that cannot be reached decides nothing: its people keep their certificates and the
+    report names the server."""
+    report = SweepReport()
+    holders = Certificate.objects.valid().filter(profile=Certificate.Profile.SMIME).values("person")
+    persons = (persons if persons is not None else Person.objects.all()).filter(pk__in=holders)
+    for person in persons.select_related("ad_server", "customer"):
+        if person.ad_server is None:
+            continue
+        report.checked += 1
+        try:
+            read_user(person.ad_server, person.principal)
+        except EnrollmentError as exc:
+            if exc.code == 13:
+                report.unreachable.append(str(person.ad_server))
+                continue
+            report.left.append(person.principal)
+            Person.objects.filter(pk=person.pk).update(enabled=False)
+            certificates = Certificate.objects.valid().filter(person=person)
+            report.revoked += authority.revoke_many(
+                certificates, RevocationReason.AFFILIATION_CHANGED, by="directory sweep"
+            )
+            record_error("revoke", person.principal, exc, customer=person.customer, person=person)
+            log.info("%s left AD (%s): certificates revoked", person.principal, exc.detail)
+    report.unreachable = sorted(set(report.unreachable))
+    return report

@@ -1,0 +1,44 @@
+"""Users disabled or deleted in AD lose their certificates (reason affiliationChanged) at the next sweep."""
+
+import uuid
+
+import pytest
+from django.core.management import call_command
+
+from autoenroll import pki
+from autoenroll.server.certificates import authority
+from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory.models import ADServer, Person
+from autoenroll.testbed import samba
+
+pytestmark = pytest.mark.django_db
+
+
+def holder(acme, server, sam, settings):
+    person = Person.objects.create(
+        customer=acme, ad_server=server, principal=f"{sam}@{samba.REALM}", sam_account_name=sam, mail=f"{sam}@test.com"
+    )
+    key = pki.generate_private_key("ec-p256").public_key()
+    return authority.issue_smime(settings.CONFIG, key, person.mail, person=person)
+
+
+def test_a_user_disabled_in_ad_loses_their_certificate(ca, ad_server, samba_ad, settings, capsys):
+    sam = f"leaver{uuid.uuid4().hex[:6]}"
+    samba_ad.add_user(sam, "Passw0rd!Leave1", mail=f"{sam}@test.com")
+    leaver = holder(ad_server.customer, ad_server, sam, settings)
+    stayer = holder(ad_server.customer, ad_server, "user1", settings)
+    samba_ad.disable_user(sam)
+    call_command("persons", "sweep")
+    leaver.refresh_from_db()
+    stayer.refresh_from_db()
+    assert (leaver.status, leaver.revocation_reason) == ("revoked", "affiliation_changed")
+    assert stayer.status == "issued"
+    assert Person.objects.get(principal=f"{sam}@{samba.REALM}").enabled is False
+    assert f"{sam}@{samba.REALM}: left AD" in capsys.readouterr().out
+
+
+def test_an_unreachable_ad_server_revokes_nothing(ca, ad_server, settings):
+    cert = holder(ad_server.customer, ad_server, "user1", settings)
+    ADServer.objects.filter(pk=ad_server.pk).update(port=1)
+    call_command("persons", "sweep")
+    assert Certificate.objects.get(pk=cert.pk).status == "issued"
