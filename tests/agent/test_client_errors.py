@@ -102,27 +102,23 @@ def test_35_when_the_server_name_does_not_resolve(make_user, server):
 
 
 @contextlib.contextmanager
-def database_gone(server):
-    """The server loses its database (moved away): every request ends in an HTTP 500 page."""
-    names = ["autoenroll.sqlite3", "autoenroll.sqlite3-wal", "autoenroll.sqlite3-shm"]
-    moved = []
-    for name in names:
-        path = server.data_dir / name
-        if path.exists():
-            path.rename(path.with_name(name + ".away"))
-            moved.append(path)
+def database_broken(server):
+    """The server's database loses the table every request writes to (as after a botched upgrade): every
+    request ends in an HTTP 500 page, not in one of the guide's numbered errors."""
+
+    def sql(statement: str) -> None:
+        server.shell(f"from django.db import connection; connection.cursor().execute({statement!r})")
+
+    sql("ALTER TABLE enrollment_enrollmentevent RENAME TO enrollment_enrollmentevent_away")
     try:
         yield
     finally:
-        for name in names:
-            (server.data_dir / name).unlink(missing_ok=True)
-        for path in moved:
-            path.with_name(path.name + ".away").rename(path)
+        sql("ALTER TABLE enrollment_enrollmentevent_away RENAME TO enrollment_enrollmentevent")
 
 
 def test_36_certificate_manager_internal_error(make_user, server):
     user = make_user("user1")
-    with database_gone(server):
+    with database_broken(server):
         result = user.run("run")
     assert_logged(user, result, 36)
     assert "HTTP 500" in user.log_text()

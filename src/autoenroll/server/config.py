@@ -46,6 +46,7 @@ class ServerConfig(BaseModel):
     listen: str = "127.0.0.1:8443"
     publication_listen: str = "127.0.0.1:8080"
     workers: Annotated[int, Field(ge=1, le=64)] = Field(default_factory=_default_workers)
+    threads: Annotated[int, Field(ge=1, le=64)] = 4  # per worker; Kerberos and LDAP calls release the GIL
     tls_cert: Path | None = None
     tls_key: Path | None = None
     ca_passphrase: SecretStr | None = None

@@ -85,7 +85,8 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": dj_database_url.parse(CONFIG.effective_database_url, conn_max_age=600)}
+# Connections are kept (per worker thread): opening one per request costs more than the request's queries.
+DATABASES = {"default": dj_database_url.parse(CONFIG.effective_database_url, conn_max_age=600, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers share the file: wait for the write lock instead of failing at once.
     DATABASES["default"]["OPTIONS"] = {
@@ -93,7 +94,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -22,11 +22,4 @@ def get_publication_application() -> PublicationHandler:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autoenroll.server.settings")
     django.setup(set_prefix=False)
-    from django.conf import settings
-
-    # These workers only run short autocommit reads (and the occasional CRL write): keep their
-    # database connection instead of reconnecting per OCSP request (SQLite sets CONN_MAX_AGE=0).
-    database = settings.DATABASES["default"]
-    if not database.get("CONN_MAX_AGE"):
-        database["CONN_MAX_AGE"] = 300
     return PublicationHandler()

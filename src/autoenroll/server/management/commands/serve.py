@@ -92,7 +92,9 @@ class Command(BaseCommand):
         return {
             "bind": [bind],
             "workers": workers,
-            "worker_class": "sync",
+            # Threads keep connections alive: an agent's sync, enroll and status share one TLS handshake.
+            "worker_class": "gthread",
+            "threads": config.threads,
             "accesslog": "-",
             "errorlog": "-",
             "loglevel": config.log_level.lower(),
