@@ -11,12 +11,12 @@ from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
 
 from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory import csvimport
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos import loginconf
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Organization
-from autoenroll.server.web import csvimport
 from autoenroll.testbed import samba
 
 from .conftest import AD_PASSWORD, USER_PASSWORD, client_for, make_user

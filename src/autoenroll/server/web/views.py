@@ -23,6 +23,7 @@ from django.views.generic import DetailView, TemplateView, View
 from autoenroll.protocol import CATALOGUE, EnrollmentError
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory import csvimport
 from autoenroll.server.directory.ldap import DirectoryClient, DirectoryError
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.directory.publication import publish
@@ -35,7 +36,7 @@ from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
 from autoenroll.server.utils.fields import cipher
 from autoenroll.server.utils.restrict import restricted
 
-from . import charts, csvimport, forms, tables
+from . import charts, forms, tables
 from .generic import ObjectDeleteView, ObjectEditView, ObjectListView, RestrictedMixin
 
 log = logging.getLogger("autoenroll.web")

@@ -3,7 +3,9 @@ import sys
 from pathlib import Path
 
 from django.core.management.base import CommandError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from autoenroll.server.directory import csvimport
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.tenants.management.commands.customers import get_customer
 from autoenroll.server.utils.commands import SubcommandCommand
@@ -30,7 +32,7 @@ def read_password(password_file: str | None) -> str:
 
 class Command(SubcommandCommand):
     help = "Add and list AD servers (guide 2.3: Settings / AD Server)."
-    actions = {"add": "add an AD server", "list": "list AD servers"}
+    actions = {"add": "add an AD server", "list": "list AD servers", "import": "import AD servers from CSV"}
 
     def add_add_arguments(self, p) -> None:
         p.add_argument("--customer", required=True, help="customer uri")
@@ -44,6 +46,32 @@ class Command(SubcommandCommand):
         p.add_argument("--ca-file", help="PEM file with the CA of the DC's LDAPS certificate (pinned)")
         p.add_argument("--tls-server-name", default="", help="name in the DC's certificate")
         p.add_argument("--default", action="store_true", help="set as the customer's default AD server")
+
+    def add_import_arguments(self, p) -> None:
+        p.add_argument("file", help="CSV with the columns of the AD Server page (guide figure 2.14)")
+        p.add_argument("--customer", required=True, help="customer uri")
+        p.add_argument("--skip-invalid", action="store_true", help="import the valid rows, skip the others")
+
+    def handle_import(self, file, customer, skip_invalid, **_) -> None:
+        try:
+            rows = csvimport.parse(csvimport.decode(Path(file).read_bytes()), get_customer(customer))
+        except OSError as exc:
+            raise CommandError(f"cannot read {file}: {exc.strerror}") from None
+        except csvimport.CSVError as exc:
+            raise CommandError(f"{file}: {exc}") from None
+        for row in rows:
+            if not row.valid:
+                self.stderr.write(f"{file}: line {row.line}: {'; '.join(row.errors)}")
+        valid = sum(1 for r in rows if r.valid)
+        with Progress(
+            TextColumn("importing"), BarColumn(), MofNCompleteColumn(), transient=True, disable=not sys.stdout.isatty()
+        ) as bar:
+            task = bar.add_task("import", total=valid)
+            try:
+                saved = csvimport.save(rows, skip_invalid, progress=lambda n: bar.advance(task, n))
+            except csvimport.CSVError as exc:
+                raise CommandError(str(exc)) from None
+        self.stdout.write(f"{saved} AD servers imported, {len(rows) - valid} invalid rows skipped")
 
     def add_list_arguments(self, p) -> None:
         p.add_argument("--customer", help="customer uri")

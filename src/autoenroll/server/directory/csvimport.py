@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -143,8 +144,9 @@ def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[s
     return ImportRow(line, shown, server, errors)
 
 
-def save(rows: list[ImportRow], skip_invalid: bool) -> int:
-    """Save the valid rows in one transaction; refuses (saves nothing) when a row is invalid and not skipped."""
+def save(rows: list[ImportRow], skip_invalid: bool, progress: Callable[[int], None] | None = None) -> int:
+    """Save the valid rows in one transaction; refuses (saves nothing) when a row is invalid and not skipped.
+    `progress(1)` is called after each saved row (the command line shows a progress bar)."""
     if not skip_invalid and any(not r.valid for r in rows):
         raise CSVError("Some rows are invalid; nothing was imported.")
     saved = 0
@@ -153,4 +155,6 @@ def save(rows: list[ImportRow], skip_invalid: bool) -> int:
             if row.valid:
                 row.server.save()
                 saved += 1
+                if progress is not None:
+                    progress(1)
     return saved
