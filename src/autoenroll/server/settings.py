@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "autoenroll.server.kerberos",
     "autoenroll.server.certificates",
     "autoenroll.server.enrollment",
+    "autoenroll.server.ces",
     "autoenroll.server.web",
     "autoenroll.server.api",
 ]

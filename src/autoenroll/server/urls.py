@@ -9,5 +9,6 @@ urlpatterns = [
     path("api/", api.urls),
     path("admin/", admin.site.urls),
     path("", include("autoenroll.server.certificates.urls")),  # CRL, OCSP, CA downloads (also over HTTPS)
+    path("", include("autoenroll.server.ces.urls")),  # MS-XCEP / MS-WSTEP for Windows and certmonger
     path("", include("autoenroll.server.web.urls")),
 ]

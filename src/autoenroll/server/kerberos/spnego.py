@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gssapi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from gssapi.raw import ChannelBindings
 from gssapi.raw import exceptions as gss_errors
 from gssapi.raw.misc import GSSError
 
@@ -80,6 +83,37 @@ class Negotiated:
     realm: KerberosRealm
     response_token: bytes | None
     service: str | None = None
+
+
+# ---- TLS channel bindings (RFC 5929 tls-server-end-point) --------------------------------------------------
+
+CBT_PREFIX = b"tls-server-end-point:"
+
+
+def end_point_hash(cert: x509.Certificate) -> bytes:
+    """RFC 5929 4.1: the certificate's signature hash, MD5 and SHA-1 upgraded to SHA-256."""
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None or isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()
+    return cert.fingerprint(algorithm)
+
+
+@functools.cache
+def server_end_point() -> bytes | None:
+    """Channel-binding data for the server's own TLS certificate, once per process.
+
+    Windows Server 2025 clients bind their authenticator to the TLS channel and may mark the binding as
+    required; MIT then refuses the token unless the acceptor supplies the same bindings. Clients that send
+    none are still accepted, so the acceptor always supplies them. None when the server has no TLS
+    certificate of its own (behind a TLS-terminating proxy, in tests)."""
+    from django.conf import settings
+
+    path = settings.CONFIG.tls_cert_path
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return CBT_PREFIX + end_point_hash(cert)
 
 
 # ---- process set-up ----------------------------------------------------------------------------------------
@@ -338,12 +372,15 @@ def classify_gss_error(exc: GSSError) -> NegotiateError:
 # ---- accepting -----------------------------------------------------------------------------------------------
 
 
-def accept_token(token: bytes, creds: gssapi.Credentials) -> tuple[str, bytes | None, str | None]:
+def accept_token(
+    token: bytes, creds: gssapi.Credentials, channel_bindings: bytes | None = None
+) -> tuple[str, bytes | None, str | None]:
     """Run the acceptor once: (initiator principal, output token, service name) or NegotiateError.
 
     python-gssapi defers SPNEGO acceptor errors to `ctx.complete`, so both stay inside the try.
     """
-    ctx = gssapi.SecurityContext(creds=creds, usage="accept")
+    bindings = ChannelBindings(application_data=channel_bindings) if channel_bindings else None
+    ctx = gssapi.SecurityContext(creds=creds, usage="accept", channel_bindings=bindings)
     try:
         out = ctx.step(token)
         complete = ctx.complete
@@ -353,6 +390,8 @@ def accept_token(token: bytes, creds: gssapi.Credentials) -> tuple[str, bytes | 
         except GSSError:
             service = None
     except GSSError as exc:
+        if "channel binding" in str(exc).lower():
+            raise NegotiateError("channel bindings do not match this server's TLS certificate", "other") from None
         raise classify_gss_error(exc) from None
     if not complete:
         raise NegotiateError("the client's first token needs another round trip (no Kerberos token first)", "other")
@@ -427,10 +466,10 @@ def authenticate(request: HttpRequest, realms: list[KerberosRealm] | None = None
     failures: list[NegotiateError] = []
     for realm in candidates:
         try:
-            principal, out, accepted_service = accept_token(token, acceptor_credentials(realm))
+            principal, out, accepted_service = accept_token(token, acceptor_credentials(realm), server_end_point())
         except NegotiateError as exc:
             failures.append(exc)
-            if exc.kind in ("replay", "skew", "malformed"):
+            if exc.kind in ("replay", "skew", "malformed") or "channel bindings" in exc.reason:
                 break  # the same with any other keytab; and a second try must not touch another replay cache
             continue
         _check_initiator(principal, realm)

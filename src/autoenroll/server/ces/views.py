@@ -1,0 +1,97 @@
+"""The CEP and CES endpoints: Negotiate, SOAP envelope, dispatch by WS-Addressing Action, answer or fault.
+
+Whatever happens after authentication, the client gets a SOAP 1.2 envelope: a response, or a fault
+whose reason carries the guide's error number. Unexpected exceptions are logged with their traceback
+and answered with a generic Receiver fault; Django's error page never reaches a SOAP client.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from autoenroll.protocol import EnrollmentError
+from autoenroll.server.certificates.models import CertificateAuthority
+from autoenroll.server.enrollment.pipeline import Caller
+from autoenroll.server.kerberos import spnego
+
+from . import soap, wstep, xcep
+from .soap import SoapFault
+
+log = logging.getLogger("autoenroll.ces")
+
+
+def _reply(body: bytes, status: int = 200, negotiated: spnego.Negotiated | None = None) -> HttpResponse:
+    response = HttpResponse(body, status=status, content_type=soap.CONTENT_TYPE)
+    if negotiated is not None and negotiated.response_token:
+        response["WWW-Authenticate"] = "Negotiate " + base64.b64encode(negotiated.response_token).decode("ascii")
+    return response
+
+
+def _fault(fault: SoapFault, message: soap.Message | None = None, negotiated=None) -> HttpResponse:
+    relates_to = message.message_id if message is not None else None
+    return _reply(soap.fault_document(fault, relates_to), fault.status, negotiated)
+
+
+def _serve(request: HttpRequest, actions: dict, ca: CertificateAuthority | None = None) -> HttpResponse:
+    if request.method != "POST":
+        response = _fault(SoapFault("only POST is accepted", status=405))
+        response["Allow"] = "POST"
+        return response
+    try:
+        negotiated = spnego.authenticate(request)
+    except spnego.NegotiateError as exc:
+        spnego.log_failure(request, exc)
+        response = _fault(SoapFault(spnego.UNAUTHORIZED_TEXT, status=401))
+        response["WWW-Authenticate"] = "Negotiate"
+        return response
+    message = None
+    try:
+        message = soap.parse(request.body, request.headers.get("Content-Type", ""))
+        handler = actions.get(message.action)
+        if handler is None:
+            raise SoapFault(
+                f"action {message.action[:200]} is not supported here", subcode=(soap.WSA, "ActionNotSupported")
+            )
+        caller = Caller(negotiated.principal, negotiated.realm, request.META.get("REMOTE_ADDR"))
+        reply_action, payload = handler(message, caller, ca)
+        return _reply(soap.response(reply_action, message.message_id, payload), 200, negotiated)
+    except EnrollmentError as exc:  # already recorded as an EnrollmentEvent where it was raised
+        return _fault(wstep.guide_fault(exc), message, negotiated)
+    except SoapFault as fault:
+        log.info("SOAP fault for %s at %s: %s", negotiated.principal, request.path, fault.reason)
+        return _fault(fault, message, negotiated)
+    except Exception:
+        log.exception("CEP/CES request of %s at %s failed", negotiated.principal, request.path)
+        internal = SoapFault("The server was unable to process the request due to an internal error.", code="Receiver")
+        return _fault(internal, message, negotiated)
+
+
+def _get_policies(message: soap.Message, caller: Caller, ca) -> tuple[str, object]:
+    return xcep.ACTION_GET_POLICIES_RESPONSE, xcep.get_policies(message.body, caller.principal, caller.realm)
+
+
+def _request_security_token(message: soap.Message, caller: Caller, ca) -> tuple[str, object]:
+    return wstep.ACTION_RSTRC, wstep.handle(message, wstep.Context(caller, ca))
+
+
+@csrf_exempt
+def cep(request: HttpRequest) -> HttpResponse:
+    """MS-XCEP policy service: /ADPolicyProvider_CEP_Kerberos/service.svc/CEP."""
+    return _serve(request, {xcep.ACTION_GET_POLICIES: _get_policies})
+
+
+@csrf_exempt
+def ces(request: HttpRequest, ca_name: str) -> HttpResponse:
+    """MS-WSTEP enrollment service of one issuing CA: /<CA name>_CES_Kerberos/service.svc/CES."""
+    ca = (
+        CertificateAuthority.objects.filter(role=CertificateAuthority.Role.ISSUING, name__iexact=ca_name)
+        .order_by("-active", "-pk")
+        .first()
+    )
+    if ca is None:
+        return _fault(SoapFault(f"no issuing CA named {ca_name!r} here", status=404))
+    return _serve(request, {wstep.ACTION_RST: _request_security_token}, ca)
