@@ -147,12 +147,16 @@ def live_server_process(django_db_setup, django_db_blocker, ca_files, tmp_path_f
         )
     )
     with django_db_blocker.unblock():
-        db_name = connection.settings_dict["NAME"]
+        db = connection.settings_dict
+        if connection.vendor == "sqlite":
+            database_url = f"sqlite:///{db['NAME']}"
+        else:  # the test database pytest-django made, on the same PostgreSQL server
+            database_url = f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     https_port, http_port = free_port(), free_port()
     env = dict(os.environ)
     env.update(
         AUTOENROLL_DATA_DIR=str(directory / "data"),
-        AUTOENROLL_DATABASE_URL=f"sqlite:///{db_name}",
+        AUTOENROLL_DATABASE_URL=database_url,
         AUTOENROLL_LISTEN=f"127.0.0.1:{https_port}",
         AUTOENROLL_PUBLICATION_LISTEN=f"127.0.0.1:{http_port}",
         AUTOENROLL_TLS_CERT=str(directory / "tls.pem"),
