@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 
@@ -22,6 +23,7 @@ from autoenroll.pki import (
     signature_hash_for_key,
     write_encrypted_key,
 )
+from autoenroll.pki.keys import PBKDF2_ITERATIONS, encrypt_private_key_pem
 
 PASSPHRASE = b"s3cret passphrase"
 
@@ -167,3 +169,57 @@ def test_plaintext_or_garbage_key_files_are_refused(keys, tmp_path):
     garbage.write_bytes(b"hello")
     with pytest.raises(KeyFileError, match="not a PEM"):
         read_encrypted_key(garbage, PASSPHRASE)
+
+
+def _der_of(pem: bytes) -> bytes:
+    return base64.b64decode(b"".join(pem.splitlines()[1:-1]))
+
+
+def _pem(der: bytes) -> bytes:
+    body = base64.encodebytes(der)
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + body + b"-----END ENCRYPTED PRIVATE KEY-----\n"
+
+
+def test_encrypted_key_structure_is_pbes2_as_rfc_8018_declares_it(keys):
+    from pyasn1.codec.der import decoder
+    from pyasn1_alt_modules import rfc5958, rfc8018
+
+    der = _der_of(encrypt_private_key_pem(keys["ec-p256"], PASSPHRASE, iterations=1000))
+    info, rest = decoder.decode(der, asn1Spec=rfc5958.EncryptedPrivateKeyInfo())
+    assert rest == b""
+    assert info["encryptionAlgorithm"]["algorithm"] == rfc8018.id_PBES2
+    pbes2, _ = decoder.decode(info["encryptionAlgorithm"]["parameters"], asn1Spec=rfc8018.PBES2_params())
+    assert pbes2["encryptionScheme"]["algorithm"] == rfc8018.aes256_CBC_PAD
+    kdf, _ = decoder.decode(pbes2["keyDerivationFunc"]["parameters"], asn1Spec=rfc8018.PBKDF2_params())
+    assert (int(kdf["iterationCount"]), kdf["prf"]["algorithm"]) == (1000, rfc8018.id_hmacWithSHA256)
+    assert len(kdf["salt"]["specified"]) == 16
+    assert PBKDF2_ITERATIONS == 600_000
+
+
+@pytest.mark.parametrize(
+    "der",
+    [
+        b"",
+        b"\x30",  # truncated
+        b"\x30\x84\xff\xff\xff\xff\x30\x00",  # huge length
+        b"\x30\x89" + b"\xff" * 9,  # length of length beyond any limit
+        b"\x31\x03\x02\x01\x05",  # wrong tag
+        b"\x30\x80" * 5000,  # deep nesting, indefinite lengths
+        b"\x04\x00",
+    ],
+    ids=["empty", "truncated", "huge-length", "length-of-length", "wrong-tag", "deep-nesting", "octets"],
+)
+def test_hostile_encrypted_key_files_are_refused_cleanly(tmp_path, der):
+    path = tmp_path / "hostile.pem"
+    path.write_bytes(_pem(der))
+    with pytest.raises(KeyFileError):
+        read_encrypted_key(path, PASSPHRASE)
+
+
+def test_truncated_encrypted_key_files_are_refused_cleanly(keys, tmp_path):
+    der = _der_of(encrypt_private_key_pem(keys["ec-p256"], PASSPHRASE, iterations=10))
+    for cut in range(0, len(der), 7):
+        path = tmp_path / f"cut{cut}.pem"
+        path.write_bytes(_pem(der[:cut]))
+        with pytest.raises(KeyFileError):
+            read_encrypted_key(path, PASSPHRASE)

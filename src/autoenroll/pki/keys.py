@@ -17,6 +17,10 @@ from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from pyasn1.codec.der import encoder as der_encoder
+from pyasn1.type import univ
+from pyasn1.type.base import Asn1Item
+from pyasn1_alt_modules import rfc5280, rfc5958, rfc8018
 
 __all__ = [
     "CA_KEY_TYPES",
@@ -53,7 +57,8 @@ CA_KEY_TYPES: Final[tuple[str, ...]] = ("ec-p256", "ec-p384", "rsa-3072", "rsa-4
 
 # PBES2 / PBKDF2-HMAC-SHA256 work factor (OWASP 2023 recommendation). The
 # ``BestAvailableEncryption`` of cryptography only uses 2048 iterations for PKCS#8,
-# which is too cheap to brute-force-protect a CA key, so we encode PBES2 ourselves.
+# which is too cheap to brute-force-protect a CA key, so we build the PBES2 structure ourselves
+# (pyasn1 schemas of RFC 5958 / RFC 8018; the KDF and the cipher are cryptography's).
 PBKDF2_ITERATIONS: Final = 600_000
 
 _ENCRYPTED_PEM_LABEL: Final = b"ENCRYPTED PRIVATE KEY"
@@ -120,39 +125,26 @@ def signature_hash_for_key(key: PrivateKey | PublicKey) -> hashes.HashAlgorithm:
 # --- encrypted PKCS#8 (PBES2) -------------------------------------------------------------------
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    length = len(content)
-    if length < 0x80:
-        return bytes([tag, length]) + content
-    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(encoded)]) + encoded + content
+def _algorithm(oid: univ.ObjectIdentifier, parameters: Asn1Item) -> rfc5280.AlgorithmIdentifier:
+    algorithm = rfc5280.AlgorithmIdentifier()
+    algorithm["algorithm"] = oid
+    algorithm["parameters"] = univ.Any(der_encoder.encode(parameters))
+    return algorithm
 
 
-def _der_seq(*items: bytes) -> bytes:
-    return _der(0x30, b"".join(items))
-
-
-def _der_int(value: int) -> bytes:
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
-def _der_oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    body = bytearray()
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body.extend(reversed(chunk))
-    return _der(0x06, bytes(body))
-
-
-_OID_PBES2: Final = "1.2.840.113549.1.5.13"
-_OID_PBKDF2: Final = "1.2.840.113549.1.5.12"
-_OID_HMAC_SHA256: Final = "1.2.840.113549.2.9"
-_OID_AES256_CBC: Final = "2.16.840.1.101.3.4.1.42"
+def _encrypted_private_key_info(salt: bytes, iterations: int, iv: bytes, ciphertext: bytes) -> bytes:
+    """DER of EncryptedPrivateKeyInfo (RFC 5958) with PBES2 / PBKDF2-HMAC-SHA256 / AES-256-CBC (RFC 8018)."""
+    kdf = rfc8018.PBKDF2_params()
+    kdf["salt"]["specified"] = salt
+    kdf["iterationCount"] = iterations
+    kdf["prf"] = _algorithm(rfc8018.id_hmacWithSHA256, univ.Null(""))
+    pbes2 = rfc8018.PBES2_params()
+    pbes2["keyDerivationFunc"] = _algorithm(rfc8018.id_PBKDF2, kdf)
+    pbes2["encryptionScheme"] = _algorithm(rfc8018.aes256_CBC_PAD, rfc8018.AES_IV(iv))
+    info = rfc5958.EncryptedPrivateKeyInfo()
+    info["encryptionAlgorithm"] = _algorithm(rfc8018.id_PBES2, pbes2)
+    info["encryptedData"] = ciphertext
+    return der_encoder.encode(info)
 
 
 def encrypt_private_key_pem(key: PrivateKey, passphrase: bytes, *, iterations: int = PBKDF2_ITERATIONS) -> bytes:
@@ -172,15 +164,7 @@ def encrypt_private_key_pem(key: PrivateKey, passphrase: bytes, *, iterations: i
     padded = padder.update(plain) + padder.finalize()
     encryptor = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).encryptor()
     ciphertext = encryptor.update(padded) + encryptor.finalize()
-    pbkdf2_params = _der_seq(_der(0x04, salt), _der_int(iterations), _der_seq(_der_oid(_OID_HMAC_SHA256), b"\x05\x00"))
-    algorithm = _der_seq(
-        _der_oid(_OID_PBES2),
-        _der_seq(
-            _der_seq(_der_oid(_OID_PBKDF2), pbkdf2_params),
-            _der_seq(_der_oid(_OID_AES256_CBC), _der(0x04, iv)),
-        ),
-    )
-    der = _der_seq(algorithm, _der(0x04, ciphertext))
+    der = _encrypted_private_key_info(salt, iterations, iv, ciphertext)
     b64 = base64.encodebytes(der).replace(b"\n", b"")
     lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
     return (

@@ -13,14 +13,19 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from . import der
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from pyasn1.codec.der import decoder as der_decoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import char, namedtype, univ
 
 TEMPLATE_OID_ARC = "1.3.6.1.4.1.311.21.8"
 _SEED = hashlib.sha256(b"autoenroll certificate templates v1").digest()
 #: Six "forest" arcs, like AD CS's 1.3.6.1.4.1.311.21.8.<6 random numbers>.<2 random numbers>.
 FOREST_ARCS = ".".join(str(int.from_bytes(_SEED[i : i + 3], "big") % 16_000_000 + 1_000_000) for i in range(0, 18, 3))
 
-# Template request extensions (MS-WCCE 2.2.2.7.7): the name (V1) and the template information (V2+).
+# Template request extensions (MS-WCCE 2.2.2.7.7): the name (V1) and the template information (V2+, which
+# cryptography reads and writes as x509.MSCertificateTemplate).
 OID_TEMPLATE_NAME = "1.3.6.1.4.1.311.20.2"
 OID_TEMPLATE_INFO = "1.3.6.1.4.1.311.21.7"
 OID_EKU = "2.5.29.37"
@@ -38,6 +43,30 @@ ENROLL_AUTO_ENROLLMENT = 0x00000020  # msPKI-Enrollment-Flag CT_FLAG_AUTO_ENROLL
 PRIVATE_KEY_EXPORTABLE = 0x00000010  # users must be able to keep old decryption keys
 GENERAL_MACHINE_TYPE = 0x00000040
 KEYSPEC_KEYEXCHANGE = 1  # AT_KEYEXCHANGE: the key signs and decrypts
+
+
+class CertificateTemplateName(univ.Choice):
+    """The value of extension 1.3.6.1.4.1.311.20.2 (MS-WCCE 2.2.2.7.7.1): a BMPString; some tools write UTF-8."""
+
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("bmp", char.BMPString()),
+        namedtype.NamedType("utf8", char.UTF8String()),
+    )
+
+
+def _decode(value: bytes, spec: univ.Asn1Type) -> univ.Asn1Type:
+    try:
+        decoded, rest = der_decoder.decode(value, asn1Spec=spec)
+    except PyAsn1Error as exc:
+        raise ValueError(f"malformed template extension: {str(exc)[:200]}") from None
+    if rest:
+        raise ValueError("malformed template extension: trailing bytes")
+    return decoded
+
+
+def template_name(value: bytes) -> str:
+    """The template name that extension 1.3.6.1.4.1.311.20.2 holds; ValueError if it is not readable."""
+    return str(_decode(value, CertificateTemplateName()).getComponent())
 
 
 @dataclass(frozen=True)
@@ -69,12 +98,24 @@ class Template:
 
     def extensions(self) -> list[tuple[str, bool, bytes]]:
         """(oid, critical, DER value) of the extensions the client puts into its request."""
-        info = der.seq(
-            der.encode_oid(self.oid), der.encode_int(self.major_revision), der.encode_int(self.minor_revision)
+        info = x509.MSCertificateTemplate(x509.ObjectIdentifier(self.oid), self.major_revision, self.minor_revision)
+        eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION])
+        key_usage = x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=True,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=False,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
         )
-        eku = der.seq(der.encode_oid(OID_EMAIL_PROTECTION))
-        key_usage = bytes.fromhex("030205a0")  # digitalSignature, keyEncipherment
-        return [(OID_TEMPLATE_INFO, False, info), (OID_EKU, False, eku), (OID_KEY_USAGE, True, key_usage)]
+        return [
+            (OID_TEMPLATE_INFO, False, info.public_bytes()),
+            (OID_EKU, False, eku.public_bytes()),
+            (OID_KEY_USAGE, True, key_usage.public_bytes()),
+        ]
 
     def matches(self, name: str | None = None, oid: str | None = None) -> bool:
         if name is not None and name.strip().lower() in (self.common_name.lower(), self.display_name.lower()):

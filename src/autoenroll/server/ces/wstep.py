@@ -14,12 +14,17 @@ import logging
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from django.utils import timezone
 from lxml import etree
+from pyasn1.codec.der import decoder as der_decoder
+from pyasn1.codec.der import encoder as der_encoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import namedtype, tag, univ
+from pyasn1_alt_modules import rfc5652, rfc6402
 
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.certificates import authority
@@ -28,7 +33,7 @@ from autoenroll.server.enrollment import pipeline
 from autoenroll.server.enrollment.events import record_error
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 
-from . import der, soap, templates, xcep
+from . import soap, templates, xcep
 from .soap import WSSE, WST, WSTEP, XML_NS, SoapFault, q
 
 log = logging.getLogger("autoenroll.ces")
@@ -44,10 +49,6 @@ DISPOSITION_ISSUED = "Issued"
 DISPOSITION_PENDING = "Taken Under Submission"  # what AD CS says for a request waiting for a CA manager
 MAX_TOKEN_BYTES = 128 * 1024
 
-OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
-OID_DATA = "1.2.840.113549.1.7.1"
-OID_CMC_PKIDATA = "1.3.6.1.5.5.7.12.2"
-OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 _DIGESTS = {
     "2.16.840.1.101.3.4.2.1": hashes.SHA256,
     "2.16.840.1.101.3.4.2.2": hashes.SHA384,
@@ -131,114 +132,167 @@ class Unwrapped:
     signer: x509.Certificate | None = None
 
 
-def _octets(tlv: der.Tlv) -> bytes:
-    """OCTET STRING content, also in its constructed (BER) form some encoders use for eContent."""
-    if tlv.tag == 0x04:
-        return tlv.value
-    if tlv.tag == 0x24:
-        return b"".join(_octets(c) for c in tlv.children())
-    raise der.DerError(f"expected OCTET STRING, found tag {tlv.tag:#x}")
+class TokenError(ValueError):
+    """The request token is not a certificate request we accept (structure, content or signature)."""
+
+
+def _context(number: int) -> tag.Tag:
+    return tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, number)
+
+
+class _SignerInfo(univ.Sequence):
+    """RFC 5652 SignerInfo, but signedAttrs stay the octets that were signed: a DER re-encoding could
+    reorder the SET OF and break a signature that was valid."""
+
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("version", rfc5652.CMSVersion()),
+        namedtype.NamedType("sid", rfc5652.SignerIdentifier()),
+        namedtype.NamedType("digestAlgorithm", rfc5652.DigestAlgorithmIdentifier()),
+        namedtype.OptionalNamedType("signedAttrs", univ.Any().subtype(implicitTag=_context(0))),
+        namedtype.NamedType("signatureAlgorithm", rfc5652.SignatureAlgorithmIdentifier()),
+        namedtype.NamedType("signature", rfc5652.SignatureValue()),
+        namedtype.OptionalNamedType("unsignedAttrs", rfc5652.UnsignedAttributes().subtype(implicitTag=_context(1))),
+    )
+
+
+class _SignedData(univ.Sequence):
+    """RFC 5652 SignedData with the certificates kept as received (cryptography loads them) and _SignerInfo."""
+
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("version", rfc5652.CMSVersion()),
+        namedtype.NamedType("digestAlgorithms", rfc5652.DigestAlgorithmIdentifiers()),
+        namedtype.NamedType("encapContentInfo", rfc5652.EncapsulatedContentInfo()),
+        namedtype.OptionalNamedType(
+            "certificates", univ.SetOf(componentType=univ.Any()).subtype(implicitTag=_context(0))
+        ),
+        namedtype.OptionalNamedType("crls", rfc5652.RevocationInfoChoices().subtype(implicitTag=_context(1))),
+        namedtype.NamedType("signerInfos", univ.SetOf(componentType=_SignerInfo())),
+    )
+
+
+def _decode(data: bytes, spec: univ.Asn1Type, what: str) -> univ.Asn1Type:
+    """Exactly one DER value of spec; pyasn1 bounds nesting and checks every length against its parent."""
+    value, rest = der_decoder.decode(data, asn1Spec=spec)
+    if rest:
+        raise TokenError(f"trailing bytes after the {what}")
+    return value
 
 
 def _csr_from_cmc(content: bytes) -> bytes:
-    """PKIData (RFC 5272): the first TaggedCertificationRequest of reqSequence."""
-    fields = der.expect(der.parse(content), 0x30, "PKIData").children()
-    if len(fields) < 2:
-        raise der.DerError("PKIData without reqSequence")
-    for tagged in der.expect(fields[1], 0x30, "reqSequence").children():
-        if tagged.tag == 0xA0:  # tcr [0] IMPLICIT TaggedCertificationRequest
-            parts = tagged.children()
-            if len(parts) == 2:
-                return der.expect(parts[1], 0x30, "CertificationRequest").raw
-    raise der.DerError("CMC request holds no PKCS#10 certification request")
+    """PKIData (RFC 5272/6402): the first TaggedCertificationRequest of reqSequence."""
+    for request in _decode(content, rfc6402.PKIData(), "PKIData")["reqSequence"]:
+        if request.getName() == "tcr":
+            return der_encoder.encode(request["tcr"]["certificationRequest"])
+    raise TokenError("CMC request holds no PKCS#10 certification request")
 
 
-def _verify(signer_info: der.Tlv, content: bytes, key, digest_name: str) -> None:
-    fields = signer_info.children()
-    digest_alg = der.oid(fields[2].children()[0])
+def _verify(signer_info: _SignerInfo, content: bytes, key, digest_name: str) -> None:
+    digest_alg = str(signer_info["digestAlgorithm"]["algorithm"])
     digest_cls = _DIGESTS.get(digest_alg)
     if digest_cls is None:
-        raise der.DerError(f"digest algorithm {digest_alg} is not accepted (use SHA-256 or stronger)")
-    pos = 3
+        raise TokenError(f"digest algorithm {digest_alg} is not accepted (use SHA-256 or stronger)")
     signed = content
-    if fields[pos].tag == 0xA0:  # signedAttrs [0] IMPLICIT: the signature covers them as a SET
-        attrs = fields[pos]
+    if signer_info["signedAttrs"].isValue:
+        # RFC 5652 5.4: the signature covers the attributes with a SET OF tag instead of [0] IMPLICIT.
+        signed = der_encoder.encode(univ.Any(signer_info["signedAttrs"].asOctets(), tagSet=univ.SetOf.tagSet))
         wanted = hashes.Hash(digest_cls())
         wanted.update(content)
         expected = wanted.finalize()
         found = None
-        for attr in attrs.children():
-            parts = attr.children()
-            if der.oid(parts[0]) == OID_MESSAGE_DIGEST:
-                found = der.expect(parts[1].children()[0], 0x04, "messageDigest").value
-        if found != expected:
-            raise der.DerError("the messageDigest attribute does not match the content")
-        signed = der.encode(0x31, attrs.value)
-        pos += 1
-    sig_alg = der.oid(fields[pos].children()[0])
-    signature = der.expect(fields[pos + 1], 0x04, "signature").value
+        for attr in _decode(signed, rfc5652.SignedAttributes(), "signed attributes"):
+            if attr["attrType"] == rfc5652.id_messageDigest:
+                found = _decode(attr["attrValues"][0].asOctets(), rfc5652.MessageDigest(), "messageDigest")
+        if found is None or found.asOctets() != expected:
+            raise TokenError("the messageDigest attribute does not match the content")
+    sig_alg = str(signer_info["signatureAlgorithm"]["algorithm"])
+    signature = signer_info["signature"].asOctets()
     try:
         if isinstance(key, rsa.RSAPublicKey) and sig_alg in _RSA_SIGNATURES:
             key.verify(signature, signed, padding.PKCS1v15(), digest_cls())
         elif isinstance(key, ec.EllipticCurvePublicKey) and sig_alg in _ECDSA_SIGNATURES:
             key.verify(signature, signed, ec.ECDSA(digest_cls()))
         else:
-            raise der.DerError(f"signature algorithm {sig_alg} is not supported for this key")
+            raise TokenError(f"signature algorithm {sig_alg} is not supported for this key")
     except InvalidSignature:
-        raise der.DerError(f"the {digest_name} signature is invalid") from None
+        raise TokenError(f"the {digest_name} signature is invalid") from None
 
 
-def _signer_certificate(signer_info: der.Tlv, certs: list[x509.Certificate]) -> x509.Certificate | None:
-    sid = signer_info.children()[1]
-    if sid.tag == 0x30:  # IssuerAndSerialNumber
-        issuer, serial = sid.children()
+def _signer_certificate(signer_info: _SignerInfo, certs: list[x509.Certificate]) -> x509.Certificate | None:
+    sid = signer_info["sid"]
+    if sid.getName() == "issuerAndSerialNumber":
+        issuer = der_encoder.encode(sid["issuerAndSerialNumber"]["issuer"])
+        serial = int(sid["issuerAndSerialNumber"]["serialNumber"])
         for cert in certs:
-            if cert.serial_number == der.integer(serial) and cert.issuer.public_bytes() == issuer.raw:
+            if cert.serial_number == serial and cert.issuer.public_bytes() == issuer:
                 return cert
-        raise der.DerError("the signer's certificate is not in the request")
-    if sid.tag == 0x80:  # [0] SubjectKeyIdentifier
+        raise TokenError("the signer's certificate is not in the request")
+    if sid.getName() == "subjectKeyIdentifier":
+        wanted = sid["subjectKeyIdentifier"].asOctets()
         for cert in certs:
             try:
                 ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
             except x509.ExtensionNotFound:
                 continue
-            if ski == sid.value:
+            if ski == wanted:
                 return cert
         return None  # CMC signed with the key being certified: proof of possession, no certificate
-    raise der.DerError("unknown SignerIdentifier")
+    raise TokenError("unknown SignerIdentifier")
+
+
+def _certificates(signed_data: _SignedData) -> list[x509.Certificate]:
+    """The X.509 certificates of the CertificateSet (other choices are skipped), loaded from their own octets."""
+    certs = []
+    if signed_data["certificates"].isValue:
+        for item in signed_data["certificates"]:
+            raw = item.asOctets()
+            if _decode(raw, rfc5652.CertificateChoices(), "certificate").getName() == "certificate":
+                certs.append(x509.load_der_x509_certificate(raw))
+    return certs
 
 
 def unwrap(token: bytes) -> Unwrapped:
-    """PKCS#10, PKCS#7 around PKCS#10, or CMC; signatures checked. Raises der.DerError or ValueError."""
+    """PKCS#10, PKCS#7 around PKCS#10, or CMC; signatures checked. Raises TokenError or ValueError."""
+    try:
+        request = _unwrap(token)
+    except (PyAsn1Error, IndexError) as exc:
+        raise TokenError(f"malformed CMS request: {str(exc)[:200]}") from None
+    except (UnsupportedAlgorithm, x509.InvalidVersion) as exc:  # e.g. an unknown key type, CSR version 87
+        raise TokenError(f"unsupported request: {exc}") from None
+    try:  # now: an extension that cryptography knows but cannot read is a bad request, not a crash later
+        len(request.csr.extensions)
+    except ValueError as exc:
+        raise TokenError(f"unreadable CSR extension: {exc}") from None
+    return request
+
+
+def _unwrap(token: bytes) -> Unwrapped:
     try:
         csr = x509.load_der_x509_csr(token)
         return Unwrapped(csr, token, "pkcs10")
     except ValueError:
-        pass
-    info = der.expect(der.parse(token), 0x30, "ContentInfo").children()
-    if len(info) != 2 or der.oid(info[0]) != OID_SIGNED_DATA or info[1].tag != 0xA0:
-        raise der.DerError("neither a PKCS#10 request nor a CMS SignedData")
-    signed_data = der.expect(info[1].children()[0], 0x30, "SignedData").children()
-    encap = der.expect(signed_data[2], 0x30, "EncapsulatedContentInfo").children()
-    content_type = der.oid(encap[0])
-    if len(encap) != 2 or encap[1].tag != 0xA0:
-        raise der.DerError("SignedData without content")
-    content = _octets(encap[1].children()[0])
-    certs: list[x509.Certificate] = []
-    rest = signed_data[3:]
-    signer_infos = der.expect(rest[-1], 0x31, "signerInfos").children()
-    for item in rest[:-1]:
-        if item.tag == 0xA0:
-            certs = [x509.load_der_x509_certificate(c.raw) for c in item.children() if c.tag == 0x30]
-    if content_type == OID_DATA:
-        csr_der, kind = der.parse(content).raw, "pkcs7"
-    elif content_type == OID_CMC_PKIDATA:
+        return _unwrap_signed(token)
+
+
+def _unwrap_signed(token: bytes) -> Unwrapped:
+    info = _decode(token, rfc5652.ContentInfo(), "ContentInfo")
+    if info["contentType"] != rfc5652.id_signedData:
+        raise TokenError("neither a PKCS#10 request nor a CMS SignedData")
+    signed_data = _decode(info["content"].asOctets(), _SignedData(), "SignedData")
+    encap = signed_data["encapContentInfo"]
+    if not encap["eContent"].isValue:
+        raise TokenError("SignedData without content")
+    content = encap["eContent"].asOctets()  # BER's constructed OCTET STRING is joined by the decoder
+    certs = _certificates(signed_data)
+    if encap["eContentType"] == rfc5652.id_data:
+        csr_der, kind = content, "pkcs7"
+    elif encap["eContentType"] == rfc6402.id_cct_PKIData:
         csr_der, kind = _csr_from_cmc(content), "cmc"
     else:
-        raise der.DerError(f"SignedData content type {content_type} is not a certificate request")
+        raise TokenError(f"SignedData content type {encap['eContentType']} is not a certificate request")
     csr = x509.load_der_x509_csr(csr_der)
+    signer_infos = signed_data["signerInfos"]
     if len(signer_infos) != 1:
-        raise der.DerError(f"{len(signer_infos)} signers; exactly one is expected")
+        raise TokenError(f"{len(signer_infos)} signers; exactly one is expected")
     signer = _signer_certificate(signer_infos[0], certs)
     key = signer.public_key() if signer is not None else csr.public_key()
     _verify(signer_infos[0], content, key, "renewal" if signer is not None else "CMC")
@@ -249,17 +303,13 @@ def requested_template(csr: x509.CertificateSigningRequest) -> tuple[str | None,
     """(name, OID) of the template the request names through 1.3.6.1.4.1.311.20.2 / .21.7."""
     name = oid = None
     for ext in csr.extensions:
-        raw = getattr(ext.value, "value", None)
-        if not isinstance(raw, bytes):
-            continue
-        try:
-            if ext.oid.dotted_string == templates.OID_TEMPLATE_NAME:
-                tlv = der.parse(raw)
-                name = tlv.value.decode("utf-16-be" if tlv.tag == 0x1E else "utf-8", "replace")
-            elif ext.oid.dotted_string == templates.OID_TEMPLATE_INFO:
-                oid = der.oid(der.expect(der.parse(raw), 0x30, "template").children()[0])
-        except (der.DerError, IndexError):
-            continue
+        if isinstance(ext.value, x509.MSCertificateTemplate):
+            oid = ext.value.template_id.dotted_string
+        elif ext.oid.dotted_string == templates.OID_TEMPLATE_NAME and isinstance(ext.value, x509.UnrecognizedExtension):
+            try:
+                name = templates.template_name(ext.value.value)
+            except ValueError:
+                continue
     return name, oid
 
 
@@ -317,7 +367,7 @@ def _issue(rst: etree._Element, ctx: Context) -> etree._Element:
     try:
         token = base64.b64decode(raw, validate=True)
         request = unwrap(token)
-    except (binascii.Error, ValueError, der.DerError, IndexError) as exc:
+    except (binascii.Error, ValueError) as exc:
         raise _refuse(ctx, 15, f"BinarySecurityToken: {exc}", customer=customer) from None
     name, oid = requested_template(request.csr)
     template = templates.find(name, oid) if (name or oid) else templates.USER

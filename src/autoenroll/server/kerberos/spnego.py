@@ -31,7 +31,11 @@ from django.views.decorators.csrf import csrf_exempt
 from gssapi.raw import ChannelBindings
 from gssapi.raw import exceptions as gss_errors
 from gssapi.raw.misc import GSSError
+from pyasn1.codec.der import decoder as der_decoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import univ
 
+from autoenroll.server.kerberos import asn1
 from autoenroll.server.kerberos.keytab import KeytabError, read_keytab
 
 if TYPE_CHECKING:  # the model is imported lazily: settings.py imports this module before apps are ready
@@ -59,9 +63,6 @@ KIND_LABELS = {
 }
 # When several realms were tried, the most telling failure is reported.
 _PRIORITY = ("replay", "skew", "malformed", "other", "unknown_spn", "no_realm")
-
-_SPNEGO_OID = bytes.fromhex("2b0601050502")  # 1.3.6.1.5.5.2
-_KRB5_OIDS = (bytes.fromhex("2a864886f712010202"), bytes.fromhex("2a864882f712010202"))  # MIT, and MS's variant
 
 
 class NegotiateError(Exception):
@@ -219,48 +220,6 @@ def clear_caches() -> None:
 # ---- reading the ticket's service name out of the token ------------------------------------------------------
 
 
-class _DerError(ValueError):
-    pass
-
-
-def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
-    """One DER element at pos: (tag byte, start of value, end of value, end of element)."""
-    if pos + 2 > end:
-        raise _DerError("truncated")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise _DerError("multi-byte tags are not used here")
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if n == 0 or n > 4 or pos + n > end:
-            raise _DerError("bad length")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    if pos + length > end:
-        raise _DerError("element runs past its parent")
-    return tag, pos, pos + length, pos + length
-
-
-def _children(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
-    """Context-tagged children [n] of a SEQUENCE body: {n: (start, end) of the explicit value}."""
-    out: dict[int, tuple[int, int]] = {}
-    pos = start
-    while pos < end:
-        tag, vstart, vend, pos = _tlv(data, pos, end)
-        if tag & 0xE0 == 0xA0:
-            out[tag & 0x1F] = (vstart, vend)
-    return out
-
-
-def _expect(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
-    t, vstart, vend, _ = _tlv(data, pos, end)
-    if t != tag:
-        raise _DerError(f"expected tag {tag:#x}, found {t:#x}")
-    return vstart, vend
-
-
 def ticket_service(token: bytes) -> str | None:
     """The service principal (e.g. HTTP/ccm.test.com@TEST.COM) of the ticket inside a Negotiate token.
 
@@ -269,50 +228,33 @@ def ticket_service(token: bytes) -> str | None:
     """
     try:
         return _ticket_service(token)
-    except (_DerError, IndexError, UnicodeDecodeError):
+    except (PyAsn1Error, ValueError):  # UnicodeDecodeError is a ValueError
         return None
+
+
+def _gss_token(data: bytes) -> tuple[univ.ObjectIdentifier, bytes]:
+    """(mechanism, inner token) of an RFC 2743 InitialContextToken."""
+    body, _ = der_decoder.decode(data, asn1Spec=asn1.GssToken())
+    mech, inner = der_decoder.decode(body.asOctets(), asn1Spec=univ.ObjectIdentifier())
+    return mech, bytes(inner)
 
 
 def _ticket_service(token: bytes) -> str | None:
-    start, end = _expect(token, 0, len(token), 0x60)  # [APPLICATION 0] InitialContextToken
-    ostart, oend = _expect(token, start, end, 0x06)
-    oid = token[ostart:oend]
-    if oid in _KRB5_OIDS:
-        return _ap_req_service(token, oend, end)
-    if oid != _SPNEGO_OID:
+    mech, inner = _gss_token(token)
+    if mech == asn1.SPNEGO_MECH:
+        negotiation, _ = der_decoder.decode(inner, asn1Spec=asn1.NegotiationToken())
+        if negotiation.getName() != "negTokenInit":
+            return None
+        mech_token = negotiation["negTokenInit"]["mechToken"]
+        if not mech_token.isValue:  # no optimistic mechToken
+            return None
+        mech, inner = _gss_token(mech_token.asOctets())
+    if mech not in asn1.KRB5_MECHS or inner[:2] != asn1.TOK_ID_AP_REQ:
         return None
-    istart, iend = _expect(token, oend, end, 0xA0)  # NegotiationToken: negTokenInit [0]
-    sstart, send = _expect(token, istart, iend, 0x30)
-    fields = _children(token, sstart, send)
-    if 2 not in fields:  # no optimistic mechToken
-        return None
-    mstart, mend = _expect(token, *fields[2], 0x04)
-    mech = token[mstart:mend]
-    kstart, kend = _expect(mech, 0, len(mech), 0x60)
-    ostart, oend = _expect(mech, kstart, kend, 0x06)
-    if mech[ostart:oend] not in _KRB5_OIDS:
-        return None
-    return _ap_req_service(mech, oend, kend)
-
-
-def _ap_req_service(data: bytes, pos: int, end: int) -> str | None:
-    if data[pos : pos + 2] != b"\x01\x00":  # TOK_ID of KRB_AP_REQ
-        return None
-    astart, aend = _expect(data, pos + 2, end, 0x6E)  # [APPLICATION 14] AP-REQ
-    sstart, send = _expect(data, astart, aend, 0x30)
-    tstart, tend = _expect(data, *_children(data, sstart, send)[3], 0x61)  # ticket [3] -> [APPLICATION 1]
-    qstart, qend = _expect(data, tstart, tend, 0x30)
-    ticket = _children(data, qstart, qend)
-    rstart, rend = _expect(data, *ticket[1], 0x1B)  # realm: GeneralString
-    realm = data[rstart:rend].decode("utf-8")
-    nstart, nend = _expect(data, *ticket[2], 0x30)  # sname: PrincipalName
-    lstart, lend = _expect(data, *_children(data, nstart, nend)[1], 0x30)
-    parts, pos = [], lstart
-    while pos < lend:
-        tag, vstart, vend, pos = _tlv(data, pos, lend)
-        if tag != 0x1B:
-            raise _DerError("name component is not a GeneralString")
-        parts.append(data[vstart:vend].decode("utf-8"))
+    ap_req, _ = der_decoder.decode(inner[2:], asn1Spec=asn1.ApReq())
+    ticket = ap_req["ticket"]
+    realm = ticket["realm"].asOctets().decode("utf-8")
+    parts = [part.asOctets().decode("utf-8") for part in ticket["sname"]["name-string"]]
     name = "/".join(parts) + "@" + realm
     if not parts or not realm or not name.isprintable():  # it is unauthenticated text that ends up in the log
         return None
