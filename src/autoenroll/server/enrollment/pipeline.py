@@ -448,13 +448,13 @@ def report_status(caller: Caller, data: dict) -> Certificate | None:
             if len(candidates) != 1 or candidates[0].status != Certificate.Status.ISSUED:
                 raise EnrollmentError(24, f"{old_serial} is not a valid certificate of {caller.principal}")
             revoked = candidates[0]
-        try:
-            with transaction.atomic():
-                if revoked is not None:
+        if revoked is not None:  # a transaction only when there is something to write (SQLite locks for it)
+            try:
+                with transaction.atomic():
                     authority.revoke(revoked, RevocationReason.SUPERSEDED, by=f"renewal by {caller.principal}")
                     Certificate.objects.filter(pk=installed.pk).update(replaces=revoked)
-        except DatabaseError as exc:
-            raise EnrollmentError(23, f"{type(exc).__name__}: {exc}") from None
+            except DatabaseError as exc:
+                raise EnrollmentError(23, f"{type(exc).__name__}: {exc}") from None
         audit.success(certificate=installed)
         if revoked is not None:
             publish(person, remove_pem=revoked.pem)
