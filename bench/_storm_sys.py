@@ -1,0 +1,342 @@
+"""Helpers of bench/storm.py that deal with processes: CPU and RSS from /proc, a throw-away PostgreSQL
+cluster, a second server instance on the same database, and cfssl as the signing peer.
+
+Every process here is started by us and stopped by its PID (or with pg_ctl for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ---- /proc -------------------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, float, int] | None:
+    """(ppid, CPU seconds incl. reaped children, RSS bytes) of a process, None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    f = raw.rsplit(")", 1)[1].split()
+    # after the command: state ppid ... utime(11) stime(12) cutime(13) cstime(14) ... rss(21)
+    cpu = (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / CLK_TCK
+    return int(f[1]), cpu, int(f[21]) * PAGE
+
+
+def _children_map() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st is not None:
+                out.setdefault(st[0], []).append(int(entry.name))
+    return out
+
+
+def process_tree(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """root and all its descendants alive now (bounded by the size of /proc)."""
+    children = _children_map() if children is None else children
+    seen, todo = [], [root]
+    while todo and len(seen) < 10_000:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.append(pid)
+        todo.extend(children.get(pid, []))
+    return seen
+
+
+def tree_cpu(roots: list[int]) -> float:
+    """CPU seconds used so far by the process trees under `roots` (alive processes + their reaped children)."""
+    children = _children_map()
+    total = 0.0
+    for root in roots:
+        for pid in process_tree(root, children):
+            st = _stat(pid)
+            if st is not None:
+                total += st[1]
+    return total
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent not idle, all CPUs (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
+def self_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def worker_rss(master: int) -> list[int]:
+    """RSS in bytes of each gunicorn worker of the HTTPS arbiter `master` (forked: same command line)."""
+    own = cmdline(master)
+    out = []
+    for pid in _children_map().get(master, []):
+        if cmdline(pid) == own:
+            st = _stat(pid)
+            if st is not None:
+                out.append(st[2])
+    return sorted(out)
+
+
+@dataclass
+class CPUMeter:
+    """CPU seconds of named process groups between start() and stop(), plus the whole machine."""
+
+    groups: dict[str, list[int]]
+    start_values: dict[str, float] = field(default_factory=dict)
+    result: dict[str, float] = field(default_factory=dict)
+    wall: float = 0.0
+
+    def _sample(self) -> dict[str, float]:
+        values = {name: tree_cpu(pids) for name, pids in self.groups.items()}
+        values["load generator"] = self_cpu()
+        values["machine"] = machine_busy()
+        values["_wall"] = time.perf_counter()
+        return values
+
+    def start(self) -> CPUMeter:
+        self.start_values = self._sample()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        end = self._sample()
+        self.wall = end.pop("_wall") - self.start_values["_wall"]
+        self.result = {k: max(0.0, v - self.start_values[k]) for k, v in end.items()}
+        named = sum(v for k, v in self.result.items() if k != "machine")
+        self.result["other"] = max(0.0, self.result["machine"] - named)
+        return self.result
+
+    def shares(self) -> dict[str, float]:
+        """Each group's CPU in cores (CPU seconds / wall seconds)."""
+        return {k: v / self.wall for k, v in self.result.items()} if self.wall else {}
+
+
+# ---- ports and processes -----------------------------------------------------------------------------------
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s:\n{log.read_text()[-2000:]}")
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 15) -> None:
+    """SIGTERM the process we started (by its PID), wait, SIGKILL if it does not go."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+# ---- PostgreSQL --------------------------------------------------------------------------------------------
+
+
+class Postgres:
+    """A throw-away cluster from Debian's package on 127.0.0.1 (as scripts/with-postgres, in Python).
+
+    synchronous_commit=off matches the SQLite setting of the server (WAL, synchronous=NORMAL): a commit
+    survives a crash of the server, not a power cut. fsync stays on.
+    """
+
+    def __init__(self) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
+        self.bindir = bins[-1]
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="autoenroll-storm-pg-"))
+        self.as_pg: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self.as_pg = ["runuser", "-u", "postgres", "--"]
+        self.started = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://autoenroll@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def version(self) -> str:
+        return subprocess.run([self.bindir / "postgres", "--version"], capture_output=True, text=True).stdout.strip()
+
+    @property
+    def pid(self) -> int:
+        return int((self.dir / "data" / "postmaster.pid").read_text().splitlines()[0])
+
+    def _pg(self, *args: str, timeout: float = 60) -> None:
+        subprocess.run([*self.as_pg, *args], check=True, capture_output=True, timeout=timeout)
+
+    def start(self) -> Postgres:
+        data = self.dir / "data"
+        self._pg(str(self.bindir / "initdb"), "-D", str(data), "-U", "autoenroll", "--auth=trust", "-E", "UTF8")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
+            "-c synchronous_commit=off -c max_connections=100 -c shared_buffers=256MB"
+        )
+        pg_ctl = str(self.bindir / "pg_ctl")
+        self._pg(pg_ctl, "-D", str(data), "-l", str(self.dir / "log"), "-w", "-t", "30", "-o", options, "start")
+        self.started = True
+        return self
+
+    def stop(self) -> None:
+        try:
+            if self.started:
+                self._pg(
+                    str(self.bindir / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "-t", "30", "stop"
+                )
+                self.started = False
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- a second server process on the same database -----------------------------------------------------------
+
+
+@dataclass
+class ExtraInstance:
+    """Another `autoenroll-server serve` (HTTPS only) on the first one's data dir and database."""
+
+    port: int
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_extra_instance(server, workers: int, timeout: float = 60) -> ExtraInstance:
+    from autoenroll.testbed.server import _wait_https
+
+    port = free_port()
+    env = dict(server.env, AUTOENROLL_LISTEN=f"127.0.0.1:{port}", AUTOENROLL_WORKERS=str(workers))
+    log = server.workdir / f"server-{port}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autoenroll.server.cli", "serve", "--no-publication"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_https(port, server.root_ca, proc, log, timeout)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return ExtraInstance(port, proc)
+
+
+# ---- cfssl -------------------------------------------------------------------------------------------------
+
+CFSSL_CONFIG = """{"signing": {"default": {"expiry": "8760h",
+  "usages": ["digital signature", "key encipherment", "email protection"]}}}
+"""
+
+
+class Cfssl:
+    """`cfssl serve` on 127.0.0.1 with our issuing CA (its key decrypted into a 0700 temp dir, deleted in stop())."""
+
+    def __init__(self, ca_cert: Path, ca_key: Path, passphrase_file: Path) -> None:
+        self.binary = shutil.which("cfssl")
+        if self.binary is None:
+            raise RuntimeError("cfssl is not installed: apt-get install -y golang-cfssl")
+        self.dir = Path(tempfile.mkdtemp(prefix="autoenroll-storm-cfssl-"))
+        self.port = free_port()
+        self.ca_cert, self.ca_key, self.passphrase_file = ca_cert, ca_key, passphrase_file
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "version"], capture_output=True, text=True, timeout=10).stdout
+        return " ".join(line.split(":", 1)[1].strip() for line in out.splitlines() if ":" in line)
+
+    def start(self) -> Cfssl:
+        key = self.dir / "ca-key.pem"
+        old = os.umask(0o077)
+        try:
+            subprocess.run(
+                [
+                    "openssl",
+                    "pkey",
+                    "-in",
+                    str(self.ca_key),
+                    "-passin",
+                    f"file:{self.passphrase_file}",
+                    "-out",
+                    str(key),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
+        finally:
+            os.umask(old)
+        (self.dir / "config.json").write_text(CFSSL_CONFIG)
+        log = self.dir / "cfssl.log"
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    self.binary,
+                    "serve",
+                    "-address",
+                    "127.0.0.1",
+                    "-port",
+                    str(self.port),
+                    "-ca",
+                    str(self.ca_cert),
+                    "-ca-key",
+                    str(key),
+                    "-config",
+                    str(self.dir / "config.json"),
+                ],  # fmt: skip
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_port(self.port, self.process, log)
+        return self
+
+    def stop(self) -> None:
+        try:
+            stop_process(self.process)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)  # the clear CA key goes with it
