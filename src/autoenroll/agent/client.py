@@ -146,21 +146,24 @@ class EnrollmentClient:
         except (OSError, ssl.SSLError) as exc:
             raise EnrollmentError(NOT_TRUSTED, f"cafile {cafile}: {exc}") from None
         self.address = connect_to(self.host, self.port)
+        self._conn: Any = None  # kept alive between the calls of one logon: one TLS handshake, not three
 
     def close(self) -> None:
-        """Nothing to release: every call uses a connection of its own."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
-    def call(self, method: str, path: str, body: dict | None, timeout: float, timeout_code: int) -> Answer:
-        """One authenticated request; raises EnrollmentError (client codes) or ServerRefusal (1-30).
-
-        Connect and check TLS first, then ask Kerberos for a token: without a network the answer is 35,
-        not 37, and the server's identity is known before a ticket is used for it."""
+    def _connect(self, timeout: float, timeout_code: int, where: str):
+        """The kept connection if the server has not closed it, else a new one (TLS checked first)."""
         from urllib3 import exceptions as u3
         from urllib3.connection import HTTPSConnection
         from urllib3.util.ssl_match_hostname import CertificateError
 
-        where = f"https://{self.authority}" + (f" ({self.address})" if self.address != self.host else "")
-        url = f"{self.base}/{path}"
+        conn = self._conn
+        if conn is not None and conn.is_connected:
+            conn.sock.settimeout(timeout)
+            return conn
+        self.close()
         conn = HTTPSConnection(
             self.address,
             self.port,
@@ -170,35 +173,49 @@ class EnrollmentClient:
             assert_hostname=self.host,
         )
         try:
-            try:
-                conn.connect()
-            except (ssl.SSLCertVerificationError, CertificateError) as exc:
-                raise EnrollmentError(NOT_TRUSTED, f"{where}: {_reason(exc)}") from None
-            except (TimeoutError, u3.ReadTimeoutError):  # TCP accepted, then silence (a TCP timeout is 35)
-                raise EnrollmentError(timeout_code, f"{where}: no TLS handshake within {timeout:g} s") from None
-            except (u3.HTTPError, OSError, ValueError) as exc:
-                raise EnrollmentError(CANNOT_CONNECT, f"{where}: {_reason(exc)}") from None
-            negotiator = Negotiator(self.host)
-            headers = {
-                "Host": self.authority,
-                "Authorization": f"Negotiate {negotiator.token()}",
-                "Accept": "application/json",
-                "User-Agent": "autoenroll-agent",
-            }
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-            try:
-                conn.request(method, url, body=data, headers=headers)
-                response = conn.getresponse()
-                response_data = response.data
-            except (TimeoutError, u3.ReadTimeoutError):
-                raise EnrollmentError(timeout_code, f"no answer to {method} {url} within {timeout:g} s") from None
-            except (u3.HTTPError, OSError) as exc:
-                raise EnrollmentError(CANNOT_CONNECT, f"{where}: {method} {url}: {_reason(exc)}") from None
-        finally:
-            conn.close()
+            conn.connect()
+        except (ssl.SSLCertVerificationError, CertificateError) as exc:
+            raise EnrollmentError(NOT_TRUSTED, f"{where}: {_reason(exc)}") from None
+        except (TimeoutError, u3.ReadTimeoutError):  # TCP accepted, then silence (a TCP timeout is 35)
+            raise EnrollmentError(timeout_code, f"{where}: no TLS handshake within {timeout:g} s") from None
+        except (u3.HTTPError, OSError, ValueError) as exc:
+            raise EnrollmentError(CANNOT_CONNECT, f"{where}: {_reason(exc)}") from None
+        self._conn = conn
+        return conn
+
+    def call(self, method: str, path: str, body: dict | None, timeout: float, timeout_code: int) -> Answer:
+        """One authenticated request; raises EnrollmentError (client codes) or ServerRefusal (1-30).
+
+        Connect and check TLS first, then ask Kerberos for a token: without a network the answer is 35,
+        not 37, and the server's identity is known before a ticket is used for it."""
+        from urllib3 import exceptions as u3
+
+        where = f"https://{self.authority}" + (f" ({self.address})" if self.address != self.host else "")
+        url = f"{self.base}/{path}"
+        conn = self._connect(timeout, timeout_code, where)
+        negotiator = Negotiator(self.host)
+        headers = {
+            "Host": self.authority,
+            "Authorization": f"Negotiate {negotiator.token()}",
+            "Accept": "application/json",
+            "User-Agent": "autoenroll-agent",
+        }
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, url, body=data, headers=headers)
+            response = conn.getresponse()
+            response_data = response.data
+        except (TimeoutError, u3.ReadTimeoutError):
+            self.close()
+            raise EnrollmentError(timeout_code, f"no answer to {method} {url} within {timeout:g} s") from None
+        except (u3.HTTPError, OSError) as exc:
+            self.close()
+            raise EnrollmentError(CANNOT_CONNECT, f"{where}: {method} {url}: {_reason(exc)}") from None
+        if response.headers.get("Connection", "").lower() == "close":
+            self.close()
         return self._answer(response, response_data, negotiator, f"{method} {url}")
 
     def _answer(self, response: Any, raw: bytes, negotiator: Negotiator, what: str) -> Answer:
