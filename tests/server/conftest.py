@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.conf import settings as django_settings
 
@@ -74,3 +76,18 @@ def organization(acme, ad_server) -> Organization:
     org = Organization.objects.create(customer=acme, name="Sales", ad_server=ad_server)
     org.domains.set(acme.domains.all())
     return org
+
+
+@pytest.fixture(scope="session")
+def kerberos_env(samba_ad):
+    """The test process is the agent and the server: both find the KDC and a private replay cache."""
+    rcache = samba_ad.workdir / "rcache-server"
+    rcache.mkdir(exist_ok=True)
+    saved = {k: os.environ.get(k) for k in ("KRB5_CONFIG", "KRB5RCACHEDIR")}
+    os.environ.update(KRB5_CONFIG=str(samba_ad.krb5_conf), KRB5RCACHEDIR=str(rcache))
+    yield samba_ad
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -30,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .backends import CABackend, SigningError
 from .crl import reason_flag
 from .keys import PKIError, PrivateKey, PublicKey, key_type_of, signature_hash_for_key
-from .profiles import _aki, _ski, _validity, new_serial_number
+from .profiles import authority_key_identifier, key_usage, new_serial_number, subject_key_identifier, validity_window
 
 __all__ = [
     "DEFAULT_OCSP_RESPONSE_VALIDITY",
@@ -100,7 +100,7 @@ def ocsp_responder_builder(
     SAN or policies.
     """
     key_type_of(public_key)
-    start, end = _validity(validity_days, not_before, issuer)
+    start, end = validity_window(validity_days, not_before, issuer)
     return (
         x509.CertificateBuilder()
         .subject_name(_responder_subject(issuer))
@@ -111,23 +111,13 @@ def ocsp_responder_builder(
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(digital_signature=True),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
-        .add_extension(_ski(public_key), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+        .add_extension(subject_key_identifier(public_key), critical=False)
+        .add_extension(authority_key_identifier(issuer), critical=False)
     )
 
 

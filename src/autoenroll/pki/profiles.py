@@ -102,7 +102,7 @@ def new_serial_number() -> int:
             return serial
 
 
-def _validity(
+def validity_window(
     days: int, not_before: dt.datetime | None, issuer: x509.Certificate | None
 ) -> tuple[dt.datetime, dt.datetime]:
     """Aware UTC (notBefore, notAfter) spanning ``days`` inclusive, never outliving the issuer."""
@@ -122,11 +122,11 @@ def _validity(
     return not_before, not_after
 
 
-def _ski(public_key: PublicKey) -> x509.SubjectKeyIdentifier:
+def subject_key_identifier(public_key: PublicKey) -> x509.SubjectKeyIdentifier:
     return x509.SubjectKeyIdentifier.from_public_key(public_key)
 
 
-def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+def authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
@@ -242,8 +242,8 @@ def root_ca_builder(
 ) -> x509.CertificateBuilder:
     """Self-signed root: CA:TRUE with no path length, keyCertSign+cRLSign, no EKU (S/MIME BR 7.1.2.1)."""
     _check_ca_key(public_key)
-    start, end = _validity(validity_days, not_before, None)
-    ski = _ski(public_key)
+    start, end = validity_window(validity_days, not_before, None)
+    ski = subject_key_identifier(public_key)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -253,7 +253,7 @@ def root_ca_builder(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
     )
@@ -271,18 +271,14 @@ def issue_root_ca(
     return InMemoryKeyBackend(key).sign(builder)
 
 
-def _ca_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
+def key_usage(**bits: bool) -> x509.KeyUsage:
+    """A keyUsage with the named bits set and every other bit clear."""
+    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+             "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")  # fmt: skip
+    unknown = set(bits) - set(names)
+    if unknown:
+        raise TypeError(f"unknown keyUsage bits {sorted(unknown)}")
+    return x509.KeyUsage(**{name: bits.get(name, False) for name in names})
 
 
 # --- issuing (subordinate) CA for S/MIME -------------------------------------------------------
@@ -304,7 +300,7 @@ def issuing_ca_builder(
     _check_ca_key(public_key)
     if not policies:
         raise ProfileError("an S/MIME subordinate CA needs at least one certificate policy")
-    start, end = _validity(validity_days, not_before, issuer)
+    start, end = validity_window(validity_days, not_before, issuer)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -314,13 +310,13 @@ def issuing_ca_builder(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(_policies(policies, cps_url), critical=False)
         .add_extension(_crl_dp(issuer_urls.crl), critical=False)
         .add_extension(_aia(issuer_urls.ca_issuers, None), critical=False)
-        .add_extension(_ski(public_key), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+        .add_extension(subject_key_identifier(public_key), critical=False)
+        .add_extension(authority_key_identifier(issuer), critical=False)
     )
 
 
@@ -357,17 +353,7 @@ def _smime_key_usage(public_key: PublicKey) -> x509.KeyUsage:
     key_type_of(public_key)  # rejects unsupported keys
     is_rsa = isinstance(public_key, rsa.RSAPublicKey)
     is_ec = isinstance(public_key, ec.EllipticCurvePublicKey)
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=is_rsa,
-        data_encipherment=False,
-        key_agreement=is_ec,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    return key_usage(digital_signature=True, key_encipherment=is_rsa, key_agreement=is_ec)
 
 
 def smime_builder(
@@ -391,7 +377,7 @@ def smime_builder(
         raise ProfileError(
             f"S/MIME certificates may be valid at most {MAX_SMIME_VALIDITY_DAYS} days, got {validity_days}"
         )
-    start, end = _validity(validity_days, not_before, issuer)
+    start, end = validity_window(validity_days, not_before, issuer)
     if len(mail) <= 64:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, mail)])
         san_critical = False
@@ -413,8 +399,8 @@ def smime_builder(
         .add_extension(_policies([SMIME_MAILBOX_STRICT_POLICY], cps_url), critical=False)
         .add_extension(_crl_dp(issuer_urls.crl), critical=False)
         .add_extension(_aia(issuer_urls.ca_issuers, issuer_urls.ocsp), critical=False)
-        .add_extension(_ski(public_key), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+        .add_extension(subject_key_identifier(public_key), critical=False)
+        .add_extension(authority_key_identifier(issuer), critical=False)
     )
 
 
@@ -473,7 +459,7 @@ def tls_server_builder(
             raise ProfileError(f"invalid IP address {ip!r}") from None
     if not names:
         raise ProfileError("a TLS server certificate needs at least one DNS name or IP address")
-    start, end = _validity(validity_days, not_before, issuer)
+    start, end = validity_window(validity_days, not_before, issuer)
     first = dns_names[0].lower() if dns_names else str(ipaddress.ip_address(ip_addresses[0]))
     builder = (
         x509.CertificateBuilder()
@@ -485,23 +471,13 @@ def tls_server_builder(
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(digital_signature=True, key_encipherment=isinstance(public_key, rsa.RSAPublicKey)),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(_ski(public_key), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+        .add_extension(subject_key_identifier(public_key), critical=False)
+        .add_extension(authority_key_identifier(issuer), critical=False)
     )
     if issuer_urls is not None:
         builder = builder.add_extension(_crl_dp(issuer_urls.crl), critical=False).add_extension(

@@ -4,7 +4,6 @@ cepces write them, and the published schemas every answer must validate against.
 from __future__ import annotations
 
 import base64
-import os
 import uuid
 from pathlib import Path
 
@@ -140,21 +139,6 @@ class SoapClient:
     def post(self, path: str, body: bytes, *, auth: bool = True, bindings: bytes | None = None, **extra):
         headers = {"HTTP_AUTHORIZATION": f"Negotiate {self.token(bindings)}"} if auth else {}
         return self.client.post(path, data=body, content_type=soap.CONTENT_TYPE, secure=True, **headers, **extra)
-
-
-@pytest.fixture(scope="session")
-def kerberos_env(samba_ad):
-    """The test process is client and server: both find the KDC, the server has a private replay cache."""
-    rcache = samba_ad.workdir / "rcache-ces"
-    rcache.mkdir(exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("KRB5_CONFIG", "KRB5RCACHEDIR")}
-    os.environ.update(KRB5_CONFIG=str(samba_ad.krb5_conf), KRB5RCACHEDIR=str(rcache))
-    yield samba_ad
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, univ
 
+from autoenroll.pki.profiles import key_usage
+
 TEMPLATE_OID_ARC = "1.3.6.1.4.1.311.21.8"
 _SEED = hashlib.sha256(b"autoenroll certificate templates v1").digest()
 #: Six "forest" arcs, like AD CS's 1.3.6.1.4.1.311.21.8.<6 random numbers>.<2 random numbers>.
@@ -100,21 +102,11 @@ class Template:
         """(oid, critical, DER value) of the extensions the client puts into its request."""
         info = x509.MSCertificateTemplate(x509.ObjectIdentifier(self.oid), self.major_revision, self.minor_revision)
         eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION])
-        key_usage = x509.KeyUsage(
-            digital_signature=True,
-            content_commitment=False,
-            key_encipherment=True,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=False,
-            crl_sign=False,
-            encipher_only=False,
-            decipher_only=False,
-        )
+        usage = key_usage(digital_signature=True, key_encipherment=True)
         return [
             (OID_TEMPLATE_INFO, False, info.public_bytes()),
             (OID_EKU, False, eku.public_bytes()),
-            (OID_KEY_USAGE, True, key_usage.public_bytes()),
+            (OID_KEY_USAGE, True, usage.public_bytes()),
         ]
 
     def matches(self, name: str | None = None, oid: str | None = None) -> bool:
