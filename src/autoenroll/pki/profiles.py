@@ -413,6 +413,7 @@ def issue_smime_certificate(
     validity_days: int = DEFAULT_SMIME_VALIDITY_DAYS,
     cps_url: str | None = None,
     not_before: dt.datetime | None = None,
+    template: x509.MSCertificateTemplate | None = None,
 ) -> x509.Certificate:
     """Sign an S/MIME certificate for ``mail`` with the issuing CA ``issuing_ca``.
 
@@ -428,6 +429,8 @@ def issue_smime_certificate(
         cps_url=cps_url,
         not_before=not_before,
     )
+    if template is not None:  # Windows autoenrollment recognises its certificates by their template
+        builder = builder.add_extension(template, critical=False)
     return issuing_ca.sign(builder)
 
 

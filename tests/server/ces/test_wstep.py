@@ -13,10 +13,10 @@ from lxml import etree
 
 from autoenroll import pki
 from autoenroll.server.certificates.models import Certificate
-from autoenroll.server.ces import wstep
+from autoenroll.server.ces import templates, wstep
 from autoenroll.server.enrollment import pipeline
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
-from checks import run_openssl
+from checks import lint_smime_mailbox_strict, run_openssl
 
 from .conftest import NS, assert_valid, ces_path, fault_of, make_csr, rst
 
@@ -56,6 +56,9 @@ def test_issue_with_pkcs10_returns_a_certificate_for_the_ad_mail_that_chains_to_
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.RFC822Name) == ["user1@test.com"]
     verify_chain(leaf, bundle, ca[0].certificate_pem)
+    named = leaf.extensions.get_extension_for_class(x509.MSCertificateTemplate).value
+    assert named.template_id.dotted_string == templates.USER.oid  # Windows renews by it, not re-enrolls
+    assert lint_smime_mailbox_strict(leaf) == []
     request = EnrollmentRequest.objects.get()
     assert rstr.findtext("e:RequestID", namespaces=NS) == str(wstep.request_number(request))
     assert request.certificate.serial == format(leaf.serial_number, "x")

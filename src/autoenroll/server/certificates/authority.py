@@ -172,6 +172,7 @@ def issue_smime(
     person: Person | None = None,
     csr_pem: str = "",
     replaces: Certificate | None = None,
+    template: x509.MSCertificateTemplate | None = None,
 ) -> Certificate:
     """Sign and record an S/MIME certificate for `mail`, the address AD holds for `person`."""
     ca = issuing_ca()
@@ -183,6 +184,7 @@ def issue_smime(
             mail,
             pki.PublicationURLs.for_ca(config.publication_url, ca.name),
             validity_days=config.certificate_days,
+            template=template,
         )
         return record(cert, ca, Certificate.Profile.SMIME, person=person, mail=mail, csr_pem=csr_pem, replaces=replaces)
 

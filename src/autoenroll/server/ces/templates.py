@@ -91,6 +91,10 @@ class Template:
     def oid(self) -> str:
         return f"{TEMPLATE_OID_ARC}.{FOREST_ARCS}.1.{self.number}"
 
+    def certificate_template(self) -> x509.MSCertificateTemplate:
+        """The extension that tells Windows which template a certificate came from (it renews by it)."""
+        return x509.MSCertificateTemplate(x509.ObjectIdentifier(self.oid), self.major_revision, self.minor_revision)
+
     def validity(self, certificate_days: int) -> timedelta:
         return timedelta(days=certificate_days)
 
@@ -100,7 +104,7 @@ class Template:
 
     def extensions(self) -> list[tuple[str, bool, bytes]]:
         """(oid, critical, DER value) of the extensions the client puts into its request."""
-        info = x509.MSCertificateTemplate(x509.ObjectIdentifier(self.oid), self.major_revision, self.minor_revision)
+        info = self.certificate_template()
         eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION])
         usage = key_usage(digital_signature=True, key_encipherment=True)
         return [

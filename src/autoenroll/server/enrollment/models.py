@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from cryptography import x509
 from django.db import models
 
 from autoenroll.protocol import CATALOGUE
@@ -82,6 +83,10 @@ class EnrollmentRequest(models.Model):
     )
     error_code = models.PositiveSmallIntegerField(null=True, blank=True)
     decided_by = models.CharField(max_length=200, blank=True)
+    # The Windows certificate template (MS-XCEP) the certificate must name, for requests made through CES.
+    template_oid = models.CharField(max_length=200, blank=True)
+    template_major_version = models.PositiveIntegerField(default=0)
+    template_minor_version = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created"]
@@ -94,3 +99,11 @@ class EnrollmentRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.person} {self.status} {self.created:%Y-%m-%d %H:%M}"
+
+    @property
+    def template(self) -> x509.MSCertificateTemplate | None:
+        if not self.template_oid:
+            return None
+        return x509.MSCertificateTemplate(
+            x509.ObjectIdentifier(self.template_oid), self.template_major_version, self.template_minor_version
+        )

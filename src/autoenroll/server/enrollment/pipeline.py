@@ -244,8 +244,9 @@ def _synced_person(customer: Customer, caller: Caller) -> Person:
     return person
 
 
-def enroll(caller: Caller, data: dict) -> EnrollmentRequest:
-    """Check the CSR against the synced person and issue (or hold it for approval)."""
+def enroll(caller: Caller, data: dict, template: x509.MSCertificateTemplate | None = None) -> EnrollmentRequest:
+    """Check the CSR against the synced person and issue (or hold it for approval). `template` is the
+    Windows certificate template to name in the certificate (CES requests only; never from the JSON)."""
     with _Audit(Step.ENROLL, caller) as audit:
         customer = _customer(data, caller, audit)
         org = _organization(data, customer, audit)
@@ -276,7 +277,13 @@ def enroll(caller: Caller, data: dict) -> EnrollmentRequest:
             raise EnrollmentError(15, str(exc)) from None
         _csr_identity_check(csr, person)
         request = EnrollmentRequest.objects.create(
-            customer=customer, person=person, organization=org, csr_pem=csr_text.strip() + "\n"
+            customer=customer,
+            person=person,
+            organization=org,
+            csr_pem=csr_text.strip() + "\n",
+            template_oid=template.template_id.dotted_string if template else "",
+            template_major_version=(template.major_version or 0) if template else 0,
+            template_minor_version=(template.minor_version or 0) if template else 0,
         )
         if customer.require_approval:
             audit.refs["outcome_note"] = None
@@ -306,7 +313,12 @@ def _issue(request: EnrollmentRequest, public_key) -> None:
     try:
         with transaction.atomic():
             cert = authority.issue_smime(
-                settings.CONFIG, public_key, request.person.mail, person=request.person, csr_pem=request.csr_pem
+                settings.CONFIG,
+                public_key,
+                request.person.mail,
+                person=request.person,
+                csr_pem=request.csr_pem,
+                template=request.template,
             )
             request.certificate = cert
             request.status = EnrollmentRequest.Status.ISSUED
