@@ -43,6 +43,7 @@ class Tenant:
     certificate: Certificate
     event: EnrollmentEvent
     request: EnrollmentRequest
+    administrator: User  # a second Customer Admin of the customer, named after its mail domain
 
 
 def make_tenant(uri: str, mail_domain: str) -> Tenant:
@@ -82,7 +83,8 @@ def make_tenant(uri: str, mail_domain: str) -> Tenant:
     )
     _, csr = make_csr("User One")
     request = EnrollmentRequest.objects.create(customer=customer, person=person, organization=org, csr_pem=csr)
-    return Tenant(customer, domain, server, org, person, cert, event, request)
+    administrator = make_user(f"operator@{mail_domain}", customer=customer)
+    return Tenant(customer, domain, server, org, person, cert, event, request, administrator)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ and the walk fails if it cannot fill a new page's URL arguments)."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.urls import URLResolver, get_resolver, reverse
 
 from autoenroll.server.certificates.models import Certificate
@@ -11,7 +12,7 @@ from autoenroll.server.directory.models import ADServer
 from autoenroll.server.enrollment.models import EnrollmentRequest
 from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
 
-from .conftest import AD_PASSWORD, Tenant
+from .conftest import AD_PASSWORD, USER_PASSWORD, Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +40,7 @@ def object_for(name: str, tenant: Tenant, realm):
         "certificate": tenant.certificate,
         "request": tenant.request,
         "realm": realm,
+        "administrator": tenant.administrator,
     }
     assert prefix in objects, f"URL {name!r} takes a pk, but the walk does not know which object to give it"
     return objects[prefix]
@@ -53,6 +55,7 @@ def url_for(name: str, kwargs: set[str], tenant: Tenant, realm) -> str:
 def test_the_walk_sees_every_page():
     names = {name for name, _ in web_patterns()}
     assert {"adserver_edit", "certificate_revoke", "request_approve", "realm_edit", "event_list"} <= names
+    assert {"administrator_edit", "administrator_password", "administrator_disable", "administrator_delete"} <= names
     assert all(names), "every URL has a name"
 
 
@@ -82,6 +85,10 @@ def test_customer_admin_of_a_gets_403_or_404_on_every_page_of_b(client_a, tenant
     assert Organization.objects.filter(pk=b.organization.pk, name="beta sales").exists()
     assert EmailDomain.objects.filter(pk=b.domain.pk).exists()
     assert Customer.objects.filter(pk=b.customer.pk, uri="beta").exists()
+    operator = User.objects.get(pk=b.administrator.pk)
+    assert (
+        operator.is_active and operator.check_password(USER_PASSWORD) and operator.customer_admin.customer == b.customer
+    )
 
 
 def test_customer_admin_of_a_reaches_every_page_of_a(client_a, tenant_a, tenant_b, other_realm):

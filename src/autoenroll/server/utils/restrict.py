@@ -8,7 +8,7 @@ they call `restrict(queryset, user)`.
 from __future__ import annotations
 
 from django.apps import apps
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 # model label -> path from the model to its customer; None: Super Admin only.
 CUSTOMER_PATHS: dict[str, str | None] = {
@@ -16,6 +16,8 @@ CUSTOMER_PATHS: dict[str, str | None] = {
     "tenants.emaildomain": "customer",
     "tenants.organization": "customer",
     "tenants.customeradmin": "customer",
+    # administrator accounts: a Customer Admin's own customer's admins (Super Admins have no customer)
+    "auth.user": "customer_admin__customer",
     "directory.adserver": "customer",
     "directory.person": "customer",
     "certificates.certificate": "person__customer",
@@ -62,3 +64,11 @@ def may_add(model: type[Model] | str, user) -> bool:
         return True
     path = CUSTOMER_PATHS.get(model._meta.label_lower)
     return path not in (None, "pk") and customer_of(user) is not None and user.is_active
+
+
+def restrict_administrators(queryset: QuerySet, user) -> QuerySet:
+    """The administrator accounts (users) in `queryset` that `user` may manage: a Super Admin every Super Admin
+    and Customer Admin; a Customer Admin the Customer Admins of their own customer, never a Super Admin (not
+    even one that also has a customer); other users (not administrators) are in nobody's list."""
+    queryset = restrict(queryset.filter(Q(is_superuser=True) | Q(customer_admin__isnull=False)), user)
+    return queryset if is_super_admin(user) else queryset.filter(is_superuser=False)

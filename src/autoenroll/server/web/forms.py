@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import SetPasswordForm, SetPasswordMixin
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -13,7 +16,7 @@ from autoenroll.server.certificates.models import Certificate, RevocationReason
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos.models import KerberosRealm
-from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
+from autoenroll.server.tenants.models import Customer, CustomerAdmin, EmailDomain, Organization
 from autoenroll.server.utils.restrict import customer_of, is_super_admin, restrict
 
 
@@ -159,6 +162,99 @@ class CustomerForm(forms.ModelForm):
         model = Customer
         fields = ["uri", "name", "enabled", "require_approval", "publish_to_ad"]
         labels = {"uri": "Customer URI"}
+
+
+# --- Administrators (the rules of `autoenroll-server admins add`) ------------------------------------------------
+
+SUPER_ADMIN, CUSTOMER_ADMIN = "super", "customer"
+
+
+def role_of(user) -> str:
+    return SUPER_ADMIN if user.is_superuser else CUSTOMER_ADMIN
+
+
+class AdministratorForm(RestrictedModelForm):
+    """An administrator account: a Super Admin (superuser) or the Customer Admin of one customer.
+
+    A Customer Admin's role and customer are fixed (disabled fields ignore what is posted): they manage the
+    Customer Admins of their own customer only and never make a Super Admin. Nobody changes their own role."""
+
+    role = forms.ChoiceField(choices=[(CUSTOMER_ADMIN, "Customer Admin"), (SUPER_ADMIN, "Super Admin")])
+    customer = forms.ModelChoiceField(
+        Customer.objects.all(), required=False, help_text="The one customer a Customer Admin administers."
+    )
+
+    class Meta:
+        model = get_user_model()
+        fields = ["username", "email"]
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        role, customer = self.fields["role"], self.fields["customer"]
+        if self.instance.pk is not None:
+            admin = getattr(self.instance, "customer_admin", None)
+            self.initial.update(role=role_of(self.instance), customer=admin.customer_id if admin else None)
+        if not is_super_admin(user):
+            role.choices = [(CUSTOMER_ADMIN, "Customer Admin")]
+            role.initial = CUSTOMER_ADMIN
+            role.disabled = True  # customer: disabled by RestrictedModelForm
+        if self.instance.pk is not None and self.instance.pk == user.pk:
+            role.disabled = customer.disabled = True
+            role.help_text = "Nobody changes their own role."
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"]
+        users = get_user_model().objects.exclude(pk=self.instance.pk)
+        if username and users.filter(username__iexact=username).exists():
+            raise forms.ValidationError("A user with that username already exists.", code="unique")
+        return username
+
+    def clean(self):
+        data = super().clean()
+        if data.get("role") == SUPER_ADMIN and not is_super_admin(self.user):  # disabled: cannot happen
+            raise forms.ValidationError("Only a Super Admin makes Super Admins.")
+        if data.get("role") == CUSTOMER_ADMIN and not data.get("customer"):
+            self.add_error("customer", "A Customer Admin needs a customer.")
+        return data
+
+    @transaction.atomic
+    def save(self, commit: bool = True):
+        user = super().save(commit=False)
+        user.is_superuser = user.is_staff = self.cleaned_data["role"] == SUPER_ADMIN
+        self.set_password(user)
+        user.save()
+        if user.is_superuser:
+            CustomerAdmin.objects.filter(user=user).delete()
+        else:
+            CustomerAdmin.objects.update_or_create(user=user, defaults={"customer": self.cleaned_data["customer"]})
+        return user
+
+    def set_password(self, user) -> None:
+        """Hook of the add form."""
+
+
+class AdministratorAddForm(SetPasswordMixin, AdministratorForm):
+    """A new administrator with a password that passes Django's password validators (never shown again)."""
+
+    password1, password2 = SetPasswordMixin.create_password_fields()
+
+    class Meta(AdministratorForm.Meta):
+        fields = ["username", "email", "role", "customer", "password1", "password2"]
+
+    def clean(self):
+        self.validate_passwords()
+        return super().clean()
+
+    def _post_clean(self):
+        super()._post_clean()
+        self.validate_password_for_user(self.instance)  # the instance holds the username and email by now
+
+    def set_password(self, user) -> None:
+        user.set_password(self.cleaned_data["password1"])
+
+
+class AdministratorPasswordForm(SetPasswordForm):
+    """A new password for an administrator (Django's form: both fields, checked by the password validators)."""
 
 
 # --- filters ---------------------------------------------------------------------------------------------------

@@ -29,6 +29,10 @@ class RestrictedMixin(LoginRequiredMixin):
     queryset: QuerySet | None = None
     super_admin_only = False
     nav = ""  # which navigation entry is current
+    verbose_name = ""  # what the pages call one object; the model's verbose name if empty
+
+    def noun(self) -> str:
+        return self.verbose_name or self.model._meta.verbose_name
 
     def dispatch(self, request, *args, **kwargs):
         user = request.user
@@ -44,7 +48,7 @@ class RestrictedMixin(LoginRequiredMixin):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context.update(nav=self.nav, verbose_name=self.model._meta.verbose_name)
+        context.update(nav=self.nav, verbose_name=self.noun())
         return context
 
 
@@ -111,7 +115,7 @@ class ObjectEditView(RestrictedMixin, RestrictedFormMixin, UpdateView):
     def form_valid(self, form):
         response = super().form_valid(form)
         verb = "saved" if "pk" in self.kwargs else "added"
-        messages.success(self.request, f"{capfirst(self.model._meta.verbose_name)} {self.object} {verb}.")
+        messages.success(self.request, f"{capfirst(self.noun())} {self.object} {verb}.")
         self.after_save(self.object)
         return response
 
@@ -139,7 +143,7 @@ class ObjectDeleteView(RestrictedMixin, DeleteView):
     def form_valid(self, form):
         name = str(self.object)
         self.object.delete()
-        messages.success(self.request, f"{capfirst(self.model._meta.verbose_name)} {name} deleted.")
+        messages.success(self.request, f"{capfirst(self.noun())} {name} deleted.")
         self.after_delete()
         return HttpResponseRedirect(self.get_success_url())
 

@@ -151,6 +151,30 @@ class CustomerTable(Table):
     ]
 
 
+def _administrator_actions(user, table):
+    items = [("Edit", "administrator_edit", user), ("Password", "administrator_password", user)]
+    if user.pk != table.request.user.pk:  # nobody disables or deletes themselves
+        items.append(
+            ("Disable", "administrator_disable", user) if user.is_active else ("Enable", "administrator_enable", user)
+        )
+        items.append(("Delete", "administrator_delete", user))
+    return buttons(*items)
+
+
+class AdministratorTable(Table):
+    """Super Admins and Customer Admins, as `autoenroll-server admins list` shows them."""
+
+    columns = [
+        Column("Username", lambda u: link("administrator_edit", u, u.get_username())),
+        Column("Email", lambda u: u.email),
+        Column("Role", lambda u: "Super Admin" if u.is_superuser else "Customer Admin"),
+        Column("Customer", lambda u: "" if u.is_superuser else u.customer_admin.customer, super_admin_only=True),
+        Column("Active", lambda u: yes_no(u.is_active)),
+        Column("Last sign-in", lambda u: when(u.last_login)),
+        Column("", _administrator_actions, with_table=True),
+    ]
+
+
 class CertificateTable(Table):
     columns = [
         Column("Serial", lambda c: link("certificate_detail", c, c.serial)),

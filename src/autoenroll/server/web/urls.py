@@ -41,6 +41,22 @@ urlpatterns = [
     path("customers/add/", views.CustomerEditView.as_view(), name="customer_add"),
     path("customers/<int:pk>/", views.CustomerEditView.as_view(), name="customer_edit"),
     path("customers/<int:pk>/delete/", views.CustomerDeleteView.as_view(), name="customer_delete"),
+    # Administrators: Super Admins and Customer Admins
+    path("administrators/", views.AdministratorListView.as_view(), name="administrator_list"),
+    path("administrators/add/", views.AdministratorEditView.as_view(), name="administrator_add"),
+    path("administrators/<int:pk>/", views.AdministratorEditView.as_view(), name="administrator_edit"),
+    path("administrators/<int:pk>/password/", views.AdministratorPasswordView.as_view(), name="administrator_password"),
+    path(
+        "administrators/<int:pk>/disable/",
+        views.AdministratorActiveView.as_view(active=False),
+        name="administrator_disable",
+    ),
+    path(
+        "administrators/<int:pk>/enable/",
+        views.AdministratorActiveView.as_view(active=True),
+        name="administrator_enable",
+    ),
+    path("administrators/<int:pk>/delete/", views.AdministratorDeleteView.as_view(), name="administrator_delete"),
     # Certificates (guide 5)
     path("certificates/", views.CertificateListView.as_view(), name="certificate_list"),
     path("certificates/<int:pk>/", views.CertificateDetailView.as_view(), name="certificate_detail"),

@@ -9,6 +9,8 @@ from datetime import timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from django.contrib import messages
+from django.contrib.auth import get_user_model, update_session_auth_hash
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count
 from django.db.models.functions import TruncDate
@@ -34,13 +36,16 @@ from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.kerberos.services import import_entries
 from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
 from autoenroll.server.utils.fields import cipher
-from autoenroll.server.utils.restrict import restricted
+from autoenroll.server.utils.restrict import restrict_administrators, restricted
 
 from . import charts, forms, tables
 from .generic import ObjectDeleteView, ObjectEditView, ObjectListView, RestrictedMixin
 
 log = logging.getLogger("autoenroll.web")
 sensitive = method_decorator(sensitive_post_parameters("login_password", "password"), name="dispatch")
+sensitive_passwords = method_decorator(
+    sensitive_post_parameters("password1", "password2", "new_password1", "new_password2"), name="dispatch"
+)
 
 # --- Dashboard ---------------------------------------------------------------------------------------------------
 
@@ -376,6 +381,90 @@ class CustomerEditView(CustomerMixin, ObjectEditView):
 
 class CustomerDeleteView(CustomerMixin, ObjectDeleteView):
     pass
+
+
+# --- Administrators: Super Admins and Customer Admins (`autoenroll-server admins`) --------------------------------
+
+
+class AdministratorMixin:
+    """Super Admins manage every administrator; a Customer Admin the Customer Admins of their own customer
+    (`restrict_administrators`). Nobody deletes or disables themselves."""
+
+    model = get_user_model()
+    verbose_name = "administrator"
+    nav = "administrators"
+    list_url = "administrator_list"
+    queryset = get_user_model().objects.select_related("customer_admin__customer").order_by("username")
+
+    def get_queryset(self):  # restrict() (RestrictedMixin), then the rules of who manages whom
+        return restrict_administrators(super().get_queryset(), self.request.user)
+
+    def not_oneself(self, user):
+        if user.pk == self.request.user.pk:
+            raise PermissionDenied("You cannot delete or disable your own account.")
+        return user
+
+
+class AdministratorListView(AdministratorMixin, ObjectListView):
+    table = tables.AdministratorTable
+    title = "Administrators"
+    add_url = "administrator_add"
+
+
+@sensitive_passwords
+class AdministratorEditView(AdministratorMixin, ObjectEditView):
+    def get_form_class(self):
+        return forms.AdministratorForm if "pk" in self.kwargs else forms.AdministratorAddForm
+
+
+@sensitive_passwords
+class AdministratorPasswordView(AdministratorMixin, RestrictedMixin, DetailView):
+    """Set a new password (through the password validators; the form never shows it back)."""
+
+    template_name = "web/administrator_password.html"
+
+    def get_context_data(self, **kwargs):
+        kwargs.setdefault("form", forms.AdministratorPasswordForm(self.object))
+        return super().get_context_data(**kwargs)
+
+    def post(self, request, pk):
+        self.object = user = self.get_object()
+        form = forms.AdministratorPasswordForm(user, request.POST)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form))
+        form.save()
+        if user.pk == request.user.pk:
+            update_session_auth_hash(request, user)  # one's own new password keeps one signed in
+        log.info("password of administrator %s set by %s", user.get_username(), request.user.get_username())
+        messages.success(request, f"New password of {user} set.")
+        return HttpResponseRedirect(reverse("web:administrator_list"))
+
+
+class AdministratorActiveView(AdministratorMixin, RestrictedMixin, DetailView):
+    """Disable (the account can no longer sign in, its sessions end) or enable again, after a confirmation."""
+
+    template_name = "web/administrator_active.html"
+    active = False
+
+    def get_object(self, queryset=None):
+        return self.not_oneself(super().get_object(queryset))
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(action="enable" if self.active else "disable", **kwargs)
+
+    def post(self, request, pk):
+        user = self.get_object()
+        user.is_active = self.active
+        user.save(update_fields=["is_active"])
+        action = "enabled" if self.active else "disabled"
+        log.info("administrator %s %s by %s", user.get_username(), action, request.user.get_username())
+        messages.success(request, f"Administrator {user} {action}.")
+        return HttpResponseRedirect(reverse("web:administrator_list"))
+
+
+class AdministratorDeleteView(AdministratorMixin, ObjectDeleteView):
+    def get_object(self, queryset=None):
+        return self.not_oneself(super().get_object(queryset))
 
 
 # --- Certificates (guide 5) ----------------------------------------------------------------------------------------
