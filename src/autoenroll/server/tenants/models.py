@@ -113,3 +113,14 @@ class CustomerAdmin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.customer})"
+
+
+def set_admin_role(user, customer: Customer | None) -> None:
+    """Make `user` (saved) a Super Admin (customer None) or the Customer Admin of `customer`: the one
+    place that decides what each role is, for the admin pages and the command line."""
+    user.is_superuser = user.is_staff = customer is None
+    user.save(update_fields=["is_superuser", "is_staff"])
+    if customer is None:
+        CustomerAdmin.objects.filter(user=user).delete()
+    else:
+        CustomerAdmin.objects.update_or_create(user=user, defaults={"customer": customer})

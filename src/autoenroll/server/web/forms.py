@@ -16,7 +16,7 @@ from autoenroll.server.certificates.models import Certificate, RevocationReason
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos.models import KerberosRealm
-from autoenroll.server.tenants.models import Customer, CustomerAdmin, EmailDomain, Organization
+from autoenroll.server.tenants.models import Customer, EmailDomain, Organization, set_admin_role
 from autoenroll.server.utils.restrict import customer_of, is_super_admin, restrict
 
 
@@ -220,13 +220,9 @@ class AdministratorForm(RestrictedModelForm):
     @transaction.atomic
     def save(self, commit: bool = True):
         user = super().save(commit=False)
-        user.is_superuser = user.is_staff = self.cleaned_data["role"] == SUPER_ADMIN
         self.set_password(user)
         user.save()
-        if user.is_superuser:
-            CustomerAdmin.objects.filter(user=user).delete()
-        else:
-            CustomerAdmin.objects.update_or_create(user=user, defaults={"customer": self.cleaned_data["customer"]})
+        set_admin_role(user, None if self.cleaned_data["role"] == SUPER_ADMIN else self.cleaned_data["customer"])
         return user
 
     def set_password(self, user) -> None:

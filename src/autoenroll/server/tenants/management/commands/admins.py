@@ -6,7 +6,7 @@ from django.db import transaction
 
 from autoenroll.server.directory.management.commands.adservers import read_password
 from autoenroll.server.tenants.management.commands.customers import get_customer
-from autoenroll.server.tenants.models import CustomerAdmin
+from autoenroll.server.tenants.models import set_admin_role
 from autoenroll.server.utils.commands import SubcommandCommand
 
 
@@ -28,15 +28,14 @@ class Command(SubcommandCommand):
         if users.objects.filter(username=username).exists():
             raise CommandError(f"user {username!r} exists")
         password = read_password(password_file)
-        user = users(username=username, email=email, is_staff=bool(super), is_superuser=bool(super))
+        user = users(username=username, email=email)
         try:
             validate_password(password, user)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         user.set_password(password)
         user.save()
-        if customer:
-            CustomerAdmin.objects.create(user=user, customer=get_customer(customer))
+        set_admin_role(user, get_customer(customer) if customer else None)
         self.stdout.write(f"{'Super Admin' if super else f'Customer Admin of {customer}'} {username} added")
 
     def handle_list(self, **_) -> None:
