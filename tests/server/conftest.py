@@ -34,7 +34,10 @@ def ca_files(tmp_path_factory) -> pki.Hierarchy:
 @pytest.fixture
 def ca(db, ca_files):
     """The CA registered in this test's database; returns (root, issuing) rows."""
-    return authority.register_hierarchy(ca_files, "test")
+    h = ca_files
+    return authority.register_hierarchy(
+        "test", h.root_certificate, str(h.root_key_path), h.issuing_certificate, str(h.issuing_key_path)
+    )
 
 
 @pytest.fixture

@@ -51,44 +51,73 @@ def _ca_row(cert: x509.Certificate, **fields) -> CertificateAuthority:
     )
 
 
-def create_hierarchy(config: ServerConfig, key_type: str | None = None, name: str | None = None):
-    """`ca init`: a new root and S/MIME issuing CA, keys encrypted with the configured passphrase."""
+FILE_BACKEND = "autoenroll.pki.backends.FileKeyBackend"
+PKCS11_BACKEND = "autoenroll.pki.hsm.PKCS11Backend"
+
+
+def create_hierarchy(
+    config: ServerConfig,
+    key_type: str | None = None,
+    name: str | None = None,
+    token_uris: tuple[str, str] | None = None,
+):
+    """`ca init`: a new root and S/MIME issuing CA. Their keys go to encrypted files in the data directory,
+    or, with `token_uris` (root, issuing: RFC 7512 pkcs11: URIs), are generated inside an HSM, whose PIN
+    is then the configured CA passphrase."""
     if CertificateAuthority.objects.exists():
         names = ", ".join(CertificateAuthority.objects.values_list("name", flat=True))
         raise CAError(f"a CA already exists ({names}); `ca init` never replaces one")
     slug = slugify(name or config.ca_name) or "autoenroll"
-    try:
-        hierarchy = pki.init_hierarchy(
-            config.ca_dir,
-            config.ca_passphrase_bytes(),
-            key_type or config.ca_key_type,
-            name=name or config.ca_name,
-            organization=config.ca_organization,
-            publication_base_url=config.publication_url,
-            root_slug=f"{slug}-root",
-            issuing_slug=f"{slug}-smime",
+    common = dict(
+        name=name or config.ca_name,
+        organization=config.ca_organization,
+        publication_base_url=config.publication_url,
+        root_slug=f"{slug}-root",
+        issuing_slug=f"{slug}-smime",
+    )
+    if token_uris is not None:
+        from autoenroll.pki import hsm
+
+        made = hsm.init_hierarchy_in_token(
+            *token_uris, config.ca_passphrase_bytes(), key_type or config.ca_key_type, **common
         )
+        return register_hierarchy(
+            slug, made.root_certificate, made.root_uri, made.issuing_certificate, made.issuing_uri, PKCS11_BACKEND
+        )
+    try:
+        made = pki.init_hierarchy(config.ca_dir, config.ca_passphrase_bytes(), key_type or config.ca_key_type, **common)
     except pki.HierarchyExists as exc:
         raise CAError(f"{exc}. Move those files away to create a new CA.") from None
-    return register_hierarchy(hierarchy, slug)
+    return register_hierarchy(
+        slug, made.root_certificate, str(made.root_key_path), made.issuing_certificate, str(made.issuing_key_path)
+    )
 
 
 @transaction.atomic
-def register_hierarchy(hierarchy: pki.Hierarchy, slug: str):
-    """Record a root + issuing CA pair whose files `pki.init_hierarchy` wrote."""
+def register_hierarchy(
+    slug: str,
+    root_certificate: x509.Certificate,
+    root_key: str,
+    issuing_certificate: x509.Certificate,
+    issuing_key: str,
+    key_backend: str = FILE_BACKEND,
+):
+    """Record a root + issuing CA pair whose keys exist (files from `pki.init_hierarchy`, or HSM objects)."""
     root = _ca_row(
-        hierarchy.root_certificate,
+        root_certificate,
         name=f"{slug}-root",
         role=CertificateAuthority.Role.ROOT,
-        key_path=str(hierarchy.root_key_path),
+        key_backend=key_backend,
+        key_path=root_key,
         active=False,
     )
     issuing = _ca_row(
-        hierarchy.issuing_certificate,
+        issuing_certificate,
         name=f"{slug}-smime",
         role=CertificateAuthority.Role.ISSUING,
         parent=root,
-        key_path=str(hierarchy.issuing_key_path),
+        key_backend=key_backend,
+        key_path=issuing_key,
         active=True,
     )
     return root, issuing

@@ -14,8 +14,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--key-type", help="CA key type for a new CA (default: AUTOENROLL_CA_KEY_TYPE)")
+        parser.add_argument(
+            "--pkcs11", nargs=2, metavar=("ROOT_URI", "ISSUING_URI"), help="a new CA's keys in an HSM (see `ca init`)"
+        )
 
-    def handle(self, *args, key_type, **options) -> None:
+    def handle(self, *args, key_type, pkcs11, **options) -> None:
         config = settings.CONFIG
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         call_command("migrate", interactive=False, verbosity=0)
@@ -28,7 +31,8 @@ class Command(BaseCommand):
         if CertificateAuthority.objects.exists():
             self.stdout.write("CA exists: kept")
         else:
-            call_command("ca", "init", *(["--key-type", key_type] if key_type else []), stdout=self.stdout)
+            extra = (["--key-type", key_type] if key_type else []) + (["--pkcs11", *pkcs11] if pkcs11 else [])
+            call_command("ca", "init", *extra, stdout=self.stdout)
         if config.tls_cert is None and not config.tls_cert_path.exists():
             call_command("ca", "tls", stdout=self.stdout)
         else:

@@ -19,6 +19,13 @@ class Command(SubcommandCommand):
     def add_init_arguments(self, p) -> None:
         p.add_argument("--key-type", choices=pki.CA_KEY_TYPES, help="default: AUTOENROLL_CA_KEY_TYPE")
         p.add_argument("--name", help="CA name (default: AUTOENROLL_CA_NAME)")
+        p.add_argument(
+            "--pkcs11",
+            nargs=2,
+            metavar=("ROOT_URI", "ISSUING_URI"),
+            help="generate both keys in an HSM, e.g. pkcs11:token=ca;object=root pkcs11:token=ca;object=smime "
+            "(the PIN is AUTOENROLL_CA_PASSPHRASE[_FILE]; the module AUTOENROLL_PKCS11_MODULE)",
+        )
 
     def add_tls_arguments(self, p) -> None:
         p.add_argument("--name", action="append", default=[], help="extra DNS name or IP (repeatable)")
@@ -29,11 +36,14 @@ class Command(SubcommandCommand):
         except (authority.CAError, ConfigError, pki.PKIError) as exc:
             raise CommandError(str(exc)) from None
 
-    def handle_init(self, key_type, name, **_) -> None:
-        root, issuing = authority.create_hierarchy(settings.CONFIG, key_type=key_type, name=name)
+    def handle_init(self, key_type, name, pkcs11, **_) -> None:
+        root, issuing = authority.create_hierarchy(
+            settings.CONFIG, key_type=key_type, name=name, token_uris=tuple(pkcs11) if pkcs11 else None
+        )
         self.stdout.write(f"root CA    {root.subject}  (valid until {root.not_after:%Y-%m-%d})")
         self.stdout.write(f"issuing CA {issuing.subject}  (valid until {issuing.not_after:%Y-%m-%d})")
-        self.stdout.write(f"keys encrypted in {settings.CONFIG.ca_dir}")
+        where = f"in the HSM ({issuing.key_path})" if pkcs11 else f"encrypted in {settings.CONFIG.ca_dir}"
+        self.stdout.write(f"keys {where}")
 
     def handle_list(self, **_) -> None:
         self.table(
