@@ -286,8 +286,7 @@ def enroll(caller: Caller, data: dict, template: x509.MSCertificateTemplate | No
             template_minor_version=(template.minor_version or 0) if template else 0,
         )
         if customer.require_approval:
-            audit.refs["outcome_note"] = None
-            record_pending(caller, request)
+            _record_pending(caller, request)
             return request
         _issue(request, public_key)
         audit.success(person=person, certificate=request.certificate)
@@ -295,7 +294,7 @@ def enroll(caller: Caller, data: dict, template: x509.MSCertificateTemplate | No
         return request
 
 
-def record_pending(caller: Caller, request: EnrollmentRequest) -> None:
+def _record_pending(caller: Caller, request: EnrollmentRequest) -> None:
     EnrollmentEvent.objects.create(
         step=Step.ENROLL,
         outcome=EnrollmentEvent.Outcome.PENDING,
@@ -435,16 +434,9 @@ def report_status(caller: Caller, data: dict) -> Certificate | None:
         if person is None:
             raise EnrollmentError(22, f"{caller.principal} is not a person of {customer}")
         audit.refs["person"] = person
-        if status == msg.STATUS_FAILED:
-            audit.refs["outcome"] = None
-            record_error(
-                Step.STATUS,
-                caller.principal,
-                EnrollmentError(39, f"agent reports failure for serial {data.get('serial')!r}"),
-                customer=customer,
-                person=person,
-                remote_addr=caller.remote_addr,
-            )
+        if status == msg.STATUS_FAILED:  # the agent could not install: its error 39, on the server's record too
+            failure = EnrollmentError(39, f"agent reports failure for serial {data.get('serial')!r}")
+            record_error(Step.STATUS, caller.principal, failure, remote_addr=caller.remote_addr, **audit.refs)
             return None
         serial = _serial(data.get("serial"), "serial")
         mine = Certificate.objects.filter(person=person, profile=Certificate.Profile.SMIME)
