@@ -157,13 +157,22 @@ def root_ca() -> CertificateAuthority:
     return ca
 
 
+_chains: dict[tuple[int, str], str] = {}
+
+
 def chain_pem(ca: CertificateAuthority) -> str:
-    """The CA and its parents up to the root, PEM, issuing CA first."""
-    parts = []
-    while ca is not None:
-        parts.append(ca.certificate_pem)
-        ca = ca.parent
-    return "".join(parts)
+    """The CA and its parents up to the root, PEM, issuing CA first. A CA certificate never changes, so
+    the chain is built once per process (keyed by serial too: a row id alone can be reused)."""
+    key = (ca.pk, ca.serial)
+    chain = _chains.get(key)
+    if chain is None:
+        parts = []
+        node: CertificateAuthority | None = ca
+        while node is not None:
+            parts.append(node.certificate_pem)
+            node = node.parent
+        chain = _chains[key] = "".join(parts)
+    return chain
 
 
 def record(

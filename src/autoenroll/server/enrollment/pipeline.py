@@ -233,7 +233,11 @@ def _csr_identity_check(csr: x509.CertificateSigningRequest, person: Person) -> 
 
 
 def _synced_person(customer: Customer, caller: Caller) -> Person:
-    person = Person.objects.filter(customer=customer, principal=caller.principal).first()
+    person = (
+        Person.objects.select_related("customer", "ad_server", "organization")
+        .filter(customer=customer, principal=caller.principal)
+        .first()
+    )
     if person is None:
         other = Person.objects.filter(principal=caller.principal).exclude(customer=customer).exists()
         if other:
