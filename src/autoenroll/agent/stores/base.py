@@ -178,3 +178,29 @@ def pkcs12_bytes(
         chain or None,
         encryption,  # type: ignore[arg-type]
     )
+
+
+TOOL_TIMEOUT = 60  # seconds; every platform tool runs without a terminal, so a prompt fails instead of waiting
+
+
+def run_tool(argv: list[str], code: int, where: str) -> str:
+    """Run a platform tool (certutil, pk12util, certreq, security) and return its output; any failure
+    becomes the guide's error `code` with the tool's own words, for autoenroll.log."""
+    import subprocess  # here, not at the top: the logon with nothing to do never runs a tool
+
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # no controlling terminal (ignored on Windows)
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EnrollmentError(code, f"{where}: {exc}") from None
+    if proc.returncode != 0:
+        output = (proc.stderr.strip() + " " + proc.stdout.strip()).strip()
+        raise EnrollmentError(code, f"{where}: {' '.join(argv[:2])}: {output}")
+    return proc.stdout

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoenroll.protocol import EnrollmentError
 
-from .base import INSTALL, OPEN_STORE, Installed, Request, Store, load_pems, pkcs12_bytes
+from .base import INSTALL, OPEN_STORE, Installed, Request, Store, load_pems, pkcs12_bytes, run_tool
 
 if TYPE_CHECKING:
     from cryptography import x509
-
-TOOL_TIMEOUT = 60
 
 
 def login_keychain() -> str:
@@ -35,20 +32,7 @@ class KeychainStore(Store):
         super().__init__(location or login_keychain())
 
     def _security(self, *args: str, code: int) -> str:
-        try:
-            proc = subprocess.run(
-                ["/usr/bin/security", *args],
-                capture_output=True,
-                text=True,
-                timeout=TOOL_TIMEOUT,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EnrollmentError(code, f"{self.name}: {exc}") from None
-        if proc.returncode != 0:
-            raise EnrollmentError(code, f"{self.name}: security {args[0]}: {(proc.stderr or proc.stdout).strip()}")
-        return proc.stdout
+        return run_tool(["/usr/bin/security", *args], code, self.name)
 
     def certificates(self) -> list[Installed]:
         pem = self._security("find-certificate", "-a", "-p", self.location, code=OPEN_STORE)

@@ -13,19 +13,17 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoenroll.protocol import EnrollmentError
 
-from .base import INSTALL, OPEN_STORE, Installed, Request, Store, load_pems, pkcs12_bytes, summarize
+from .base import INSTALL, OPEN_STORE, Installed, Request, Store, load_pems, pkcs12_bytes, run_tool, summarize
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-TOOL_TIMEOUT = 30  # seconds; certutil/pk12util never wait for a terminal (stdin is /dev/null, no tty)
 _LINE = re.compile(r"^(?P<nick>.+?)\s+(?P<trust>[a-zA-Z]*,[a-zA-Z]*,[a-zA-Z]*)\s*$")
 PROFILE_GLOBS = {
     "thunderbird": (".thunderbird/*/cert9.db", "snap/thunderbird/common/.thunderbird/*/cert9.db"),
@@ -58,21 +56,7 @@ class NSSStore(Store):
         return f"sql:{self.directory}"
 
     def _run(self, *args: str, code: int) -> str:
-        try:
-            proc = subprocess.run(
-                [_tool(args[0]), *args[1:]],
-                capture_output=True,
-                text=True,
-                timeout=TOOL_TIMEOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # no controlling terminal: a password prompt fails instead of waiting
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EnrollmentError(code, f"{self.name}: {exc}") from None
-        if proc.returncode != 0:
-            raise EnrollmentError(code, f"{self.name}: {' '.join(args[:2])}: {(proc.stderr or proc.stdout).strip()}")
-        return proc.stdout
+        return run_tool([_tool(args[0]), *args[1:]], code, self.name)
 
     def _open(self) -> None:
         if not self.directory.is_dir():

@@ -9,7 +9,6 @@ Superseded certificates stay in MY: Outlook needs them and their keys to read ol
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import TYPE_CHECKING
 
 from autoenroll.protocol import EnrollmentError
 
-from .base import CREATE_REQUEST, INSTALL, OPEN_STORE, Installed, Request, Store
+from .base import CREATE_REQUEST, INSTALL, OPEN_STORE, Installed, Request, Store, run_tool
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-TOOL_TIMEOUT = 60
 
 _INF = """[Version]
 Signature="$Windows NT$"
@@ -78,15 +76,7 @@ def _der_certificates_in_my() -> list[bytes]:
 
 
 def _run(args: list[str], code: int) -> str:
-    try:
-        proc = subprocess.run(
-            args, capture_output=True, text=True, timeout=TOOL_TIMEOUT, stdin=subprocess.DEVNULL, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EnrollmentError(code, f"{args[0]}: {exc}") from None
-    if proc.returncode != 0:
-        raise EnrollmentError(code, f"{' '.join(args[:2])}: {(proc.stdout + proc.stderr).strip()}")
-    return proc.stdout
+    return run_tool(args, code, args[0])
 
 
 class WindowsStore(Store):
