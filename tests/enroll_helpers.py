@@ -51,6 +51,15 @@ class Agent:
     def status(self, **data):
         return self.post("status", **data)
 
+    def logon(self, **data):
+        return self.post("logon", **data)
+
+    def logon_status(self, **data):
+        """The installation report of the one-call protocol: the status token instead of Kerberos."""
+        return self.client.post(
+            f"{API_PREFIX}/logon/status", data=json.dumps(data), content_type="application/json", secure=True
+        )
+
 
 def make_csr(cn: str | None = "user1", *, key_type="ec-p256", mail: str | None = None, extensions=()) -> tuple:
     """A real PKCS#10 request; returns (private key, PEM text)."""

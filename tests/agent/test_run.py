@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 
 import pytest
 from cryptography import x509
@@ -74,7 +76,8 @@ def test_user1_gets_a_certificate_in_the_folder_and_nss_then_nothing_then_renewa
     assert [format(c.serial_number, "x") for c in nss_certificates(profile, "user1@test.com")] == [serial]
     assert server_certificate(server, serial) == "issued -"
     log = user1.log_text()
-    for step in ("connect:", "sync: user1@TEST.COM has mail user1@test.com", "request:", "enroll:", "install:"):
+    # the first run on this machine asks AD who the user is, then one logon call issues
+    for step in ("connect:", "sync: user1@TEST.COM has mail user1@test.com", "request:", "logon: issued", "install:"):
         assert step in log
     assert f"status: reported installed {serial}" in log
 
@@ -92,8 +95,11 @@ def test_user1_gets_a_certificate_in_the_folder_and_nss_then_nothing_then_renewa
     user1.kinit()
     user1.extra_env.clear()
     user1.write_config(days="400")
+    before = len(user1.log_text().splitlines())
     third = user1.run("run")
     assert third.returncode == 0, third.stderr + user1.log_text()
+    renewal = "\n".join(user1.log_text().splitlines()[before:])
+    assert "logon: issued" in renewal and "sync:" not in renewal  # one authenticated call per logon
     (new_cert,) = folder_certificates(user1.folder).values()
     new_serial = format(new_cert.serial_number, "x")
     assert new_serial != serial and mails(new_cert) == ["user1@test.com"]
@@ -171,3 +177,50 @@ def test_a_server_refusal_is_logged_with_its_number_and_message_as_received(make
     result = user1.run("run")
     assert result.returncode == 2
     assert "ERROR Error 2: Customer invalid.. (HTTP 404)" in user1.log_text()
+
+
+def test_twenty_runs_of_one_user_at_once_renew_once(make_user, server):
+    """Logon script, scheduled task and a second session at the same moment: the runs wait for each other,
+    the first renews, the others find the new certificate and do nothing."""
+    user1 = make_user("user1")
+    assert user1.run("run").returncode == 0, user1.log_text()
+    (old,) = folder_certificates(user1.folder).values()
+    user1.write_config(days="400")  # renewal due for every run below
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "autoenroll.agent", "--config", str(user1.config_path), "run"],
+            env=user1.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(20)
+    ]
+    codes = [p.wait(timeout=300) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert codes == [0] * 20, user1.log_text()
+    user1.write_config(days="30")
+    (new,) = folder_certificates(user1.folder).values()
+    assert new.serial_number != old.serial_number
+    issued = server.shell(
+        "from autoenroll.server.certificates.models import Certificate; "
+        "print(Certificate.objects.filter(mail='user1@test.com', replaces__serial="
+        f"'{format(old.serial_number, 'x')}').count())"
+    )
+    assert issued == "1"  # one renewal, not twenty
+    assert server_certificate(server, format(old.serial_number, "x")) == "revoked superseded"
+
+
+def test_a_left_over_report_the_server_refuses_is_dropped_not_sent_for_ever(make_user):
+    user1 = make_user("user1")
+    state = user1.home / ".local" / "state" / "autoenroll" / "state.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(
+        json.dumps({"unreported": {"customeruri": "acme", "status": "installed", "serial": "abcdef0123456789"}})
+    )
+    first = user1.run("run")
+    assert first.returncode == 0, user1.log_text()
+    assert "refused the report of certificate abcdef0123456789" in user1.log_text()
+    assert json.loads(state.read_text())["unreported"] is None

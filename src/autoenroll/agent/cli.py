@@ -16,6 +16,19 @@ import sys
 EXIT_USAGE = 64
 
 
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked: importlib.metadata would slow every logon."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from autoenroll import version
+
+        print(f"{parser.prog} {version()}")
+        parser.exit(0)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's default exit status 2 is the server's error 2
         self.print_usage(sys.stderr)
@@ -26,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autoenroll", description="S/MIME certificates for Active Directory users, with no clicks.")
     p.add_argument("--config", metavar="FILE", help="autoenroll.conf to use (instead of the default locations)")
     p.add_argument("--log", metavar="FILE", help="log file (default: the platform's autoenroll.log)")
+    p.add_argument("--version", action=_Version, help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="enroll or renew when due (the logon script's command)")
     run.add_argument("--force", action="store_true", help="enroll a new certificate even when none is due")

@@ -36,6 +36,20 @@ CANNOT_CONNECT, SERVER_INTERNAL, AUTHENTICATION, REQUEST_CERTIFICATE = 35, 36, 3
 CERTIFICATE_TIMEOUT, SYNC_TIMEOUT, NOT_TRUSTED = 34, 40, 41
 
 
+class NotOffered(EnrollmentError):
+    """The server does not know the call (HTTP 404 without a numbered error): a server older than the agent."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(REQUEST_CERTIFICATE, f"{what}: not offered by this server (HTTP 404)")
+
+
+class TokenRefused(EnrollmentError):
+    """logon/status refused the status token (too old, or another server's secret key)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(AUTHENTICATION, f"{what}: HTTP 401, the status token was refused")
+
+
 class ServerRefusal(Exception):
     """The server answered with one of its numbered errors (1-30); message exactly as received."""
 
@@ -183,8 +197,11 @@ class EnrollmentClient:
         self._conn = conn
         return conn
 
-    def call(self, method: str, path: str, body: dict | None, timeout: float, timeout_code: int) -> Answer:
-        """One authenticated request; raises EnrollmentError (client codes) or ServerRefusal (1-30).
+    def call(
+        self, method: str, path: str, body: dict | None, timeout: float, timeout_code: int, *, kerberos: bool = True
+    ) -> Answer:
+        """One request, authenticated with Kerberos unless `kerberos` is False; raises EnrollmentError
+        (client codes) or ServerRefusal (1-30).
 
         Connect and check TLS first, then ask Kerberos for a token: without a network the answer is 35,
         not 37, and the server's identity is known before a ticket is used for it."""
@@ -193,13 +210,10 @@ class EnrollmentClient:
         where = f"https://{self.authority}" + (f" ({self.address})" if self.address != self.host else "")
         url = f"{self.base}/{path}"
         conn = self._connect(timeout, timeout_code, where)
-        negotiator = Negotiator(self.host)
-        headers = {
-            "Host": self.authority,
-            "Authorization": f"Negotiate {negotiator.token()}",
-            "Accept": "application/json",
-            "User-Agent": "autoenroll-agent",
-        }
+        negotiator = Negotiator(self.host) if kerberos else None
+        headers = {"Host": self.authority, "Accept": "application/json", "User-Agent": "autoenroll-agent"}
+        if negotiator is not None:
+            headers["Authorization"] = f"Negotiate {negotiator.token()}"
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -218,9 +232,11 @@ class EnrollmentClient:
             self.close()
         return self._answer(response, response_data, negotiator, f"{method} {url}")
 
-    def _answer(self, response: Any, raw: bytes, negotiator: Negotiator, what: str) -> Answer:
+    def _answer(self, response: Any, raw: bytes, negotiator: Negotiator | None, what: str) -> Answer:
         status = response.status
         if status == 401:
+            if negotiator is None:
+                raise TokenRefused(what)
             raise EnrollmentError(AUTHENTICATION, f"{what}: HTTP 401, the server refused the Kerberos ticket")
         try:
             body = json.loads(raw.decode("utf-8"))
@@ -231,12 +247,26 @@ class EnrollmentClient:
             raise ServerRefusal(error["code"], str(error.get("message", "")), status)
         if status >= 500:
             raise EnrollmentError(SERVER_INTERNAL, f"{what}: HTTP {status}")
+        if status == 404:
+            raise NotOffered(what)
         if status != 200 or not isinstance(body, dict):
             raise EnrollmentError(REQUEST_CERTIFICATE, f"{what}: unexpected answer HTTP {status}")
-        negotiator.verify(response.headers.get("WWW-Authenticate"))
+        if negotiator is not None:
+            negotiator.verify(response.headers.get("WWW-Authenticate"))
         return Answer(status, body)
 
-    # ---- the protocol's four calls ----
+    # ---- one call per logon ----
+
+    def logon(self, body: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Sync, checks and issuance in one call (NotOffered from a server older than the agent)."""
+        answer = self.call("POST", msg.LOGON, body, _left(deadline), CERTIFICATE_TIMEOUT).body
+        return self._collect(answer, deadline)
+
+    def logon_status(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """The installation report, authorised by the logon answer's status token (no Kerberos)."""
+        return self.call("POST", msg.LOGON_STATUS, body, timeout, SYNC_TIMEOUT, kerberos=False).body
+
+    # ---- the three calls of the older protocol ----
 
     def sync(self, config_body: dict[str, Any], timeout: float) -> dict[str, Any]:
         return self.call("POST", msg.SYNC, config_body, timeout, SYNC_TIMEOUT).body
@@ -244,6 +274,10 @@ class EnrollmentClient:
     def enroll(self, body: dict[str, Any], deadline: float) -> dict[str, Any]:
         """Send the CSR, then poll a pending request until it is issued or the deadline (error 34)."""
         answer = self.call("POST", msg.ENROLL, body, _left(deadline), CERTIFICATE_TIMEOUT).body
+        return self._collect(answer, deadline)
+
+    def _collect(self, answer: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Poll a pending request until it is issued or the deadline (error 34)."""
         while answer.get("status") == msg.REQUEST_PENDING:
             request_id = str(answer.get("request_id") or "")
             if not request_id:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from autoenroll.pki.keytypes import END_ENTITY_KEY_TYPES
+
 FILE_NAME = "autoenroll.conf"
 #: The guide's keys. ``issusername`` is the guide's spelling in section 3.1, kept as an alias.
 REQUIRED = ("requestpath", "issuername", "domainname", "customeruri")
@@ -30,7 +32,6 @@ ALIASES = {"issusername": "issuername"}
 EXTENSIONS = ("store", "cafile", "keytype")
 DEFAULT_DAYS = 30
 DEFAULT_KEY_TYPE = "rsa-3072"  # what every mail client can encrypt to; ec-p256 also works (ECDH)
-KEY_TYPES = ("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384")
 
 
 class ConfigError(Exception):
@@ -143,8 +144,8 @@ def build(values: dict[str, str], *, sources: tuple[str, ...] = (), warnings: tu
     if not days_text.isdigit():
         raise ConfigError(f"days must be a whole number of days, got {days_text!r}")
     keytype = (values.get("keytype") or DEFAULT_KEY_TYPE).lower()
-    if keytype not in KEY_TYPES:
-        raise ConfigError(f"keytype must be one of {', '.join(KEY_TYPES)}, got {keytype!r}")
+    if keytype not in END_ENTITY_KEY_TYPES:
+        raise ConfigError(f"keytype must be one of {', '.join(END_ENTITY_KEY_TYPES)}, got {keytype!r}")
     stores = tuple(s.strip() for s in (values.get("store") or "").split(",") if s.strip())
     return Config(
         requestpath=values["requestpath"],

@@ -1,21 +1,26 @@
 """``autoenroll run``: what ExchangeEnroll.vbs did at every logon, step by step, each step in the log.
 
 open the stores (31) -> a valid certificate from ``issuername`` for the user's mail with more than
-``days`` left? then stop, without contacting anyone -> otherwise sync (40; the mail comes from AD, 32
-when there is none) -> new key and CSR (33) -> enroll and wait for the certificate (34, 38) -> install
-(39) -> report ``installed`` with the replaced serial, so the server revokes it.
+``days`` left? then stop, without contacting anyone -> otherwise new key and CSR (33) -> one ``logon``
+call: the server reads AD (the mail comes from there, 32 when there is none) and issues (34, 38) ->
+install (39) -> report ``installed`` with the replaced serial, so the server revokes it. The first run
+on a machine, which does not know the user's mail yet, syncs first; a server older than the agent gets
+the three calls sync -> enroll -> status.
 
-The user's mail (from the last sync answer) is remembered in a small state file, so that the quick
-check needs no server; a status report that could not be delivered is remembered there too and sent at
-the next run (the old certificate must not stay valid forever).
+The user's mail (from the last answer) is remembered in a small state file, so that the quick check
+needs no server; a status report that could not be delivered is remembered there too and sent at the
+next run (the old certificate must not stay valid forever). Runs of one user wait for each other, so
+two logons at once enroll once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +39,10 @@ EXIT_OK = 0
 EXIT_UNEXPECTED = 70  # EX_SOFTWARE: a bug; the log has the traceback's last line
 EXIT_CONFIG = 78  # EX_CONFIG: autoenroll.conf unusable
 NO_EMAIL = 32
+#: The identity of a CSR made from the state file no longer matches AD (mail or CN changed): sync again.
+IDENTITY_CHANGED = (18, 19)
+#: How long a run waits for another run of the same user (their own network timeouts end them sooner).
+LOCK_WAIT_SECONDS = 180
 
 
 def state_path() -> Path:
@@ -102,6 +111,37 @@ def is_due(cert: Installed | None, days: int, now: datetime.datetime) -> bool:
     return cert is None or cert.not_after - now <= datetime.timedelta(days=days)
 
 
+@contextlib.contextmanager
+def user_lock(state: Path, wait: float = LOCK_WAIT_SECONDS) -> Iterator[bool]:
+    """Runs of one user, one at a time (two logons at once, a logon during a scheduled run): the second
+    finds what the first installed. Yields whether the lock is held (False after `wait` seconds)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the logon script runs once per logon
+        yield False
+        return
+    try:
+        state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(state.with_name(state.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield False
+        return
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.2)
+        yield True
+    finally:
+        os.close(fd)
+
+
 class Failure(Exception):
     """Ends the run with a number from the guide (the exit code)."""
 
@@ -130,6 +170,7 @@ class Run:
         self.now = datetime.datetime.now(datetime.UTC)
         self.state = State.load()
         self._client: Any = None
+        self._three_calls = False  # the server is older than the agent: sync, enroll, status
 
     # ---- the steps ----
 
@@ -161,6 +202,14 @@ class Run:
             raise ConfigError(f"store: {exc}") from None
         if not stores:
             raise EnrollmentError(31, f"no store found for {', '.join(config.store)}")
+        with user_lock(self.state.path) as locked:
+            if not locked:
+                self.log.warning("another run of this user did not finish in time; going on")
+            self.state = State.load(self.state.path)  # what a run that held the lock may have learnt
+            return self._enroll_if_due(stores)
+
+    def _enroll_if_due(self, stores: list[Store]) -> int:
+        config = self.config
         inventory = self._open(stores)
         mail = self.state.mail
         if mail and not self.force and not self.state.unreported:
@@ -168,20 +217,32 @@ class Run:
                 return EXIT_OK
         client = self.client()
         if self.state.unreported:
-            self._report(self.state.unreported)
-        mail = self._sync(client)
-        if not self.force and self._nothing_due(stores, inventory, mail):
-            return EXIT_OK
-        replaced = next((c for s in stores if (c := current(inventory[s.name], config, mail, self.now))), None)
+            self._report_left_over()
+        if not mail:  # the first run here: who the user is in AD decides what is due
+            mail = self._sync(client)
+            if not self.force and self._nothing_due(stores, inventory, mail):
+                return EXIT_OK
+        from .client import ServerRefusal
+
         primary = stores[0]
-        request = primary.create_request(self.state.cn, mail, config.keytype)
-        self.log.step(f"request: new {config.keytype} key in {primary.name}, CSR for CN={self.state.cn} <{mail}>")
-        certificate, chain = self._enroll(client, request, mail)
+        try:
+            request, answer = self._request(client, primary, mail)
+        except ServerRefusal as exc:
+            if exc.code not in IDENTITY_CHANGED:
+                raise
+            self.log.step(f"logon: Error {exc.code}: {exc.message} (AD changed since the last run): sync again")
+            mail = self._sync(client)
+            request, answer = self._request(client, primary, mail)
+        mail = self.state.mail
+        certificate, chain = self._certificate(answer, request)
+        replaced = next((c for s in stores if (c := current(inventory[s.name], config, mail, self.now))), None)
         installed_in = self._install(stores, request, certificate, chain)
         serial = format(certificate.serial_number, "x")
         report = {"customeruri": config.customeruri, "status": msg.STATUS_INSTALLED, "serial": serial}
         if replaced is not None and replaced.serial != serial:
             report["replaced_serial"] = replaced.serial
+        if answer.get("status_token"):
+            report["status_token"] = answer["status_token"]
         self.state.unreported = report
         self.state.save()
         self._report(report)
@@ -260,31 +321,57 @@ class Run:
         self.state.save()
         return mail
 
-    def _enroll(self, client: EnrollmentClient, request: Request, mail: str) -> tuple[Any, list[Any]]:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        from .client import timeouts
+    def _request(self, client: EnrollmentClient, primary: Store, mail: str) -> tuple[Request, dict[str, Any]]:
+        """A new key and CSR, and the server's answer: one ``logon`` call (sync, enroll and enroll's
+        polling when older than the agent)."""
+        from .client import NotOffered, timeouts
 
         config = self.config
+        request = primary.create_request(self.state.cn, mail, config.keytype)
+        self.log.step(f"request: new {config.keytype} key in {primary.name}, CSR for CN={self.state.cn} <{mail}>")
         body: dict[str, Any] = {"customeruri": config.customeruri, "email": mail, "cn": self.state.cn}
         body["csr"] = request.csr_pem
         if config.orgid:
             body["orgid"] = config.orgid
         deadline = time.monotonic() + timeouts()[1]
-        answer = client.enroll(body, deadline)
+        if not self._three_calls:
+            try:
+                answer = client.logon({**body, "domainname": config.domainname}, deadline)
+            except NotOffered:
+                self.log.step("logon: not offered by this server (older than the agent): sync, enroll, status")
+                self._three_calls = True
+            else:
+                self._remember(answer)
+                return request, answer
+            self._sync(client)
+        return request, client.enroll(body, deadline)
+
+    def _remember(self, answer: dict[str, Any]) -> None:
+        """Who the logon answer says the user is in AD (the next quick check needs the mail)."""
+        principal, mail = str(answer.get("principal") or ""), str(answer.get("email") or "")
+        if not mail:
+            raise EnrollmentError(NO_EMAIL, principal)
+        self.state.principal, self.state.mail = principal, mail
+        self.state.cn = str(answer.get("cn") or principal.partition("@")[0])
+        self.state.save()
+
+    def _certificate(self, answer: dict[str, Any], request: Request) -> tuple[Any, list[Any]]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
         try:
             certificate = x509.load_pem_x509_certificate(str(answer["certificate"]).encode())
             chain = x509.load_pem_x509_certificates(answer["chain"].encode()) if answer.get("chain") else []
             csr = x509.load_pem_x509_csr(request.csr_pem.encode())
-        except ValueError as exc:
+        except (KeyError, ValueError) as exc:
             raise EnrollmentError(38, f"unreadable certificate in the answer: {exc}") from None
         spki = serialization.PublicFormat.SubjectPublicKeyInfo
         der = serialization.Encoding.DER
         if certificate.public_key().public_bytes(der, spki) != csr.public_key().public_bytes(der, spki):
             raise EnrollmentError(38, "the certificate does not certify the key of the request")
+        how = "logon" if not self._three_calls else f"enroll: request {answer.get('request_id')}"
         self.log.step(
-            f"enroll: request {answer.get('request_id')} issued certificate {format(certificate.serial_number, 'x')} "
+            f"{how}: issued certificate {format(certificate.serial_number, 'x')} "
             f"by {certificate.issuer.rfc4514_string()}, valid until {certificate.not_valid_after_utc:%Y-%m-%d}"
         )
         return certificate, chain
@@ -310,9 +397,19 @@ class Run:
         return done
 
     def _report(self, report: dict[str, Any]) -> None:
-        from .client import timeouts
+        """Tell the server the outcome: with the logon answer's status token (no Kerberos), else, or when
+        the token is refused, with Kerberos. The same body serves both calls."""
+        from .client import TokenRefused, timeouts
 
-        answer = self.client().status(report, timeouts()[0])
+        client = self.client()
+        if report.get("status_token") and not self._three_calls:
+            try:
+                answer = client.logon_status(report, timeouts()[0])
+            except TokenRefused:
+                self.log.step("status: the status token was refused; reporting with Kerberos")
+                answer = client.status(report, timeouts()[0])
+        else:
+            answer = client.status(report, timeouts()[0])
         self.state.unreported = None
         self.state.save()
         revoked = answer.get("revoked_serial")
@@ -320,6 +417,23 @@ class Run:
             f"status: reported {report['status']} {report.get('serial', '')}"
             + (f"; the server revoked the replaced certificate {revoked}" if revoked else "")
         )
+
+    def _report_left_over(self) -> None:
+        """A report an earlier run could not deliver. Refused by the server, it is dropped (and logged):
+        sent again at every logon it would only be refused again."""
+        from .client import ServerRefusal
+
+        report = self.state.unreported
+        assert report is not None
+        try:
+            self._report(report)
+        except ServerRefusal as exc:
+            self.log.warning(
+                f"status: the server refused the report of certificate {report.get('serial')} from an earlier run "
+                f"(Error {exc.code}: {exc.message}); not sending it again"
+            )
+            self.state.unreported = None
+            self.state.save()
 
 
 def status_lines(config: Config, now: datetime.datetime | None = None) -> tuple[list[str], int]:

@@ -2,143 +2,38 @@
 
 Pure Python on top of ``cryptography``; it must never import Django or
 ``autoenroll.server`` (the server's models call into it, not the reverse).
+
+``pki.NAME`` is any name in the ``__all__`` of a submodule, loaded on first use (PEP 562): the agent checks
+a key type name (``pki.keytypes``) or makes a key without paying for the CA, CRL, OCSP and HSM modules.
 """
 
-from .backends import (
-    DEFAULT_BACKEND,
-    BackendConfigurationError,
-    CABackend,
-    FileKeyBackend,
-    InMemoryKeyBackend,
-    SigningError,
-    clear_key_cache,
-    load_backend,
-)
-from .crl import (
-    REVOCATION_REASONS,
-    CRLError,
-    CRLFacts,
-    RevokedEntry,
-    crl_facts,
-    crl_needs_refresh,
-    issue_crl,
-)
-from .csr import InvalidCSR, public_key_from_csr
-from .hsm import (
-    PKCS11URI,
-    HSMError,
-    HSMKeyExists,
-    PKCS11Backend,
-    TokenHierarchy,
-    WrongPIN,
-    clear_token_cache,
-    generate_key_in_token,
-    init_hierarchy_in_token,
-)
-from .keys import (
-    CA_KEY_TYPES,
-    END_ENTITY_KEY_TYPES,
-    KEY_TYPES,
-    KeyFileError,
-    KeyFileExists,
-    KeyFileMissing,
-    PKIError,
-    PrivateKey,
-    PublicKey,
-    UnsupportedKeyType,
-    WrongPassphrase,
-    generate_private_key,
-    key_type_of,
-    read_encrypted_key,
-    signature_hash_for_key,
-    write_encrypted_key,
-)
-from .ocsp import (
-    MalformedOCSPRequest,
-    OCSPAnswer,
-    OCSPResponder,
-    OCSPSigner,
-    decode_get_request,
-    issue_ocsp_responder_certificate,
-    responder_needs_renewal,
-    unsuccessful_response,
-)
-from .profiles import (
-    MAX_SMIME_VALIDITY_DAYS,
-    SMIME_MAILBOX_STRICT_POLICY,
-    Hierarchy,
-    HierarchyExists,
-    ProfileError,
-    PublicationURLs,
-    ca_name,
-    init_hierarchy,
-    issue_issuing_ca,
-    issue_root_ca,
-    issue_smime_certificate,
-    issue_tls_server_certificate,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CA_KEY_TYPES",
-    "DEFAULT_BACKEND",
-    "END_ENTITY_KEY_TYPES",
-    "KEY_TYPES",
-    "MAX_SMIME_VALIDITY_DAYS",
-    "PKCS11URI",
-    "REVOCATION_REASONS",
-    "SMIME_MAILBOX_STRICT_POLICY",
-    "BackendConfigurationError",
-    "CABackend",
-    "CRLError",
-    "CRLFacts",
-    "FileKeyBackend",
-    "HSMError",
-    "HSMKeyExists",
-    "Hierarchy",
-    "HierarchyExists",
-    "InMemoryKeyBackend",
-    "InvalidCSR",
-    "KeyFileError",
-    "KeyFileExists",
-    "KeyFileMissing",
-    "MalformedOCSPRequest",
-    "OCSPAnswer",
-    "OCSPResponder",
-    "OCSPSigner",
-    "PKCS11Backend",
-    "PKIError",
-    "PrivateKey",
-    "ProfileError",
-    "PublicKey",
-    "PublicationURLs",
-    "RevokedEntry",
-    "SigningError",
-    "TokenHierarchy",
-    "UnsupportedKeyType",
-    "WrongPIN",
-    "WrongPassphrase",
-    "ca_name",
-    "clear_key_cache",
-    "clear_token_cache",
-    "crl_facts",
-    "crl_needs_refresh",
-    "decode_get_request",
-    "generate_key_in_token",
-    "generate_private_key",
-    "init_hierarchy",
-    "init_hierarchy_in_token",
-    "issue_crl",
-    "issue_issuing_ca",
-    "issue_ocsp_responder_certificate",
-    "issue_root_ca",
-    "issue_smime_certificate",
-    "issue_tls_server_certificate",
-    "key_type_of",
-    "load_backend",
-    "public_key_from_csr",
-    "read_encrypted_key",
-    "responder_needs_renewal",
-    "signature_hash_for_key",
-    "unsuccessful_response",
-    "write_encrypted_key",
-]
+import importlib
+from types import ModuleType
+
+#: Searched in this order: the cheap modules first. (No `typing` here: the agent imports this on every logon.)
+_SUBMODULES = ("keytypes", "serials", "keys", "csr", "crl", "backends", "profiles", "ocsp", "hsm")
+
+
+def _submodule(name: str) -> ModuleType:
+    return importlib.import_module(f".{name}", __name__)
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:  # `pki.ocsp.MAX_OCSP_REQUEST_SIZE`: the submodule itself
+        return _submodule(name)
+    if name == "__all__":
+        return sorted({n for module in _SUBMODULES for n in _submodule(module).__all__})
+    if not name.startswith("__"):
+        for module in _SUBMODULES:
+            found = _submodule(module)
+            if name in found.__all__:
+                value = getattr(found, name)
+                globals()[name] = value  # from now on a plain attribute (monkeypatch and `is` work as usual)
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBMODULES, *__getattr__("__all__")})

@@ -7,10 +7,11 @@ CSR; the identity always comes from the directory, never from the request.
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
-from .keys import PKIError, PublicKey, UnsupportedKeyType, key_type_of
+from .keys import PKIError, PrivateKey, PublicKey, UnsupportedKeyType, key_type_of, signature_hash_for_key
 
-__all__ = ["InvalidCSR", "public_key_from_csr"]
+__all__ = ["InvalidCSR", "mailbox_csr", "public_key_from_csr"]
 
 # A CSR is a few KiB at most; refuse to parse anything absurd.
 _MAX_CSR_BYTES = 64 * 1024
@@ -45,3 +46,17 @@ def public_key_from_csr(data: bytes, *, allowed_key_types: tuple[str, ...] | Non
     if allowed_key_types is not None and key_type not in allowed_key_types:
         raise InvalidCSR(f"key type {key_type} is not allowed here; allowed: {', '.join(allowed_key_types)}")
     return public_key  # type: ignore[return-value]
+
+
+def mailbox_csr(key: PrivateKey, cn: str, mail: str) -> x509.CertificateSigningRequest:
+    """The request a client sends for an S/MIME certificate: CN and the mailbox, signed by ``key``.
+
+    The server certifies only the key (the identity comes from the directory); CN and mail are there so
+    that a person or a CA reading the request knows whom it is for.
+    """
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(mail)]), critical=False)
+        .sign(key, signature_hash_for_key(key))
+    )

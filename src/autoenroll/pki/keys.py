@@ -22,6 +22,8 @@ from pyasn1.type import univ
 from pyasn1.type.base import Asn1Item
 from pyasn1_alt_modules import rfc5280, rfc5958, rfc8018
 
+from .keytypes import CA_KEY_TYPES, END_ENTITY_KEY_TYPES, KEY_TYPES
+
 __all__ = [
     "CA_KEY_TYPES",
     "END_ENTITY_KEY_TYPES",
@@ -50,10 +52,6 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 _EC_CURVES: Final = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1}
 _RSA_SIZES: Final = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
 
-KEY_TYPES: Final[tuple[str, ...]] = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
-END_ENTITY_KEY_TYPES: Final[tuple[str, ...]] = KEY_TYPES
-# RSA-2048 is still fine for a 1-2 year user certificate, not for a 10-20 year CA.
-CA_KEY_TYPES: Final[tuple[str, ...]] = ("ec-p256", "ec-p384", "rsa-3072", "rsa-4096")
 
 # PBES2 / PBKDF2-HMAC-SHA256 work factor (OWASP 2023 recommendation). The
 # ``BestAvailableEncryption`` of cryptography only uses 2048 iterations for PKCS#8,

@@ -1,5 +1,17 @@
 """The enrollment wire format (JSON over HTTPS, HTTP Negotiate), shared by the server and the agent.
 
+One call per logon (what the agent uses):
+
+    POST {requestpath}/logon     {"customeruri", "orgid"?, "domainname"?, "email"?, "cn"?, "csr"}
+                                 -> {"principal", "email", "cn", "orgid", "customeruri",
+                                     "status": "issued"|"pending", "certificate"?, "chain"?, "serial"?,
+                                     "status_token"?, "request_id"?, "retry_after"?}
+    POST {requestpath}/logon/status   {"status_token", "status": "installed"|"failed", "serial"?,
+                                       "replaced_serial"?}  (no Kerberos: the token authorises it)
+                                 -> {"status": "ok", "revoked_serial"?}
+
+The three calls of older agents, still served:
+
     POST {requestpath}/sync      {"customeruri", "orgid"?, "domainname"?, "email"?}
                                  -> {"principal", "email", "cn", "orgid", "customeruri"}
     POST {requestpath}/enroll    {"customeruri", "orgid"?, "email", "cn"?, "csr"}
@@ -20,6 +32,8 @@ SYNC = "sync"
 ENROLL = "enroll"
 REQUESTS = "requests"
 STATUS = "status"
+LOGON = "logon"
+LOGON_STATUS = "logon/status"
 
 STATUS_INSTALLED = "installed"
 STATUS_FAILED = "failed"

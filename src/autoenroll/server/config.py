@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from autoenroll.pki.keytypes import CA_KEY_TYPES
+
 ENV_PREFIX = "AUTOENROLL_"
-KEY_TYPES = ("ec-p256", "ec-p384", "rsa-3072", "rsa-4096")
 
 
 class ConfigError(Exception):
@@ -55,6 +56,9 @@ class ServerConfig(BaseModel):
     ca_name: str = "autoenroll"
     ca_organization: str = "autoenroll"
     certificate_days: Annotated[int, Field(ge=1, le=825)] = 365
+    # Valid S/MIME certificates one person may hold: the current one and the one it replaces, by default.
+    # Issuing past it supersedes the oldest (those never reported installed first).
+    max_valid_certificates: Annotated[int, Field(ge=1, le=100)] = 2
     # Largest clock difference accepted between a client's Kerberos authenticator and this server.
     kerberos_clockskew: Annotated[int, Field(ge=0, le=3600)] = 300
     log_level: str = "INFO"
@@ -85,8 +89,8 @@ class ServerConfig(BaseModel):
     @field_validator("ca_key_type")
     @classmethod
     def _key_type(cls, value: str) -> str:
-        if value not in KEY_TYPES:
-            raise ValueError(f"must be one of {', '.join(KEY_TYPES)}")
+        if value not in CA_KEY_TYPES:
+            raise ValueError(f"must be one of {', '.join(CA_KEY_TYPES)}")
         return value
 
     @field_validator("log_level")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -14,10 +12,8 @@ try:
 except ConfigError as exc:  # turned into a one-line message by the CLI
     raise ImproperlyConfigured(str(exc)) from None
 
-from autoenroll.server.kerberos.spnego import kerberos_environment  # noqa: E402
-
-# Kerberos, once per process before any request thread: replay cache in the data dir, clock-skew limit.
-os.environ.update(kerberos_environment(CONFIG.data_dir, CONFIG.kerberos_clockskew))
+# Importing settings neither changes the environment nor writes Kerberos files: the Kerberos environment
+# (replay cache, clock skew) is prepared at start-up by `serve`, `init` and wsgi.py (`autoenroll.server.startup`).
 
 SECRET_KEY = CONFIG.secret_key_value()
 DEBUG = CONFIG.debug

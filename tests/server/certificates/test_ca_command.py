@@ -3,7 +3,6 @@ from cryptography import x509
 from django.core.management import CommandError, call_command
 from pydantic import SecretStr
 
-from autoenroll.pki import clear_key_cache
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate, CertificateAuthority
 
@@ -14,8 +13,7 @@ pytestmark = pytest.mark.django_db
 def config(settings, tmp_path):
     """A data directory of this test's own: `ca init` writes key files."""
     settings.CONFIG = settings.CONFIG.model_copy(update={"data_dir": tmp_path / "data"})
-    clear_key_cache()
-    authority._backends.clear()
+    authority.forget_signers()
     return settings.CONFIG
 
 
@@ -54,8 +52,7 @@ def test_keys_are_encrypted_and_private(config):
 
 def test_wrong_passphrase_gives_a_clear_error(config, settings):
     call_command("ca", "init")
-    clear_key_cache()
-    authority._backends.clear()
+    authority.forget_signers()
     settings.CONFIG = config.model_copy(update={"ca_passphrase": SecretStr("not-the-passphrase")})
     with pytest.raises(CommandError, match="wrong passphrase"):
         call_command("ca", "tls")

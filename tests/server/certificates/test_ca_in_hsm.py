@@ -20,9 +20,9 @@ def token_config(settings, tmp_path):
         settings.CONFIG = settings.CONFIG.model_copy(
             update={"data_dir": tmp_path / "data", "ca_passphrase": SecretStr(PIN)}
         )
-        authority._backends.clear()
+        authority.forget_signers()
         yield settings.CONFIG
-        authority._backends.clear()
+        authority.forget_signers()
 
 
 def test_everything_the_server_signs_goes_through_the_token(token_config, tmp_path):
@@ -45,7 +45,7 @@ def test_a_wrong_pin_is_a_clear_error(token_config, settings):
     from django.core.management import CommandError
 
     call_command("ca", "init", "--pkcs11", uri("root"), uri("smime"))
-    authority._backends.clear()
+    authority.forget_signers()
     pki.clear_token_cache()
     settings.CONFIG = token_config.model_copy(update={"ca_passphrase": SecretStr("000000")})
     with pytest.raises(CommandError, match="PIN"):

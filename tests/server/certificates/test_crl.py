@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from autoenroll.server.certificates import authority, publication
 from autoenroll.server.certificates.models import Certificate, CertificateAuthority, RevocationList, RevocationReason
+from autoenroll.server.enrollment import lifecycle
+from autoenroll.server.enrollment.models import EnrollmentEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("autoenroll.server.certificates.urls")]
 
@@ -32,23 +34,26 @@ def serial_of(cert: Certificate) -> int:
     return int(cert.serial, 16)
 
 
-def test_revocation_regenerates_the_crl_of_its_ca_after_commit(issue, django_capture_on_commit_callbacks):
-    cert = issue("user1@test.com")
-    first = publication.publish_crl(cert.ca)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        authority.revoke(cert, RevocationReason.KEY_COMPROMISE, by="test")
-    assert len(callbacks) == 1
-    latest = publication.latest_crl(cert.ca)
-    assert latest.number == first.number + 1 and latest.entries == 1
-    entry = x509.load_der_x509_crl(bytes(latest.der)).get_revoked_certificate_by_serial_number(serial_of(cert))
+def test_a_burst_of_revocations_makes_one_crl_off_the_request_path(issue):
+    """A revocation only marks the CRL stale (no signing in the request); the next round of the
+    watcher that `serve` runs makes one CRL for the whole burst."""
+    certs = [issue(f"user{i}@test.com") for i in range(3)]
+    first = publication.publish_crl(certs[0].ca)
+    for cert in certs:
+        lifecycle.revoke([cert], RevocationReason.KEY_COMPROMISE, by="test")
+    assert publication.latest_crl(certs[0].ca).number == first.number  # nothing signed yet
+    made = [crl for crl in publication.refresh_crls() if crl.ca_id == first.ca_id]
+    assert [crl.number for crl in made] == [first.number + 1] and made[0].entries == 3
+    assert publication.refresh_crls() == []  # current now: the next round does nothing
+    entry = x509.load_der_x509_crl(bytes(made[0].der)).get_revoked_certificate_by_serial_number(serial_of(certs[0]))
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
 
 
 def test_served_crl_never_misses_a_committed_revocation(client, issue):
     cert = issue()
     before = served_crl(client)
-    # The test transaction never commits, so the on_commit regeneration does not run: serving must catch up.
-    authority.revoke(cert, RevocationReason.SUPERSEDED, by="test")
+    # No CRL was made since the revocation: serving must catch up.
+    lifecycle.revoke([cert], RevocationReason.SUPERSEDED, by="test")
     after = served_crl(client)
     assert number(after) > number(before)
     assert after.get_revoked_certificate_by_serial_number(serial_of(cert)) is not None
@@ -93,7 +98,7 @@ def test_crl_of_an_unknown_ca_is_404(client, ca):
 
 def test_served_crl_passes_pkilint_with_every_reason(client, issue, crl_lint):
     for reason in RevocationReason.values:
-        authority.revoke(issue(f"{reason.replace('_', '')}@test.com"), reason, by="test")
+        lifecycle.revoke([issue(f"{reason.replace('_', '')}@test.com")], reason, by="test")
     response = client.get("/crl/test-smime.crl")
     assert x509.load_der_x509_crl(response.content).__len__() == len(RevocationReason.values)
     assert crl_lint(response.content) == []
@@ -102,7 +107,7 @@ def test_served_crl_passes_pkilint_with_every_reason(client, issue, crl_lint):
 def test_expired_revoked_certificate_leaves_the_crl_a_week_after_expiry(client, issue):
     recent, old = issue("recent@test.com"), issue("old@test.com")
     for cert in (recent, old):
-        authority.revoke(cert, RevocationReason.AFFILIATION_CHANGED, by="test")
+        lifecycle.revoke([cert], RevocationReason.AFFILIATION_CHANGED, by="test")
     now = timezone.now()
     Certificate.objects.filter(pk=recent.pk).update(not_after=now - dt.timedelta(days=2))
     Certificate.objects.filter(pk=old.pk).update(not_after=now - dt.timedelta(days=8))
@@ -111,40 +116,40 @@ def test_expired_revoked_certificate_leaves_the_crl_a_week_after_expiry(client, 
     assert crl.get_revoked_certificate_by_serial_number(serial_of(old)) is None
 
 
-def test_revoking_twice_is_refused_and_the_first_reason_stands(issue):
+def test_revoking_twice_changes_nothing_and_the_first_reason_stands(issue):
     cert = issue()
-    authority.revoke(cert, RevocationReason.KEY_COMPROMISE, by="first")
-    with pytest.raises(authority.CAError, match="already revoked"):
-        authority.revoke(cert, RevocationReason.SUPERSEDED, by="second")
+    assert lifecycle.revoke([cert], RevocationReason.KEY_COMPROMISE, by="first") == [cert]
+    assert lifecycle.revoke([cert], RevocationReason.SUPERSEDED, by="second") == []
     cert.refresh_from_db()
     assert (cert.revocation_reason, cert.revoked_by) == ("key_compromise", "first")
+    assert cert.events.filter(step="revoke").count() == 1
 
 
 def test_unknown_reason_is_refused(issue):
     with pytest.raises(authority.CAError, match="unknown revocation reason"):
-        authority.revoke(issue(), "certificate_hold", by="test")
+        lifecycle.revoke([issue()], "certificate_hold", by="test")
 
 
-def test_bulk_revocation_publishes_one_crl_for_all(issue, django_capture_on_commit_callbacks):
+def test_bulk_revocation_records_each_and_publishes_one_crl_for_all(issue):
     certs = [issue(f"u{i}@test.com") for i in range(5)]
     seen = []
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        count = authority.revoke_many(
-            Certificate.objects.filter(pk__in=[c.pk for c in certs]),
-            RevocationReason.CESSATION_OF_OPERATION,
-            by="test",
-            batch_size=2,
-            progress=seen.append,
-        )
-    assert count == 5 and sum(seen) == 5 and len(callbacks) == 1
-    assert publication.latest_crl(certs[0].ca).entries == 5
+    revoked = lifecycle.revoke(
+        Certificate.objects.filter(pk__in=[c.pk for c in certs]),
+        RevocationReason.CESSATION_OF_OPERATION,
+        by="test",
+        batch_size=2,
+        progress=seen.append,
+    )
+    assert len(revoked) == 5 and sum(seen) == 5
+    assert EnrollmentEvent.objects.filter(step="revoke", certificate__in=certs).count() == 5
+    assert [crl.entries for crl in publication.refresh_crls() if crl.ca_id == certs[0].ca_id] == [5]
 
 
 # --- the commands --------------------------------------------------------------------------------
 
 
 def test_crl_command_regenerates_and_prints_the_facts(issue):
-    authority.revoke(issue(), RevocationReason.KEY_COMPROMISE, by="test")
+    lifecycle.revoke([issue()], RevocationReason.KEY_COMPROMISE, by="test")
     out = io.StringIO()
     call_command("crl", stdout=out)
     text = out.getvalue()
@@ -203,7 +208,8 @@ def test_concurrent_revocations_keep_crl_numbers_strictly_increasing(issue):
 
     def revoke(cert):
         try:
-            authority.revoke(cert, RevocationReason.SUPERSEDED, by="thread")
+            lifecycle.revoke([cert], RevocationReason.SUPERSEDED, by="thread")
+            publication.refresh_crls()
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:

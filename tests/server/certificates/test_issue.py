@@ -68,11 +68,8 @@ def test_disabled_user_gets_no_certificate(tmp_path, ca, ad_server):
 
 
 def test_wrong_ca_passphrase_is_a_clear_error(tmp_path, ca, ad_server, settings):
-    from autoenroll.pki import clear_key_cache
     from autoenroll.server.certificates import authority
-
-    clear_key_cache()
-    authority._backends.clear()
+    authority.forget_signers()
     settings.CONFIG = settings.CONFIG.model_copy(update={"ca_passphrase": pki_secret("wrong")})
     _, csr = make_csr(tmp_path)
     with pytest.raises(CommandError, match="wrong passphrase"):

@@ -16,6 +16,7 @@ from django.utils import timezone
 from autoenroll import pki
 from autoenroll.server.certificates import authority, publication
 from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.enrollment import lifecycle
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("autoenroll.server.certificates.urls")]
 
@@ -53,7 +54,7 @@ def status(response) -> ocsp.OCSPResponse:
 
 def test_good_revoked_and_unknown_over_post(client, issue, ca):
     good, revoked = issue("good@test.com"), issue("bad@test.com")
-    authority.revoke(revoked, RevocationReason.KEY_COMPROMISE, by="test")
+    lifecycle.revoke([revoked], RevocationReason.KEY_COMPROMISE, by="test")
     revoked.refresh_from_db()
     issuer_pem = ca[1].certificate_pem
     assert status(post(client, ocsp_request(good, issuer_pem))).certificate_status == ocsp.OCSPCertStatus.GOOD
@@ -94,7 +95,7 @@ def test_response_with_a_nonce_is_not_cacheable_and_echoes_it(client, issue, ca)
 @pytest.mark.parametrize("reason", RevocationReason.values)
 def test_ocsp_and_crl_state_the_same_time_and_reason(client, issue, ca, reason):
     cert = issue()
-    authority.revoke(cert, reason, by="test")
+    lifecycle.revoke([cert], reason, by="test")
     answer = status(post(client, ocsp_request(cert, ca[1].certificate_pem)))
     crl = x509.load_der_x509_crl(client.get("/crl/test-smime.crl").content)
     entry = crl.get_revoked_certificate_by_serial_number(int(cert.serial, 16))
@@ -111,7 +112,7 @@ def test_ocsp_and_crl_agree_on_every_certificate_at_every_step(client, issue, ca
     certs = [issue(f"s{i}@test.com") for i in range(4)]
     for step in range(len(certs) + 1):
         if step:
-            authority.revoke(certs[step - 1], RevocationReason.SUPERSEDED, by="test")
+            lifecycle.revoke([certs[step - 1]], RevocationReason.SUPERSEDED, by="test")
         crl = x509.load_der_x509_crl(client.get("/crl/test-smime.crl").content)
         for cert in certs:
             on_crl = crl.get_revoked_certificate_by_serial_number(int(cert.serial, 16)) is not None
@@ -173,7 +174,7 @@ def test_internal_failure_is_an_internal_error_response_not_500(client, issue, c
 
 def test_responses_pass_pkilint(client, issue, ca, ocsp_lint):
     good, revoked = issue("g@test.com"), issue("r@test.com")
-    authority.revoke(revoked, RevocationReason.AFFILIATION_CHANGED, by="test")
+    lifecycle.revoke([revoked], RevocationReason.AFFILIATION_CHANGED, by="test")
     for der in (
         ocsp_request(good, ca[1].certificate_pem, nonce=b"n" * 32),
         ocsp_request(revoked, ca[1].certificate_pem),

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from autoenroll import pki
-from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import RevocationReason
+from autoenroll.server.enrollment import lifecycle
 from checks import run_openssl
 
 live = pytest.mark.django_db(transaction=True)
@@ -58,7 +58,7 @@ def test_openssl_ocsp_against_the_running_server_reports_good_revoked_and_unknow
     good = write_pem(tmp_path / "good.pem", issue("good@test.com").pem)
     revoked_row = issue("revoked@test.com")
     revoked = write_pem(tmp_path / "revoked.pem", revoked_row.pem)
-    authority.revoke(revoked_row, RevocationReason.KEY_COMPROMISE, by="test")
+    lifecycle.revoke([revoked_row], RevocationReason.KEY_COMPROMISE, by="test")
     # Unknown: a certificate the same CA key signed that the server never recorded.
     unrecorded = pki.issue_smime_certificate(
         pki.FileKeyBackend(ca_files.issuing_cert_path, ca_files.issuing_key_path, b"test-ca-passphrase"),
@@ -87,7 +87,7 @@ def test_openssl_verify_crl_check_with_the_served_crls(live_server_process, issu
     valid = write_pem(tmp_path / "valid.pem", issue("valid@test.com").pem)
     row = issue("leaver@test.com")
     revoked = write_pem(tmp_path / "revoked.pem", row.pem)
-    authority.revoke(row, RevocationReason.AFFILIATION_CHANGED, by="ad sync")
+    lifecycle.revoke([row], RevocationReason.AFFILIATION_CHANGED, by="ad sync")
 
     # Fetched from the URLs written in the certificates (CRL DP), rebased on the test server's port.
     crls = []
@@ -127,7 +127,7 @@ def test_ocsp_answers_every_revocation_reason_as_the_crl_states_it(live_server_p
 
     for reason in RevocationReason.values:
         row = issue(f"{reason.replace('_', '')}@test.com")
-        authority.revoke(row, reason, by="test")
+        lifecycle.revoke([row], reason, by="test")
         cert = x509.load_pem_x509_certificate(row.pem.encode())
         der = (
             ocsp.OCSPRequestBuilder()
@@ -169,7 +169,7 @@ def test_publication_listener_serves_only_publication_urls(live_server_process, 
 def test_revocation_state_survives_a_server_restart(live_server_process, issue, ca_files, tmp_path):
     row = issue("restart@test.com")
     path = write_pem(tmp_path / "cert.pem", row.pem)
-    authority.revoke(row, RevocationReason.CESSATION_OF_OPERATION, by="test")
+    lifecycle.revoke([row], RevocationReason.CESSATION_OF_OPERATION, by="test")
     crl_url = f"{live_server_process.publication_url}/crl/test-smime.crl"
     before = x509.load_der_x509_crl(fetch(crl_url)[2])
     live_server_process.restart()

@@ -167,9 +167,9 @@ def test_pending_request_is_collected_with_query_token_status_over_https(server,
             wstep.DISPOSITION_PENDING
         )
         server.shell(
-            "from autoenroll.server.enrollment import pipeline; "
+            "from autoenroll.server.enrollment import lifecycle; "
             "from autoenroll.server.enrollment.models import EnrollmentRequest; "
-            "pipeline.approve(EnrollmentRequest.objects.get(status='pending'), approved_by='admin')"
+            "lifecycle.approve(EnrollmentRequest.objects.get(status='pending').pk, by='admin')"
         )
         status, _, body = client("user1").post(ces, query)
         assert status == 200, body

@@ -14,7 +14,7 @@ from lxml import etree
 from autoenroll import pki
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.ces import templates, wstep
-from autoenroll.server.enrollment import pipeline
+from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from checks import lint_smime_mailbox_strict, run_openssl
 
@@ -95,7 +95,7 @@ def test_pending_request_is_collected_with_query_token_status(user1, ready, ca, 
     again = assert_valid(schema, user1.post(ces_path(ca[1]), query).content)
     assert again.findtext(".//e:DispositionMessage", namespaces=NS) == wstep.DISPOSITION_PENDING
 
-    pipeline.approve(EnrollmentRequest.objects.get(), approved_by="admin")
+    lifecycle.approve(EnrollmentRequest.objects.get().pk, by="admin")
     response = user1.post(ces_path(ca[1]), query)
     assert response.status_code == 200, response.content
     rstr, leaf, bundle = issued_parts(assert_valid(schema, response.content))

@@ -1,6 +1,8 @@
 """MS-XCEP GetPolicies over real Kerberos: what Windows and certmonger learn from the policy service."""
 
 import base64
+import dataclasses
+from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
@@ -91,3 +93,21 @@ def test_request_filter_and_unchanged_policy(user1, ready, schema):
     doc = assert_valid(schema, user1.post(CEP_PATH, get_policies(last_update="2999-01-01T00:00:00Z")).content)
     assert doc.findtext(".//x:policiesNotChanged", namespaces=NS) == "true"
     assert doc.find(".//x:GetPoliciesResponse/x:cAs/x:cA", NS) is None
+
+
+def test_user_templates_go_to_users_and_computer_templates_to_computer_accounts_only():
+    realm = SimpleNamespace(customer=SimpleNamespace(enabled=True))
+    computers = dataclasses.replace(templates.USER, for_computers=True)
+    allowed = {
+        principal: (
+            xcep.permission_for(principal, realm, templates.USER).enroll,
+            xcep.permission_for(principal, realm, computers).enroll,
+        )
+        for principal in ("user1@TEST.COM", "WS1$@TEST.COM", "HTTP/ccm.test.com@TEST.COM", "user1")
+    }
+    assert allowed == {
+        "user1@TEST.COM": (True, False),
+        "WS1$@TEST.COM": (False, True),
+        "HTTP/ccm.test.com@TEST.COM": (False, False),
+        "user1": (False, False),
+    }

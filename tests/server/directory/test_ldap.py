@@ -41,9 +41,41 @@ def test_filter_values_are_escaped(client, hostile):
 
 def test_connection_is_reused(client):
     client.find_user("user1@TEST.COM")
-    first = client._conn
     client.find_user("user2@TEST.COM")
-    assert client._conn is first
+    assert client.opened == 1
+
+
+def test_concurrent_searches_each_get_a_connection_and_keep_it(client):
+    import threading
+
+    start = threading.Barrier(4)
+    found = []
+
+    def search():
+        start.wait(timeout=10)
+        found.append(client.find_user("user1@TEST.COM").mail)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert found == ["user1@test.com"] * 4
+    opened = client.opened
+    assert 1 <= opened <= 4
+    client.find_user("user2@TEST.COM")
+    assert client.opened == opened  # kept for the next search
+
+
+def test_a_changed_password_opens_new_connections_and_no_password_is_a_cache_key(ad_server):
+    from dataclasses import replace
+
+    from autoenroll.server.directory import ldap
+
+    first = ldap.client_for(ad_server.pk, ad_server.ldap_settings())
+    assert ldap.client_for(ad_server.pk, ad_server.ldap_settings()) is first
+    changed = ldap.client_for(ad_server.pk, replace(ad_server.ldap_settings(), password="new"))
+    assert changed is not first and changed.settings.password == "new"
 
 
 def test_verify_reports_round_trip_and_clock_skew(client):

@@ -72,15 +72,14 @@ def test_renewal_revokes_the_replaced_certificate_as_superseded_after_installed(
 
 
 def test_request_held_for_approval_is_collected_by_polling(user1, enrollment_ready):
-    from autoenroll.server.enrollment import pipeline
-    from autoenroll.server.enrollment.models import EnrollmentRequest
+    from autoenroll.server.enrollment import lifecycle
 
     enrollment_ready.customer.require_approval = True
     enrollment_ready.customer.save()
     pending = enroll_user1(user1).json()
     assert pending["status"] == "pending" and pending["certificate"] is None
     assert user1.get(f"requests/{pending['request_id']}").json()["status"] == "pending"
-    pipeline.approve(EnrollmentRequest.objects.get(pk=pending["request_id"]), approved_by="admin")
+    lifecycle.approve(pending["request_id"], by="admin")
     collected = user1.get(f"requests/{pending['request_id']}").json()
     assert collected["status"] == "issued" and "BEGIN CERTIFICATE" in collected["certificate"]
 

@@ -4,31 +4,17 @@ entry, the superseded one disappears after the renewal is installed."""
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from ldap3 import BASE, MODIFY_ADD
 
 from autoenroll.testbed import samba
 from enroll_helpers import make_csr
 
-pytestmark = pytest.mark.django_db
+from .conftest import published as in_ad
 
-
-@pytest.fixture(scope="session")
-def ccm_is_a_cert_publisher(samba_ad):
-    """In AD the Cert Publishers group may write userCertificate; the service account joins it."""
-    conn = samba_ad.ldap_admin()
-    group = f"CN=Cert Publishers,{samba.USERS_DN}"
-    conn.search(group, "(objectClass=group)", BASE, attributes=["member"])
-    if samba.SERVICE_ACCOUNT_DN not in conn.entries[0].member.values:
-        assert conn.modify(group, {"member": [(MODIFY_ADD, [samba.SERVICE_ACCOUNT_DN])]}), conn.result
-    conn.unbind()
+pytestmark = pytest.mark.django_db(transaction=True)  # AD is written after commit
 
 
 def published(samba_ad) -> set[bytes]:
-    conn = samba_ad.ldap_admin()
-    conn.search(samba.USERS["user1"].dn, "(objectClass=user)", BASE, attributes=["userCertificate"])
-    values = set(conn.entries[0].userCertificate.values) if "userCertificate" in conn.entries[0] else set()
-    conn.unbind()
-    return values
+    return in_ad(samba_ad, samba.USERS["user1"].dn)
 
 
 def der(pem: str) -> bytes:

@@ -128,27 +128,14 @@ class Store:
 
 
 def python_request(cn: str, mail: str, key_type: str) -> Request:
-    """Key made here with ``cryptography`` (never leaves the machine) and a CSR with CN and the mail."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import NameOID
+    """Key made here (never leaves the machine) and a CSR with CN and the mail, by the PKI layer's rules."""
+    from cryptography.hazmat.primitives import serialization
 
-    kind, _, size = key_type.partition("-")
-    if kind == "rsa":
-        key: Any = rsa.generate_private_key(public_exponent=65537, key_size=int(size))
-    elif key_type == "ec-p256":
-        key = ec.generate_private_key(ec.SECP256R1())
-    elif key_type == "ec-p384":
-        key = ec.generate_private_key(ec.SECP384R1())
-    else:
-        raise ValueError(f"unsupported key type {key_type!r}")
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(mail)]), critical=False)
-        .sign(key, hashes.SHA384() if key_type == "ec-p384" else hashes.SHA256())
-    )
+    from autoenroll.pki.csr import mailbox_csr
+    from autoenroll.pki.keys import generate_private_key
+
+    key = generate_private_key(key_type)
+    csr = mailbox_csr(key, cn, mail)
     return Request(csr.public_bytes(serialization.Encoding.PEM).decode("ascii"), key)
 
 

@@ -10,9 +10,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema
 from ninja.errors import HttpError
+from pydantic import Field
 
-from autoenroll.server.certificates import authority
+from autoenroll.server.certificates import authority, search
 from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.certificates.search import State
+from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.utils.restrict import restricted
 
 from .auth import ADMIN_AUTH
@@ -50,8 +53,8 @@ class CertificateOut(Schema):
 class CertificateFilter(Schema):
     mail: str | None = None
     principal: str | None = None
-    serial: str | None = None
-    state: str | None = None
+    serial: str | None = Field(None, description="hexadecimal, any case; 0x, colons and leading zeros allowed")
+    state: State | None = None
     expires_before: datetime | None = None
 
 
@@ -72,20 +75,14 @@ def list_certificates(request: HttpRequest, filters: Query[CertificateFilter]):
     if filters.principal:
         qs = qs.filter(person__principal__icontains=filters.principal)
     if filters.serial:
-        qs = qs.filter(serial=filters.serial.lower().replace(":", "").lstrip("0"))
+        try:
+            qs = search.filter_by_serial(qs, filters.serial)
+        except ValueError as exc:
+            raise HttpError(422, f"serial: {exc}") from None
     if filters.expires_before:
         qs = qs.filter(not_after__lt=filters.expires_before)
-    if filters.state == "revoked":
-        qs = qs.filter(status=Certificate.Status.REVOKED)
-    elif filters.state in ("issued", "expired"):
-        from django.utils import timezone
-
-        qs = qs.filter(status=Certificate.Status.ISSUED)
-        qs = (
-            qs.filter(not_after__gt=timezone.now())
-            if filters.state == "issued"
-            else qs.filter(not_after__lte=timezone.now())
-        )
+    if filters.state:
+        qs = search.filter_by_state(qs, filters.state)
     return qs[:1000]
 
 
@@ -113,7 +110,7 @@ def download(request: HttpRequest, pk: int, format: str = "pem", chain: bool = F
 @router.post("/{pk}/revoke", response=CertificateOut, summary="Revoke, recording who and why")
 def revoke(request: HttpRequest, pk: int, body: RevokeIn):
     cert = get_object_or_404(_restricted(request), pk=pk)
-    try:
-        return authority.revoke(cert, body.reason, by=request.user.get_username())
-    except authority.CAError as exc:
-        raise HttpError(409, str(exc)) from None
+    if not lifecycle.revoke([cert], body.reason, by=request.user.get_username()):
+        raise HttpError(409, f"certificate {cert.serial} is already revoked")
+    cert.refresh_from_db()
+    return cert

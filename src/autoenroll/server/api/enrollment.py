@@ -11,7 +11,7 @@ from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 
 from autoenroll.protocol import EnrollmentError
-from autoenroll.server.enrollment import pipeline
+from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.utils.restrict import restricted
 
@@ -103,7 +103,7 @@ def list_requests(request: HttpRequest, status: str | None = None):
 def approve(request: HttpRequest, pk: UUID):
     req = _request(request, pk)
     try:
-        return pipeline.approve(req, approved_by=request.user.get_username())
+        return lifecycle.approve(req.pk, by=request.user.get_username())
     except ValueError as exc:
         raise HttpError(409, str(exc)) from None
     except EnrollmentError as exc:
@@ -114,6 +114,6 @@ def approve(request: HttpRequest, pk: UUID):
 def reject(request: HttpRequest, pk: UUID):
     req = _request(request, pk)
     try:
-        return pipeline.reject(req, rejected_by=request.user.get_username())
+        return lifecycle.reject(req.pk, by=request.user.get_username())
     except ValueError as exc:
         raise HttpError(409, str(exc)) from None

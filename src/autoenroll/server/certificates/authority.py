@@ -10,14 +10,13 @@ import hashlib
 import ipaddress
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -34,6 +33,12 @@ class CAError(Exception):
 
 def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def key_sha256(public_key: pki.PublicKey) -> str:
+    """What identifies a key across certificates: SHA-256 of its SubjectPublicKeyInfo (DER)."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 def serial_hex(serial: int) -> str:
@@ -123,15 +128,64 @@ def register_hierarchy(
     return root, issuing
 
 
-_backends: dict[tuple, pki.CABackend] = {}
-_backends_lock = threading.Lock()
+@transaction.atomic
+def activate(ca: CertificateAuthority) -> CertificateAuthority:
+    """Make `ca` the issuing CA of new certificates. Every server process, on any host, uses it from its
+    next request (saving the row changes the configuration generation); the CA it replaces keeps
+    publishing its CRL and answering OCSP for what it issued."""
+    if ca.role != CertificateAuthority.Role.ISSUING:
+        raise CAError(f"{ca.name} is a {ca.get_role_display()}, not an issuing CA")
+    CertificateAuthority.objects.filter(role=ca.role, active=True).exclude(pk=ca.pk).update(active=False)
+    ca.active = True
+    ca.save(update_fields=["active"])
+    return ca
+
+
+def rotate_issuing_ca(config: ServerConfig, name: str | None = None) -> CertificateAuthority:
+    """Key rotation: a new S/MIME issuing CA, its key made here and signed by the root, then active."""
+    root, current = root_ca(), issuing_ca()
+    if root.key_backend != FILE_BACKEND:
+        raise CAError("the root's key is in an HSM: make the new issuing CA with the HSM's tools, then `ca activate`")
+    count = CertificateAuthority.objects.filter(role=CertificateAuthority.Role.ISSUING).count() + 1
+    slug = slugify(name or f"{current.name.split('-smime')[0]}-smime-{count}")
+    if CertificateAuthority.objects.filter(name=slug).exists():
+        raise CAError(f"a CA named {slug} exists already")
+    passphrase = config.ca_passphrase_bytes()
+    key = pki.generate_private_key(config.ca_key_type, ca=True)
+    cert = pki.issue_issuing_ca(
+        backend_for(root, passphrase),
+        key.public_key(),
+        pki.ca_name(f"{config.ca_name} S/MIME CA {count}", config.ca_organization),
+        pki.PublicationURLs.for_ca(config.publication_url, root.name),
+    )
+    path = config.ca_dir / f"{slug}.key"
+    if path.exists():
+        raise CAError(f"{path} exists already; not overwriting a key")
+    pki.write_encrypted_key(key, path, passphrase)
+    with transaction.atomic():
+        row = _ca_row(
+            cert,
+            name=slug,
+            role=CertificateAuthority.Role.ISSUING,
+            parent=root,
+            key_backend=FILE_BACKEND,
+            key_path=str(path),
+            active=False,
+        )
+        return activate(row)
+
+
+_signers: dict[tuple, pki.CABackend] = {}
+_signers_lock = threading.Lock()
 
 
 def backend_for(ca: CertificateAuthority, passphrase: bytes) -> pki.CABackend:
-    """The CA's signer, built once per process (the key is decrypted once, not per signature)."""
-    cache_key = (ca.pk, ca.key_backend, ca.key_path, hashlib.sha256(passphrase).digest())
-    with _backends_lock:
-        backend = _backends.get(cache_key)
+    """The CA's signer, built once per process and CA row (the key is decrypted, or the HSM session
+    opened, once, not per signature). A new key is a new CA row (`rotate_issuing_ca`); a signer
+    loaded with another passphrase is another entry (salted hash: nothing that identifies it is kept)."""
+    cache_key = (ca.pk, ca.serial, ca.key_backend, ca.key_path, hashlib.sha256(b"signer\0" + passphrase).digest())
+    with _signers_lock:
+        backend = _signers.get(cache_key)
         if backend is None:
             backend = pki.load_backend(
                 ca.key_backend,
@@ -139,8 +193,16 @@ def backend_for(ca: CertificateAuthority, passphrase: bytes) -> pki.CABackend:
                 key_path=ca.key_path,
                 passphrase=passphrase,
             )
-            _backends[cache_key] = backend
+            _signers[cache_key] = backend
         return backend
+
+
+def forget_signers() -> None:
+    """Drop every CA signer of this process: the next signature loads the key again (a key file
+    restored in place)."""
+    with _signers_lock:
+        _signers.clear()
+    pki.clear_key_cache()
 
 
 def issuing_ca() -> CertificateAuthority:
@@ -184,6 +246,7 @@ def record(
     mail: str = "",
     csr_pem: str = "",
     replaces: Certificate | None = None,
+    public_key_sha256: str = "",
 ) -> Certificate:
     return Certificate.objects.create(
         ca=ca,
@@ -196,6 +259,7 @@ def record(
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        public_key_sha256=public_key_sha256 or key_sha256(cert.public_key()),
         pem=_pem(cert),
         csr_pem=csr_pem,
         replaces=replaces,
@@ -211,11 +275,14 @@ def issue_smime(
     csr_pem: str = "",
     replaces: Certificate | None = None,
     template: x509.MSCertificateTemplate | None = None,
+    ca: CertificateAuthority | None = None,
+    public_key_sha256: str = "",
 ) -> Certificate:
-    """Sign and record an S/MIME certificate for `mail`, the address AD holds for `person`."""
-    ca = issuing_ca()
+    """Sign and record an S/MIME certificate for `mail`, the address AD holds for `person`, by `ca`
+    (default: the active issuing CA)."""
+    ca = ca or issuing_ca()
     backend = backend_for(ca, config.ca_passphrase_bytes())
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # the caller's transaction when there is one
         cert = pki.issue_smime_certificate(
             backend,
             public_key,
@@ -224,7 +291,16 @@ def issue_smime(
             validity_days=config.certificate_days,
             template=template,
         )
-        return record(cert, ca, Certificate.Profile.SMIME, person=person, mail=mail, csr_pem=csr_pem, replaces=replaces)
+        return record(
+            cert,
+            ca,
+            Certificate.Profile.SMIME,
+            person=person,
+            mail=mail,
+            csr_pem=csr_pem,
+            replaces=replaces,
+            public_key_sha256=public_key_sha256,
+        )
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -274,60 +350,29 @@ def _check_reason(reason: str) -> str:
     return reason
 
 
-def _revoked(ca_id: int, count: int) -> None:
-    """In the revocation's transaction: mark the CA's CRL stale, and regenerate it after commit."""
-    from .publication import regenerate_after_revocation
+def revoke_rows(ids: list[int], reason: str, *, by: str) -> list[Certificate]:
+    """Mark the still-issued certificates among `ids` revoked and make each CA's CRL stale, inside the
+    caller's transaction; returns those revoked now. Only `enrollment.lifecycle.revoke` calls this: it
+    adds the audit events and AD's side.
 
-    CertificateAuthority.objects.filter(pk=ca_id).update(revocation_generation=F("revocation_generation") + count)
-    transaction.on_commit(lambda: regenerate_after_revocation(ca_id))
-
-
-def revoke(cert: Certificate, reason: str, *, by: str) -> Certificate:
-    """Mark `cert` revoked; refuses one that already is (its first revocation time and reason stand).
-
-    OCSP answers from the database at once; the CA's CRL is regenerated when the transaction
-    commits (and is never served stale before that: see `publication.current_crl`).
-    """
+    OCSP answers from the rows at once; the CRL is regenerated off the request path and is never
+    served stale meanwhile (`publication.current_crl`)."""
     _check_reason(reason)
-    with transaction.atomic():
-        updated = Certificate.objects.filter(pk=cert.pk, status=Certificate.Status.ISSUED).update(
-            status=Certificate.Status.REVOKED, revoked_at=timezone.now(), revocation_reason=reason, revoked_by=by
-        )
-        if not updated:
-            raise CAError(f"certificate {cert.serial} is already revoked")
-        _revoked(cert.ca_id, 1)
-    cert.refresh_from_db()
-    return cert
-
-
-def revoke_many(
-    certificates, reason: str, *, by: str, batch_size: int = 500, progress: Callable[[int], None] | None = None
-) -> int:
-    """Revoke every still-issued certificate of `certificates` (a queryset or rows) in one transaction.
-
-    One CRL per CA is regenerated after commit, not one per certificate. `progress(n)` is called
-    after each batch with the number revoked in it. Returns how many were revoked.
-    """
-    _check_reason(reason)
-    if isinstance(certificates, QuerySet):
-        ids = list(certificates.filter(status=Certificate.Status.ISSUED).values_list("pk", flat=True))
-    else:
-        ids = [c.pk for c in certificates]
-    total = 0
+    rows = list(
+        Certificate.objects.select_for_update(of=("self",))
+        .select_related("person__customer", "person__ad_server")
+        .filter(pk__in=ids, status=Certificate.Status.ISSUED)
+    )
+    if not rows:
+        return []
+    now = timezone.now()
+    Certificate.objects.filter(pk__in=[c.pk for c in rows]).update(
+        status=Certificate.Status.REVOKED, revoked_at=now, revocation_reason=reason, revoked_by=by
+    )
     per_ca: dict[int, int] = {}
-    with transaction.atomic():
-        now = timezone.now()
-        for start in range(0, len(ids), batch_size):
-            chunk = Certificate.objects.filter(pk__in=ids[start : start + batch_size], status=Certificate.Status.ISSUED)
-            cas = list(chunk.values_list("ca_id", flat=True))
-            done = chunk.update(
-                status=Certificate.Status.REVOKED, revoked_at=now, revocation_reason=reason, revoked_by=by
-            )
-            for ca_id in cas:
-                per_ca[ca_id] = per_ca.get(ca_id, 0) + 1
-            total += done
-            if progress is not None:
-                progress(done)
-        for ca_id, count in per_ca.items():
-            _revoked(ca_id, count)
-    return total
+    for c in rows:
+        c.status, c.revoked_at, c.revocation_reason, c.revoked_by = Certificate.Status.REVOKED, now, reason, by
+        per_ca[c.ca_id] = per_ca.get(c.ca_id, 0) + 1
+    for ca_id, count in per_ca.items():
+        CertificateAuthority.objects.filter(pk=ca_id).update(revocation_generation=F("revocation_generation") + count)
+    return rows

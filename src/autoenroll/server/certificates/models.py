@@ -89,6 +89,9 @@ class Certificate(models.Model):
     not_before = models.DateTimeField()
     not_after = models.DateTimeField()
     fingerprint_sha256 = models.CharField(max_length=64, unique=True)
+    public_key_sha256 = models.CharField(
+        max_length=64, blank=True, db_index=True, help_text="SHA-256 of the certified SubjectPublicKeyInfo (DER)."
+    )
     pem = models.TextField()
     csr_pem = models.TextField(blank=True, help_text="The request that produced it.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ISSUED)
@@ -96,6 +99,11 @@ class Certificate(models.Model):
     revocation_reason = models.CharField(max_length=32, choices=RevocationReason.choices, blank=True)
     revoked_by = models.CharField(max_length=200, blank=True, help_text="Who or what revoked it.")
     replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by")
+    installed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the agent reported it installed (the certificate it replaces is revoked then).",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     objects = CertificateQuerySet.as_manager()

@@ -129,16 +129,15 @@ def current_crl(ca: CertificateAuthority, config: ServerConfig | None = None) ->
 
 
 def refresh_crls(config: ServerConfig | None = None, *, force: bool = False) -> list[RevocationList]:
-    """Regenerate the CRL of every CA that needs it (all of them with `force`): the scheduled path."""
-    return [publish_crl(ca, config, force=force) for ca in CertificateAuthority.objects.order_by("pk")]
+    """Regenerate the CRL of every CA that needs it (all of them with `force`) and return the new ones:
+    what `serve` runs every few seconds, so that a burst of revocations makes one CRL, not one each.
 
-
-def regenerate_after_revocation(ca_id: int) -> None:
-    """on_commit hook of a revocation: publish at once; a failure is retried when the CRL is served."""
-    try:
-        publish_crl(ca_id, force=False)
-    except Exception:
-        log.exception("CRL regeneration after a revocation failed (ca id %s); it will be retried on demand", ca_id)
+    Checked without a lock first: a round with nothing to do costs two reads per CA."""
+    made = []
+    for ca in CertificateAuthority.objects.order_by("pk"):
+        if force or not crl_is_current(ca, latest_crl(ca)):
+            made.append(publish_crl(ca, config, force=force))
+    return made
 
 
 # --- OCSP ----------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ and answered with a generic Receiver fault; Django's error page never reaches a 
 
 from __future__ import annotations
 
-import base64
 import logging
 
 from django.http import HttpRequest, HttpResponse
@@ -15,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.certificates.models import CertificateAuthority
+from autoenroll.server.enrollment import configuration
 from autoenroll.server.enrollment.pipeline import Caller
 from autoenroll.server.kerberos import spnego
 
@@ -25,10 +25,7 @@ log = logging.getLogger("autoenroll.ces")
 
 
 def _reply(body: bytes, status: int = 200, negotiated: spnego.Negotiated | None = None) -> HttpResponse:
-    response = HttpResponse(body, status=status, content_type=soap.CONTENT_TYPE)
-    if negotiated is not None and negotiated.response_token:
-        response["WWW-Authenticate"] = "Negotiate " + base64.b64encode(negotiated.response_token).decode("ascii")
-    return response
+    return spnego.mutual_auth(HttpResponse(body, status=status, content_type=soap.CONTENT_TYPE), negotiated)
 
 
 def _fault(fault: SoapFault, message: soap.Message | None = None, negotiated=None) -> HttpResponse:
@@ -42,9 +39,8 @@ def _serve(request: HttpRequest, actions: dict, ca: CertificateAuthority | None 
         response["Allow"] = "POST"
         return response
     try:
-        negotiated = spnego.authenticate(request)
-    except spnego.NegotiateError as exc:
-        spnego.log_failure(request, exc)
+        negotiated = spnego.negotiate(request, list(configuration.current().realms))
+    except spnego.NegotiateError:
         response = _fault(SoapFault(spnego.UNAUTHORIZED_TEXT, status=401))
         response["WWW-Authenticate"] = "Negotiate"
         return response

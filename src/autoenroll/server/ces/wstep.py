@@ -385,9 +385,7 @@ def _issue(rst: etree._Element, ctx: Context) -> etree._Element:
         "email": person.mail,
         "csr": pem,
     }
-    enrollment = pipeline.enroll(ctx.caller, data, template=template.certificate_template())
-    if renewing is not None and enrollment.certificate_id:
-        Certificate.objects.filter(pk=enrollment.certificate_id).update(replaces=renewing)
+    enrollment = pipeline.enroll(ctx.caller, data, template=template.certificate_template(), replaces=renewing)
     return answer(enrollment, ctx)
 
 

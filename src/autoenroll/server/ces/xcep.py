@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from lxml import etree
 
+from autoenroll.protocol.principals import computer_principal, user_principal
 from autoenroll.server.certificates.models import CertificateAuthority
 
 from . import soap, templates
@@ -75,10 +76,13 @@ class Permission:
 def permission_for(principal: str, realm, template: templates.Template) -> Permission:
     """Enroll/autoEnroll for this principal: its realm must name an enabled customer, and users get user
     templates, computer accounts (NAME$) computer templates. The full identity checks run at enrollment."""
-    name = principal.partition("@")[0]
-    is_computer = name.endswith("$")
+    kind_of = computer_principal if template.for_computers else user_principal
+    try:
+        kind_of(principal)
+    except ValueError:
+        return Permission(False, False)
     customer = getattr(realm, "customer", None)
-    allowed = customer is not None and customer.enabled and "/" not in name and is_computer == template.for_computers
+    allowed = customer is not None and customer.enabled
     return Permission(allowed, allowed)
 
 

@@ -7,11 +7,13 @@ Every value that goes into a filter is escaped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -76,12 +78,18 @@ def _tls(settings: LDAPSettings) -> Tls:
 
 
 class DirectoryClient:
-    """A bound connection to one AD server, reopened when it breaks."""
+    """Bound connections to one AD server, reopened when they break.
 
-    def __init__(self, settings: LDAPSettings) -> None:
+    A small pool rather than one connection behind a lock: each request thread searches on a connection
+    of its own, so one slow answer (a busy or hung DC) does not queue every other logon of the process
+    behind it. Idle connections are kept for the next search."""
+
+    def __init__(self, settings: LDAPSettings, pool_size: int = 8) -> None:
         self.settings = settings
-        self._conn: Connection | None = None
+        self._idle: list[Connection] = []
         self._lock = threading.Lock()
+        self._pool_size = pool_size
+        self.opened = 0  # connections opened so far (binds): for tests and metrics
 
     # Connection ---------------------------------------------------------------------------
 
@@ -125,29 +133,43 @@ class DirectoryClient:
             raise DirectoryError("bind", f"{conn.result.get('description')}: {conn.result.get('message', '')}".strip())
         return conn
 
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._open()
-        return self._conn
+    @contextlib.contextmanager
+    def _connection(self, *, fresh: bool = False) -> Iterator[Connection]:
+        """An idle bound connection (or a new one); back to the pool after use unless it broke."""
+        conn = None
+        if not fresh:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+        if conn is None or conn.closed:
+            conn = self._open()
+            self.opened += 1
+        try:
+            yield conn
+        except BaseException:
+            _unbind(conn)
+            raise
+        if conn.closed:
+            return
+        with self._lock:
+            if len(self._idle) < self._pool_size:
+                self._idle.append(conn)
+                return
+        _unbind(conn)
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                try:
-                    self._conn.unbind()
-                except LDAPException:
-                    pass
-                self._conn = None
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _unbind(conn)
 
     def _search(self, base: str, flt: str, scope, attributes: list[str]) -> list:
-        """Search, reconnecting once if the kept connection went stale."""
-        with self._lock:
-            for attempt in (1, 2):
-                conn = self._connection()
+        """Search, on a new connection once if a kept one went stale."""
+        for attempt in (1, 2):
+            with self._connection(fresh=attempt == 2) as conn:
                 try:
                     ok = conn.search(base, flt, search_scope=scope, attributes=attributes, size_limit=2)
                 except LDAPException as exc:
-                    self._conn = None
+                    _unbind(conn)
                     if attempt == 2:
                         raise DirectoryError("search", str(exc)) from None
                     continue
@@ -158,14 +180,14 @@ class DirectoryClient:
                     raise DirectoryError("base_dn", f"{base} does not exist")
                 if attempt == 2 or result not in (1, 51, 52, 80):  # operationsError/busy/unavailable/other
                     raise DirectoryError("search", f"{conn.result.get('description')}: {conn.result.get('message')}")
-                self._conn = None
+                _unbind(conn)
         return []
 
     # Queries ------------------------------------------------------------------------------
 
     def find_user(self, principal: str) -> DirectoryUser | None:
         """The AD user behind a Kerberos principal (user@REALM), by sAMAccountName or UPN."""
-        name, _, realm = principal.partition("@")
+        name, _, realm = principal.rpartition("@")  # the realm follows the last @, as Kerberos writes it
         if not name or any(ord(ch) < 0x20 for ch in principal):
             return None  # AD would cut a value at NUL: "user1\0x" must not find user1
         sam = escape_filter_chars(name)
@@ -207,13 +229,12 @@ class DirectoryClient:
         if not ops:
             return
         changes["userCertificate"] = ops
-        with self._lock:
-            for attempt in (1, 2):
-                conn = self._connection()
+        for attempt in (1, 2):
+            with self._connection(fresh=attempt == 2) as conn:
                 try:
                     ok = conn.modify(dn, changes)
                 except LDAPException as exc:
-                    self._conn = None
+                    _unbind(conn)
                     if attempt == 2:
                         raise DirectoryError("modify", str(exc)) from None
                     continue
@@ -225,8 +246,7 @@ class DirectoryClient:
                 if result.get("result") == 50 and attempt == 1:
                     # insufficientAccessRights: group memberships are read at bind time, so a login
                     # DN just added to Cert Publishers needs a fresh bind.
-                    self._conn.unbind()
-                    self._conn = None
+                    _unbind(conn)
                     continue
                 raise DirectoryError("modify", f"{result.get('description')}: {result.get('message')}")
 
@@ -251,14 +271,25 @@ class DirectoryClient:
         return VerifyReport(round_trip_ms=rtt, clock_skew_seconds=skew, dc_time=dc_time)
 
 
-_clients: dict[tuple, DirectoryClient] = {}
+def _unbind(conn: Connection) -> None:
+    try:
+        conn.unbind()
+    except (LDAPException, OSError):
+        pass
+
+
+_clients: dict[int, DirectoryClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(settings: LDAPSettings) -> DirectoryClient:
-    """One kept connection per AD server configuration and process (settings changes open a new one)."""
+def client_for(server_id: int, settings: LDAPSettings) -> DirectoryClient:
+    """The kept connections of one AD server (by its row id) in this process; new ones, and the old
+    closed, when an admin changed its settings."""
     with _clients_lock:
-        client = _clients.get(tuple(vars(settings).values()))
-        if client is None:
-            client = _clients[tuple(vars(settings).values())] = DirectoryClient(settings)
-        return client
+        client = _clients.get(server_id)
+        if client is not None and client.settings == settings:
+            return client
+        _clients[server_id] = DirectoryClient(settings)
+    if client is not None:
+        client.close()
+    return _clients[server_id]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator
 from django.db import models, transaction
 
-from autoenroll.server.tenants.models import Customer
+from autoenroll.server.tenants.models import ConfigurationQuerySet, Customer
 from autoenroll.server.utils.fields import EncryptedTextField
 
 from .ldap import LDAPSettings
@@ -42,6 +42,8 @@ class ADServer(models.Model):
     login_password = EncryptedTextField(help_text="Stored encrypted; never shown again.")
     is_default = models.BooleanField(default=False, verbose_name="Set as default")
     setup_by_operator = models.BooleanField(default=False, verbose_name="Setup by operator")
+
+    objects = ConfigurationQuerySet.as_manager()
 
     class Meta:
         ordering = ["customer", "domain", "address"]

@@ -24,7 +24,7 @@ def publish(person: Person, add_pem: str | None = None, remove_pem: str | None =
     if not person.customer.publish_to_ad or person.ad_server is None or not person.dn:
         return False
     try:
-        client_for(person.ad_server.ldap_settings()).publish_certificates(
+        client_for(person.ad_server_id, person.ad_server.ldap_settings()).publish_certificates(
             person.dn,
             add=[_der(add_pem)] if add_pem else [],
             remove=[_der(remove_pem)] if remove_pem else [],

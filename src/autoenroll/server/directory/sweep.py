@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass, field
 
 from autoenroll.protocol import EnrollmentError
-from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.enrollment.events import record_error
 
 from .models import Person
@@ -50,8 +50,8 @@ def sweep(persons=None) -> SweepReport:
             report.left.append(person.principal)
             Person.objects.filter(pk=person.pk).update(enabled=False)
             certificates = Certificate.objects.valid().filter(person=person)
-            report.revoked += authority.revoke_many(
-                certificates, RevocationReason.AFFILIATION_CHANGED, by="directory sweep"
+            report.revoked += len(
+                lifecycle.revoke(certificates, RevocationReason.AFFILIATION_CHANGED, by="directory sweep")
             )
             record_error("revoke", person.principal, exc, customer=person.customer, person=person)
             log.info("%s left AD (%s): certificates revoked", person.principal, exc.detail)

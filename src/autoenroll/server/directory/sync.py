@@ -6,6 +6,7 @@ The identity of every certificate comes from here, never from what a client send
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import DatabaseError
 from django.utils import timezone
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def read_user(server: ADServer, principal: str) -> DirectoryUser:
     """The AD user behind `principal`; error 13 when AD cannot answer, 17 when there is no such user."""
-    client = client_for(server.ldap_settings())
+    client = client_for(server.pk, server.ldap_settings())
     try:
         user = client.find_user(principal)
     except DirectoryError as exc:
@@ -33,24 +34,48 @@ def read_user(server: ADServer, principal: str) -> DirectoryUser:
     return user
 
 
+#: A person row whose AD attributes did not change is rewritten (for its `synced_at`) at most this often.
+QUIET_SYNC_WRITE = timedelta(minutes=5)
+
+
 def store_person(
-    customer: Customer, server: ADServer, principal: str, user: DirectoryUser, organization: Organization | None
+    customer: Customer,
+    server: ADServer,
+    principal: str,
+    user: DirectoryUser,
+    organization: Organization | None,
+    current: Person | None = None,
 ) -> Person:
-    """Keep the Person row in step with what AD said; error 14 when the row cannot be written."""
+    """Keep the Person row in step with what AD said; error 14 when the row cannot be written.
+
+    With `current` (the row as just read, locked), nothing is written when AD said nothing new and the
+    row was synced less than QUIET_SYNC_WRITE ago: a logon storm then costs no person writes."""
+    fields = {
+        "ad_server_id": server.pk,
+        "organization_id": organization.pk if organization else None,
+        "sam_account_name": user.sam_account_name,
+        "mail": user.mail,
+        "cn": user.cn,
+        "dn": user.dn,
+        "enabled": user.enabled,
+    }
+    now = timezone.now()
+    if current is not None:
+        changed = {k: v for k, v in fields.items() if getattr(current, k) != v}
+        if changed or current.synced_at is None or now - current.synced_at > QUIET_SYNC_WRITE:
+            try:
+                Person.objects.filter(pk=current.pk).update(**changed, synced_at=now)
+            except DatabaseError as exc:
+                raise EnrollmentError(14, f"cannot store person {principal}: {exc}") from None
+            for k, v in changed.items():
+                setattr(current, k, v)
+            current.synced_at = now
+        return current
     try:
         person, _ = Person.objects.update_or_create(
             customer=customer,
             principal=principal,
-            defaults={
-                "ad_server": server,
-                "organization": organization,
-                "sam_account_name": user.sam_account_name,
-                "mail": user.mail,
-                "cn": user.cn,
-                "dn": user.dn,
-                "enabled": user.enabled,
-                "synced_at": timezone.now(),
-            },
+            defaults={**fields, "synced_at": now},
         )
     except DatabaseError as exc:
         raise EnrollmentError(14, f"cannot store person {principal}: {exc}") from None

@@ -1,11 +1,13 @@
-"""The enrollment service (what the agent's `requestpath` points at): sync, enroll, poll, status.
+"""The enrollment service (what the agent's `requestpath` points at).
 
-Every call is authenticated with HTTP Negotiate; the Kerberos principal is the caller's identity.
+`logon` does a whole logon in one call (sync, checks, issuance) and `logon/status` confirms the
+installation with the status token of the logon's answer; sync, enroll, requests/{id} and status are
+the older agents' three calls. Every call but `logon/status` is authenticated with HTTP Negotiate;
+the Kerberos principal is the caller's identity.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 
 from django.http import HttpRequest, HttpResponse
@@ -14,7 +16,7 @@ from ninja.security.base import AuthBase
 
 from autoenroll.server.kerberos import spnego
 
-from . import pipeline
+from . import configuration, pipeline
 
 log = logging.getLogger("autoenroll.enrollment")
 
@@ -27,15 +29,10 @@ class NegotiateAuth(AuthBase):
 
     def __call__(self, request: HttpRequest):
         try:
-            negotiated = spnego.authenticate(request)
+            return spnego.negotiate(request, list(configuration.current().realms))
         except spnego.NegotiateError as exc:
             request.negotiate_error = exc
-            spnego.log_failure(request, exc)
             return None
-        request.kerberos_principal = negotiated.principal
-        request.kerberos_realm = negotiated.realm
-        request.negotiate_response_token = negotiated.response_token
-        return negotiated
 
 
 router = Router(auth=NegotiateAuth(), tags=["enrollment"])
@@ -79,7 +76,23 @@ class EnrollOut(Schema):
     certificate: str | None = None
     chain: str | None = None
     serial: str | None = None
+    status_token: str | None = None
     retry_after: int | None = None
+
+
+class LogonIn(EnrollIn):
+    domainname: str | None = None
+
+
+class LogonOut(SyncOut, EnrollOut):
+    request_id: str | None = None
+
+
+class LogonStatusIn(Schema):
+    status_token: str
+    status: str | None = None
+    serial: str | None = None
+    replaced_serial: str | None = None
 
 
 class StatusIn(Schema):
@@ -95,9 +108,7 @@ class StatusOut(Schema):
 
 
 def _caller(request: HttpRequest, response: HttpResponse) -> pipeline.Caller:
-    token = getattr(request, "negotiate_response_token", None)
-    if token:
-        response["WWW-Authenticate"] = "Negotiate " + base64.b64encode(token).decode("ascii")
+    spnego.mutual_auth(response, request.negotiated)
     return pipeline.Caller(
         principal=request.kerberos_principal,
         realm=request.kerberos_realm,
@@ -126,4 +137,27 @@ def poll(request: HttpRequest, response: HttpResponse, request_id: str):
 @router.post("/status", response={200: StatusOut, **ERRORS}, summary="Report installed/failed; revokes the replaced")
 def status(request: HttpRequest, response: HttpResponse, body: StatusIn):
     revoked = pipeline.report_status(_caller(request, response), body.dict())
+    return {"status": "ok", "revoked_serial": revoked.serial if revoked else None}
+
+
+@router.post(
+    "/logon", response={200: LogonOut, **ERRORS}, summary="One call per logon: sync, check the CSR against AD, issue"
+)
+def logon(request: HttpRequest, response: HttpResponse, body: LogonIn):
+    return pipeline.logon(_caller(request, response), body.dict()).as_dict()
+
+
+@router.post(
+    "/logon/status",
+    auth=None,
+    response={200: StatusOut, **ERRORS},
+    summary="Report installed/failed with the logon answer's status token; revokes the replaced",
+)
+def logon_status(request: HttpRequest, body: LogonStatusIn):
+    data = body.dict()
+    try:
+        revoked = pipeline.report_with_token(data.pop("status_token"), data, request.META.get("REMOTE_ADDR"))
+    except pipeline.BadStatusToken as exc:
+        log.warning("status report refused: %s (client %s)", exc, request.META.get("REMOTE_ADDR"))
+        return spnego.unauthorized()
     return {"status": "ok", "revoked_serial": revoked.serial if revoked else None}

@@ -78,8 +78,9 @@ class EnrollmentRequest(models.Model):
     organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     csr_pem = models.TextField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    certificate = models.OneToOneField(
-        Certificate, null=True, blank=True, on_delete=models.SET_NULL, related_name="enrollment_request"
+    # A foreign key, not one-to-one: the same key sent again is answered with the certificate it already has.
+    certificate = models.ForeignKey(
+        Certificate, null=True, blank=True, on_delete=models.SET_NULL, related_name="enrollment_requests"
     )
     error_code = models.PositiveSmallIntegerField(null=True, blank=True)
     decided_by = models.CharField(max_length=200, blank=True)

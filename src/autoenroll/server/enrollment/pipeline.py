@@ -1,33 +1,39 @@
-"""The enrollment pipeline: sync -> enroll -> status, with the guide's decisions and numbered errors.
+"""The enrollment pipeline: the guide's decisions and numbered errors, for every way of asking.
 
-Plain functions over models, no web layer: the views (and the MS-WSTEP service) call them with the
-Kerberos principal that authenticated the request. The identity that ends up in a certificate is
-the one AD holds for that principal, never what the request claims.
+Plain functions over models, no web layer. The views (the agent's one-call `logon` and its older
+sync -> enroll -> status, and the MS-WSTEP service) call them with the Kerberos principal that
+authenticated the request. The identity that ends up in a certificate is the one AD holds for that
+principal, never what the request claims. Configuration comes from memory (`configuration.current`);
+issuing, superseding and revoking go through `lifecycle`.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.core import signing
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from autoenroll import pki
 from autoenroll.protocol import EnrollmentError
 from autoenroll.protocol import messages as msg
+from autoenroll.protocol.principals import user_principal
 from autoenroll.server.certificates import authority
-from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory.ldap import DirectoryUser
 from autoenroll.server.directory.models import ADServer, Person
-from autoenroll.server.directory.publication import publish
 from autoenroll.server.directory.sync import read_user, store_person
 from autoenroll.server.kerberos.models import KerberosRealm
-from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
+from autoenroll.server.tenants.models import Customer, Organization
 
+from . import configuration, lifecycle
+from .configuration import Configuration
 from .events import record_error, record_success
 from .models import EnrollmentEvent, EnrollmentRequest
 
@@ -35,6 +41,10 @@ log = logging.getLogger("autoenroll.enrollment")
 
 # A person must have been synced this recently for enroll: sync and enroll belong to one logon.
 SYNC_MAX_AGE = timedelta(minutes=15)
+#: How long the status token of a logon answer lets the agent report the installation.
+STATUS_TOKEN_SECONDS = 3600
+STATUS_TOKEN_SALT = "autoenroll.enrollment.status"
+RETRY_AFTER_SECONDS = 5
 Step = EnrollmentEvent.Step
 
 
@@ -65,7 +75,7 @@ class SyncResult:
 
 
 class _Audit:
-    """Collects what a step resolved so that every outcome is recorded with it."""
+    """Collects what a step resolved so that every refusal is recorded with it (after any rollback)."""
 
     def __init__(self, step: str, caller: Caller) -> None:
         self.step, self.caller, self.refs = step, caller, {}
@@ -88,19 +98,21 @@ def _text(value) -> str:
 
 
 def _principal(caller: Caller) -> tuple[str, str]:
-    """(name, realm) of the authenticated principal; error 27 when there is none."""
-    name, at, realm = caller.principal.partition("@")
-    if not name or not at or not realm or "/" in name or name.endswith("$"):
-        # services (HTTP/host) and computer accounts (WS1$) hold tickets too, but are not mail users
-        raise EnrollmentError(27, f"not a user principal: {caller.principal!r}")
-    return name, realm
+    """(name, realm) of the authenticated principal; error 27 when it is not a mail user's."""
+    try:
+        return user_principal(caller.principal)
+    except ValueError as exc:
+        raise EnrollmentError(27, str(exc)) from None
 
 
-def _customer(data: dict, caller: Caller, audit: _Audit) -> Customer:
+# --- resolving customer, organization and AD server (errors 1-12, 20, 27) --------------------------
+
+
+def _customer(conf: Configuration, data: dict, caller: Caller, audit: _Audit) -> Customer:
     uri = _text(data.get("customeruri"))
     if not uri:
         raise EnrollmentError(1)
-    customer = Customer.objects.filter(uri=uri).first()
+    customer = conf.customers.get(uri)
     if customer is None:
         raise EnrollmentError(2, f"customeruri {uri!r}")
     audit.refs["customer"] = customer
@@ -112,14 +124,14 @@ def _customer(data: dict, caller: Caller, audit: _Audit) -> Customer:
     return customer
 
 
-def _organization(data: dict, customer: Customer, audit: _Audit) -> Organization | None:
+def _organization(conf: Configuration, data: dict, customer: Customer, audit: _Audit) -> Organization | None:
     raw = data.get("orgid")
     if raw in (None, ""):
         return None
     text = str(raw).strip()
-    if not text.isdigit():
-        raise EnrollmentError(6, f"orgid {raw!r}")
-    org = Organization.objects.select_related("ad_server").filter(pk=int(text)).first()
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):  # "²" and "١" are digits to Python
+        raise EnrollmentError(6, f"orgid {str(raw)[:40]!r}")
+    org = conf.organizations.get(int(text))
     if org is None:
         raise EnrollmentError(7, f"orgid {text}")
     if org.customer_id != customer.pk or org.deleted:
@@ -128,9 +140,9 @@ def _organization(data: dict, customer: Customer, audit: _Audit) -> Organization
     return org
 
 
-def _ad_server(customer: Customer, org: Organization | None, windows_domain: str) -> ADServer:
+def _ad_server(conf: Configuration, customer: Customer, org: Organization | None, windows_domain: str) -> ADServer:
     """The organization's AD server, else the customer's default; or the one for the user's domain."""
-    servers = list(customer.ad_servers.all())
+    servers = conf.ad_servers.get(customer.pk, ())
     if not servers:
         raise EnrollmentError(9, f"customer {customer} has no AD server")
     if org is not None:
@@ -146,76 +158,109 @@ def _ad_server(customer: Customer, org: Organization | None, windows_domain: str
     return next((s for s in matching if s.is_default), matching[0])
 
 
-def _suitable_organization(customer: Customer, server: ADServer, mail_domain: str) -> Organization:
+def _suitable_organization(conf: Configuration, customer: Customer, server: ADServer, domain: str) -> Organization:
     """Without an orgid: the live organization bound to this AD server (or to none, when the server is
     the default) that holds the user's mail domain."""
-    orgs = Organization.objects.filter(customer=customer, deleted=False).prefetch_related("domains")
-    bound = orgs.filter(ad_server=server)
-    if server.is_default:
-        bound = bound | orgs.filter(ad_server__isnull=True)
-    for org in bound.order_by("pk"):
-        if any(d.name == mail_domain for d in org.domains.all()):
+    for org in conf.organizations.values():  # in pk order
+        if org.customer_id != customer.pk or org.deleted:
+            continue
+        bound = org.ad_server_id == server.pk or (org.ad_server_id is None and server.is_default)
+        if bound and domain in conf.organization_domains[org.pk]:
             return org
-    raise EnrollmentError(11, f"no organization of {customer} on AD server {server} holds {mail_domain}")
+    raise EnrollmentError(11, f"no organization of {customer} on AD server {server} holds {domain}")
 
 
-def _check_mail_domain(customer: Customer, mail: str, org: Organization | None) -> None:
-    domain_name = mail.rpartition("@")[2].lower()
-    domain = EmailDomain.objects.filter(customer=customer, name=domain_name).first()
-    if domain is None:
-        raise EnrollmentError(4, f"{domain_name} is not a domain of {customer}")
+def _check_mail_domain(conf: Configuration, customer: Customer, mail: str, org: Organization | None) -> None:
+    name = mail.rpartition("@")[2].lower()
+    domain = conf.domains.get(name)
+    if domain is None or domain.customer_id != customer.pk:
+        raise EnrollmentError(4, f"{name} is not a domain of {customer}")
     if not domain.authorized:
-        raise EnrollmentError(5, f"{domain_name} is not authorized")
-    if org is not None and not org.domains.filter(pk=domain.pk).exists():
-        raise EnrollmentError(8, f"organization {org.pk} does not hold {domain_name}")
+        raise EnrollmentError(5, f"{name} is not authorized")
+    if org is not None and name not in conf.organization_domains.get(org.pk, ()):
+        raise EnrollmentError(8, f"organization {org.pk} does not hold {name}")
 
 
-# --- sync ------------------------------------------------------------------------------------
+@dataclass
+class _Directory:
+    """What AD said about the caller, and where that put them."""
+
+    customer: Customer
+    organization: Organization | None
+    ad_server: ADServer
+    user: DirectoryUser
+
+
+def _ask_directory(conf: Configuration, caller: Caller, data: dict, audit: _Audit) -> _Directory:
+    """Resolve customer, organization and AD server, read the user from AD and apply the mail rules."""
+    customer = _customer(conf, data, caller, audit)
+    _, realm_name = _principal(caller)
+    windows_domain = realm_name.lower()
+    claimed_domain = _text(data.get("domainname")).lower()
+    org = _organization(conf, data, customer, audit)
+    server = _ad_server(conf, customer, org, windows_domain)
+    if claimed_domain and claimed_domain != server.domain:
+        raise EnrollmentError(10, f"domainname {claimed_domain} != AD server domain {server.domain}")
+    user = read_user(server, caller.principal)
+    claimed_mail = _text(data.get("email")).lower()
+    if user.mail:
+        _check_mail_domain(conf, customer, user.mail, org)
+        if org is None:
+            org = _suitable_organization(conf, customer, server, user.mail.rpartition("@")[2].lower())
+            audit.refs["organization"] = org
+        if claimed_mail and claimed_mail != user.mail.lower():
+            raise EnrollmentError(18, f"request says {claimed_mail}, AD says {user.mail}")
+    elif claimed_mail:
+        raise EnrollmentError(16, f"AD holds no mail for {caller.principal}, request says {claimed_mail}")
+    return _Directory(customer, org, server, user)
+
+
+# --- sync --------------------------------------------------------------------------------------------
 
 
 def sync(caller: Caller, data: dict) -> SyncResult:
     """Resolve customer, organization and AD server, read the user from AD and store the person."""
     with _Audit(Step.SYNC, caller) as audit:
-        customer = _customer(data, caller, audit)
-        _, realm_name = _principal(caller)
-        windows_domain = realm_name.lower()
-        claimed_domain = _text(data.get("domainname")).lower()
-        org = _organization(data, customer, audit)
-        server = _ad_server(customer, org, windows_domain)
-        if claimed_domain and claimed_domain != server.domain:
-            raise EnrollmentError(10, f"domainname {claimed_domain} != AD server domain {server.domain}")
-        user = read_user(server, caller.principal)
-        claimed_mail = _text(data.get("email")).lower()
-        if user.mail:
-            _check_mail_domain(customer, user.mail, org)
-            if org is None:
-                org = _suitable_organization(customer, server, user.mail.rpartition("@")[2].lower())
-                audit.refs["organization"] = org
-            if claimed_mail and claimed_mail != user.mail.lower():
-                raise EnrollmentError(18, f"request says {claimed_mail}, AD says {user.mail}")
-        elif claimed_mail:
-            raise EnrollmentError(16, f"AD holds no mail for {caller.principal}, request says {claimed_mail}")
-        person = store_person(customer, server, caller.principal, user, org)
+        found = _ask_directory(configuration.current(), caller, data, audit)
+        person = store_person(found.customer, found.ad_server, caller.principal, found.user, found.organization)
         audit.success(person=person)
-        return SyncResult(customer, org, server, person)
+        return SyncResult(found.customer, found.organization, found.ad_server, person)
 
 
-# --- enroll ----------------------------------------------------------------------------------
+# --- the CSR (errors 15, 18, 19, 29) -----------------------------------------------------------------
 
 
-def _csr_identity_check(csr: x509.CertificateSigningRequest, person: Person) -> None:
-    """Refuse a CSR that asks for another identity (18/19) or for more than an S/MIME certificate (15)."""
-    mail = person.mail.lower()
+def _parse_csr(csr_text) -> tuple[x509.CertificateSigningRequest, pki.PublicKey]:
+    if not isinstance(csr_text, str) or not csr_text.strip():
+        raise EnrollmentError(29)
+    try:
+        public_key = pki.public_key_from_csr(csr_text.encode())
+        return x509.load_pem_x509_csr(csr_text.encode()), public_key
+    except (pki.InvalidCSR, pki.PKIError, ValueError) as exc:
+        raise EnrollmentError(15, str(exc)) from None
+
+
+def _csr_identity_check(csr: x509.CertificateSigningRequest, mail: str, cn: str, sam_account_name: str) -> None:
+    """Refuse a CSR that asks for another identity (18/19) or for more than an S/MIME certificate (15);
+    one whose subject or extensions cannot be read is an invalid CSR (15), not a crash."""
+    try:
+        _check_identity(csr, mail, cn, sam_account_name)
+    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        raise EnrollmentError(15, f"unreadable CSR content: {type(exc).__name__}: {exc}") from None
+
+
+def _check_identity(csr: x509.CertificateSigningRequest, mail: str, cn: str, sam_account_name: str) -> None:
+    shown, mail = mail, mail.lower()
     for attr in csr.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
         if str(attr.value).lower() != mail:
-            raise EnrollmentError(18, f"CSR emailAddress {attr.value} != AD mail {person.mail}")
+            raise EnrollmentError(18, f"CSR emailAddress {attr.value} != AD mail {shown}")
     for attr in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         value = str(attr.value)
         if "@" in value:
             if value.lower() != mail:
-                raise EnrollmentError(18, f"CSR CN {value} != AD mail {person.mail}")
-        elif value.lower() not in {person.cn.lower(), person.sam_account_name.lower()}:
-            raise EnrollmentError(19, f"CSR CN {value!r} != AD CN {person.cn!r}")
+                raise EnrollmentError(18, f"CSR CN {value} != AD mail {shown}")
+        elif value.lower() not in {cn.lower(), sam_account_name.lower()}:
+            raise EnrollmentError(19, f"CSR CN {value!r} != AD CN {cn!r}")
     for ext in csr.extensions:
         value = ext.value
         if isinstance(value, x509.SubjectAlternativeName):
@@ -223,7 +268,7 @@ def _csr_identity_check(csr: x509.CertificateSigningRequest, person: Person) -> 
                 if not isinstance(name, x509.RFC822Name):
                     raise EnrollmentError(15, f"CSR asks for a {type(name).__name__} subject alternative name")
                 if name.value.lower() != mail:
-                    raise EnrollmentError(18, f"CSR asks for {name.value}, AD mail is {person.mail}")
+                    raise EnrollmentError(18, f"CSR asks for {name.value}, AD mail is {shown}")
         elif isinstance(value, x509.BasicConstraints) and value.ca:
             raise EnrollmentError(15, "CSR asks for a CA certificate")
         elif isinstance(value, x509.ExtendedKeyUsage):
@@ -232,12 +277,107 @@ def _csr_identity_check(csr: x509.CertificateSigningRequest, person: Person) -> 
                 raise EnrollmentError(15, f"CSR asks for extended key usages {', '.join(extra)}")
 
 
-def _synced_person(customer: Customer, caller: Caller) -> Person:
-    person = (
-        Person.objects.select_related("customer", "ad_server", "organization")
-        .filter(customer=customer, principal=caller.principal)
-        .first()
+# --- logon: everything in one call -------------------------------------------------------------------
+
+
+@dataclass
+class Logon:
+    """The answer to a logon: where AD put the user, and the certificate or the pending request."""
+
+    customer: Customer
+    organization: Organization | None
+    person: Person
+    certificate: Certificate | None = None
+    request: EnrollmentRequest | None = None
+
+    def as_dict(self) -> dict:
+        answer = {
+            "principal": self.person.principal,
+            "email": self.person.mail,
+            "cn": self.person.cn,
+            "orgid": str(self.organization.pk) if self.organization else None,
+            "customeruri": self.customer.uri,
+        }
+        if self.certificate is not None:
+            answer.update(_issued(self.certificate, self.person))
+        else:
+            answer.update(_pending(self.request))
+        return answer
+
+
+def logon(caller: Caller, data: dict) -> Logon:
+    """One authenticated call per logon: sync, the identity checks and issuance, in one transaction.
+
+    Serialised per person (the person's row is locked while the certificate is made); the same key sent
+    again gets the same certificate back, so a retry after a lost answer converges."""
+    conf = configuration.current()
+    with _Audit(Step.SYNC, caller) as audit:
+        found = _ask_directory(conf, caller, data, audit)
+        user = found.user
+        if not user.mail:
+            raise EnrollmentError(16, f"AD holds no mail for {caller.principal}")
+        audit.step = Step.ENROLL
+        claimed_cn = _text(data.get("cn"))
+        if claimed_cn and claimed_cn.lower() != user.cn.lower():
+            raise EnrollmentError(19, f"request says CN {claimed_cn!r}, AD says {user.cn!r}")
+        csr, public_key = _parse_csr(data.get("csr"))
+        _csr_identity_check(csr, user.mail, user.cn, user.sam_account_name)
+        key_hash = authority.key_sha256(public_key)
+        customer, org = found.customer, found.organization
+        try:
+            with transaction.atomic():
+                person = lifecycle.locked_person(customer.pk, caller.principal, key_hash)
+                if person is None:  # the first logon ever: store, then lock like any other
+                    store_person(customer, found.ad_server, caller.principal, user, org)
+                    person = lifecycle.locked_person(customer.pk, caller.principal, key_hash)
+                else:  # (a refusal is recorded after the rollback: only a person that was there before)
+                    store_person(customer, found.ad_server, caller.principal, user, org, current=person)
+                    audit.refs["person"] = person
+                person.customer, person.ad_server, person.organization = customer, found.ad_server, org
+                if customer.require_approval:
+                    request = _hold(caller, person, org, csr_text=data["csr"])
+                    return Logon(customer, org, person, request=request)
+                issued = lifecycle.issue(
+                    person, public_key, csr_pem=_pem(data["csr"]), ca=conf.issuing_ca, remote_addr=caller.remote_addr
+                )
+        except DatabaseError as exc:
+            raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
+        return Logon(customer, org, person, certificate=issued.certificate)
+
+
+def _pem(text: str) -> str:
+    return text.strip() + "\n"
+
+
+def _hold(caller: Caller, person: Person, org: Organization | None, csr_text: str, template=None) -> EnrollmentRequest:
+    """A customer that requires approval: the request waits, and says so in the log."""
+    request = EnrollmentRequest.objects.create(
+        customer=person.customer,
+        person=person,
+        organization=org,
+        csr_pem=_pem(csr_text),
+        template_oid=template.template_id.dotted_string if template else "",
+        template_major_version=(template.major_version or 0) if template else 0,
+        template_minor_version=(template.minor_version or 0) if template else 0,
     )
+    EnrollmentEvent.objects.create(
+        step=Step.ENROLL,
+        outcome=EnrollmentEvent.Outcome.PENDING,
+        principal=caller.principal,
+        customer=person.customer,
+        organization=org,
+        person=person,
+        remote_addr=caller.remote_addr,
+        message="waiting for approval",
+    )
+    return request
+
+
+# --- enroll (the three-call protocol and MS-WSTEP) ---------------------------------------------------
+
+
+def _synced_person(customer: Customer, caller: Caller) -> Person:
+    person = Person.objects.filter(customer=customer, principal=caller.principal).first()
     if person is None:
         other = Person.objects.filter(principal=caller.principal).exclude(customer=customer).exists()
         if other:
@@ -248,17 +388,23 @@ def _synced_person(customer: Customer, caller: Caller) -> Person:
     return person
 
 
-def enroll(caller: Caller, data: dict, template: x509.MSCertificateTemplate | None = None) -> EnrollmentRequest:
-    """Check the CSR against the synced person and issue (or hold it for approval). `template` is the
-    Windows certificate template to name in the certificate (CES requests only; never from the JSON)."""
+def enroll(
+    caller: Caller,
+    data: dict,
+    template: x509.MSCertificateTemplate | None = None,
+    replaces: Certificate | None = None,
+) -> EnrollmentRequest:
+    """Check the CSR against the person synced moments ago and issue (or hold it for approval).
+    `template` is the Windows certificate template to name in the certificate and `replaces` the
+    certificate a Windows renewal was signed with (MS-WSTEP only; never from the JSON)."""
+    conf = configuration.current()
     with _Audit(Step.ENROLL, caller) as audit:
-        customer = _customer(data, caller, audit)
-        org = _organization(data, customer, audit)
+        customer = _customer(conf, data, caller, audit)
+        org = _organization(conf, data, customer, audit)
         claimed_mail = _text(data.get("email")).lower()
         if not claimed_mail:
             raise EnrollmentError(26)
-        csr_text = data.get("csr")
-        if not isinstance(csr_text, str) or not csr_text.strip():
+        if not isinstance(data.get("csr"), str) or not data["csr"].strip():
             raise EnrollmentError(29)
         person = _synced_person(customer, caller)
         audit.refs["person"] = person
@@ -271,108 +417,41 @@ def enroll(caller: Caller, data: dict, template: x509.MSCertificateTemplate | No
         claimed_cn = _text(data.get("cn"))
         if claimed_cn and claimed_cn.lower() != person.cn.lower():
             raise EnrollmentError(19, f"request says CN {claimed_cn!r}, AD says {person.cn!r}")
-        org = org or person.organization
+        org = org or (conf.organizations.get(person.organization_id) if person.organization_id else None)
         if org is not None:
-            _check_mail_domain(customer, person.mail, org)
+            _check_mail_domain(conf, customer, person.mail, org)
+        csr, public_key = _parse_csr(data["csr"])
+        _csr_identity_check(csr, person.mail, person.cn, person.sam_account_name)
         try:
-            public_key = pki.public_key_from_csr(csr_text.encode())
-            csr = x509.load_pem_x509_csr(csr_text.encode())
-        except (pki.InvalidCSR, pki.PKIError, ValueError) as exc:
-            raise EnrollmentError(15, str(exc)) from None
-        _csr_identity_check(csr, person)
-        request = EnrollmentRequest.objects.create(
-            customer=customer,
-            person=person,
-            organization=org,
-            csr_pem=csr_text.strip() + "\n",
-            template_oid=template.template_id.dotted_string if template else "",
-            template_major_version=(template.major_version or 0) if template else 0,
-            template_minor_version=(template.minor_version or 0) if template else 0,
-        )
-        if customer.require_approval:
-            _record_pending(caller, request)
-            return request
-        _issue(request, public_key)
-        audit.success(person=person, certificate=request.certificate)
-        publish(person, add_pem=request.certificate.pem)
+            with transaction.atomic():
+                locked = lifecycle.locked_person(customer.pk, caller.principal, authority.key_sha256(public_key))
+                locked.customer, locked.organization = customer, org
+                locked.ad_server = conf.ad_server(person.ad_server_id)
+                if customer.require_approval:
+                    return _hold(caller, locked, org, data["csr"], template)
+                issued = lifecycle.issue(
+                    locked,
+                    public_key,
+                    csr_pem=_pem(data["csr"]),
+                    ca=conf.issuing_ca,
+                    template=template,
+                    replaces=replaces,
+                    remote_addr=caller.remote_addr,
+                )
+                request = EnrollmentRequest.objects.create(
+                    customer=customer,
+                    person=locked,
+                    organization=org,
+                    csr_pem=_pem(data["csr"]),
+                    status=EnrollmentRequest.Status.ISSUED,
+                    certificate=issued.certificate,
+                    template_oid=template.template_id.dotted_string if template else "",
+                    template_major_version=(template.major_version or 0) if template else 0,
+                    template_minor_version=(template.minor_version or 0) if template else 0,
+                )
+        except DatabaseError as exc:
+            raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
         return request
-
-
-def _record_pending(caller: Caller, request: EnrollmentRequest) -> None:
-    EnrollmentEvent.objects.create(
-        step=Step.ENROLL,
-        outcome=EnrollmentEvent.Outcome.PENDING,
-        principal=caller.principal,
-        customer=request.customer,
-        organization=request.organization,
-        person=request.person,
-        remote_addr=caller.remote_addr,
-        message="waiting for approval",
-    )
-
-
-def _issue(request: EnrollmentRequest, public_key) -> None:
-    """Sign and record in one transaction: a certificate that leaves the server is in the database."""
-    try:
-        with transaction.atomic():
-            cert = authority.issue_smime(
-                settings.CONFIG,
-                public_key,
-                request.person.mail,
-                person=request.person,
-                csr_pem=request.csr_pem,
-                template=request.template,
-            )
-            request.certificate = cert
-            request.status = EnrollmentRequest.Status.ISSUED
-            request.save(update_fields=["certificate", "status", "updated"])
-    except (authority.CAError, pki.PKIError) as exc:
-        _fail(request, 25)
-        raise EnrollmentError(25, f"CA: {exc}") from None
-    except (DatabaseError, IntegrityError, ValueError) as exc:
-        _fail(request, 30)
-        raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
-
-
-def _fail(request: EnrollmentRequest, code: int) -> None:
-    try:
-        EnrollmentRequest.objects.filter(pk=request.pk).update(status=EnrollmentRequest.Status.FAILED, error_code=code)
-    except DatabaseError:
-        log.exception("cannot mark request %s failed", request.pk)
-
-
-def approve(request: EnrollmentRequest, approved_by: str) -> EnrollmentRequest:
-    """An administrator lets a pending request through; the agent's next poll collects it."""
-    if request.status != EnrollmentRequest.Status.PENDING:
-        raise ValueError(f"request {request.pk} is {request.status}, not pending")
-    request.decided_by = approved_by
-    request.save(update_fields=["decided_by", "updated"])
-    public_key = pki.public_key_from_csr(request.csr_pem.encode())
-    caller = Caller(principal=request.person.principal)
-    with _Audit(Step.ENROLL, caller) as audit:
-        audit.refs.update(customer=request.customer, person=request.person)
-        _issue(request, public_key)
-        audit.success(certificate=request.certificate)
-    publish(request.person, add_pem=request.certificate.pem)
-    return request
-
-
-def reject(request: EnrollmentRequest, rejected_by: str) -> EnrollmentRequest:
-    """An administrator refuses a pending request; the agent's next poll answers error 25."""
-    updated = EnrollmentRequest.objects.filter(pk=request.pk, status=EnrollmentRequest.Status.PENDING).update(
-        status=EnrollmentRequest.Status.REJECTED, decided_by=rejected_by, error_code=25
-    )
-    if not updated:
-        raise ValueError(f"request {request.pk} is {request.status}, not pending")
-    request.refresh_from_db()
-    record_error(
-        Step.ENROLL,
-        request.person.principal,
-        EnrollmentError(25, f"request {request.pk} rejected by {rejected_by}"),
-        customer=request.customer,
-        person=request.person,
-    )
-    return request
 
 
 def poll(caller: Caller, request_id: str) -> EnrollmentRequest:
@@ -393,8 +472,6 @@ def poll(caller: Caller, request_id: str) -> EnrollmentRequest:
 
 
 def _is_uuid(value: str) -> bool:
-    import uuid
-
     try:
         uuid.UUID(str(value))
     except ValueError:
@@ -402,68 +479,107 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+def _issued(cert: Certificate, person: Person) -> dict:
+    return {
+        "status": msg.REQUEST_ISSUED,
+        "certificate": cert.pem,
+        "chain": authority.chain_pem(cert.ca),
+        "serial": cert.serial,
+        "status_token": status_token(person, cert),
+    }
+
+
+def _pending(request: EnrollmentRequest) -> dict:
+    return {"request_id": str(request.pk), "status": msg.REQUEST_PENDING, "retry_after": RETRY_AFTER_SECONDS}
+
+
 def request_answer(request: EnrollmentRequest) -> dict:
     """The enroll/poll answer: the certificate with its chain, or a pending marker."""
     if request.status == EnrollmentRequest.Status.ISSUED:
-        cert = request.certificate
-        return {
-            "request_id": str(request.pk),
-            "status": msg.REQUEST_ISSUED,
-            "certificate": cert.pem,
-            "chain": authority.chain_pem(cert.ca),
-            "serial": cert.serial,
-        }
-    return {"request_id": str(request.pk), "status": msg.REQUEST_PENDING, "retry_after": 5}
+        return {"request_id": str(request.pk), **_issued(request.certificate, request.person)}
+    return _pending(request)
 
 
-# --- status ----------------------------------------------------------------------------------
+# --- status: the agent installed (or failed to install) a certificate --------------------------------
+
+
+def status_token(person: Person, cert: Certificate) -> str:
+    """Lets the agent report the installation of `cert` without a second Kerberos authentication:
+    signed with the server's secret key, bound to the person and the serial, valid for an hour."""
+    return signing.dumps({"p": person.pk, "s": cert.serial}, salt=STATUS_TOKEN_SALT, compress=False)
+
+
+class BadStatusToken(Exception):
+    """The token is not one of ours, or too old: the agent falls back to the authenticated status call."""
+
+
+def report_with_token(token: str, data: dict, remote_addr: str | None = None) -> Certificate | None:
+    """`report_status` for the holder of a logon answer's status token."""
+    try:
+        claims = signing.loads(token, salt=STATUS_TOKEN_SALT, max_age=STATUS_TOKEN_SECONDS)
+        person_id, serial = int(claims["p"]), str(claims["s"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise BadStatusToken("invalid or expired status token") from None
+    person = Person.objects.select_related("customer", "ad_server").filter(pk=person_id).first()
+    if person is None:
+        raise BadStatusToken("the token's person no longer exists")
+    caller = Caller(principal=person.principal, remote_addr=remote_addr)
+    with _Audit(Step.STATUS, caller) as audit:
+        audit.refs.update(customer=person.customer, person=person)
+        if _text(data.get("serial")) and _serial(data.get("serial"), "serial") != serial:
+            raise EnrollmentError(24, f"the status token is for certificate {serial}, not {data.get('serial')}")
+        return _apply_report(caller, person, {**data, "serial": serial}, audit)
 
 
 def _serial(value, field: str) -> str:
-    text = _text(value).lower().removeprefix("0x").replace(":", "")
-    if not text or len(text) > 64 or any(c not in "0123456789abcdef" for c in text):
-        raise EnrollmentError(24, f"{field} {value!r} is not a hexadecimal serial number")
-    return text.lstrip("0") or "0"
+    try:
+        return pki.parse_serial(_text(value))
+    except ValueError as exc:
+        raise EnrollmentError(24, f"{field}: {exc}") from None
 
 
 def report_status(caller: Caller, data: dict) -> Certificate | None:
     """The agent says it installed (or failed to install) a certificate; on install with the
     certificate it replaces, that one is revoked as superseded. Returns the revoked certificate."""
+    conf = configuration.current()
     with _Audit(Step.STATUS, caller) as audit:
-        customer = _customer(data, caller, audit)
-        status = _text(data.get("status")).lower()
-        if status not in msg.REPORTED_STATUSES:
-            raise EnrollmentError(21, f"status {data.get('status')!r}")
+        customer = _customer(conf, data, caller, audit)
         person = Person.objects.filter(customer=customer, principal=caller.principal).first()
         if person is None:
             raise EnrollmentError(22, f"{caller.principal} is not a person of {customer}")
+        person.customer, person.ad_server = customer, conf.ad_server(person.ad_server_id)
         audit.refs["person"] = person
-        if status == msg.STATUS_FAILED:  # the agent could not install: its error 39, on the server's record too
-            failure = EnrollmentError(39, f"agent reports failure for serial {data.get('serial')!r}")
-            record_error(Step.STATUS, caller.principal, failure, remote_addr=caller.remote_addr, **audit.refs)
-            return None
-        serial = _serial(data.get("serial"), "serial")
-        mine = Certificate.objects.filter(person=person, profile=Certificate.Profile.SMIME)
-        installed = mine.valid().filter(serial=serial).first()
-        if installed is None:
-            raise EnrollmentError(24, f"no valid certificate {serial} of {caller.principal}")
-        revoked = None
-        if data.get("replaced_serial") not in (None, ""):
-            old_serial = _serial(data.get("replaced_serial"), "replaced_serial")
-            if old_serial == serial:
-                raise EnrollmentError(24, "replaced_serial is the installed certificate")
-            candidates = list(mine.filter(serial=old_serial, ca__in=[installed.ca]))
-            if len(candidates) != 1 or candidates[0].status != Certificate.Status.ISSUED:
-                raise EnrollmentError(24, f"{old_serial} is not a valid certificate of {caller.principal}")
-            revoked = candidates[0]
-        if revoked is not None:  # a transaction only when there is something to write (SQLite locks for it)
-            try:
-                with transaction.atomic():
-                    authority.revoke(revoked, RevocationReason.SUPERSEDED, by=f"renewal by {caller.principal}")
-                    Certificate.objects.filter(pk=installed.pk).update(replaces=revoked)
-            except DatabaseError as exc:
-                raise EnrollmentError(23, f"{type(exc).__name__}: {exc}") from None
-        audit.success(certificate=installed)
-        if revoked is not None:
-            publish(person, remove_pem=revoked.pem)
-        return revoked
+        return _apply_report(caller, person, data, audit)
+
+
+def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> Certificate | None:
+    """Idempotent: reporting the same installation again, or after the replaced certificate was
+    revoked already, is a success that changes nothing (a lost answer must not lock the agent out)."""
+    status = _text(data.get("status")).lower()
+    if status not in msg.REPORTED_STATUSES:
+        raise EnrollmentError(21, f"status {data.get('status')!r}")
+    if status == msg.STATUS_FAILED:  # the agent could not install: its error 39, on the server's record too
+        failure = EnrollmentError(39, f"agent reports failure for serial {data.get('serial')!r}")
+        record_error(Step.STATUS, caller.principal, failure, remote_addr=caller.remote_addr, **audit.refs)
+        return None
+    serial = _serial(data.get("serial"), "serial")
+    mine = Certificate.objects.filter(person=person, profile=Certificate.Profile.SMIME)
+    installed = mine.valid().filter(serial=serial).first()
+    if installed is None:
+        raise EnrollmentError(24, f"no valid certificate {serial} of {caller.principal}")
+    replaced = None
+    if data.get("replaced_serial") not in (None, ""):
+        old_serial = _serial(data.get("replaced_serial"), "replaced_serial")
+        if old_serial == serial:
+            raise EnrollmentError(24, "replaced_serial is the installed certificate")
+        replaced = mine.filter(serial=old_serial, ca_id=installed.ca_id).first()
+        if replaced is None:
+            raise EnrollmentError(24, f"{old_serial} is not a certificate of {caller.principal}")
+    try:
+        revoked = lifecycle.supersede(
+            installed, replaced, by=f"renewal by {caller.principal}", remote_addr=caller.remote_addr
+        )
+    except DatabaseError as exc:
+        raise EnrollmentError(23, f"{type(exc).__name__}: {exc}") from None
+    audit.success(certificate=installed)
+    return replaced if revoked else None

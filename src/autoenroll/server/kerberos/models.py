@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.validators import RegexValidator
 from django.db import models
 
-from autoenroll.server.tenants.models import Customer
+from autoenroll.server.tenants.models import ConfigurationQuerySet, Customer
 
 principal_validator = RegexValidator(
     r"^[^/@\s]+/[^/@\s]+@[^/@\s]+$", "A service principal such as HTTP/ccm.test.com@TEST.COM."
@@ -33,6 +33,8 @@ class KerberosRealm(models.Model):
         related_name="kerberos_realms",
         help_text="Customer whose users log on in this realm (for clients that do not name one).",
     )
+
+    objects = ConfigurationQuerySet.as_manager()
 
     class Meta:
         ordering = ["domain"]

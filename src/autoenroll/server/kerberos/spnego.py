@@ -7,7 +7,7 @@ ticket in the client's AP-REQ (its realm and service name travel in clear); when
 that way every realm's credentials are tried.
 
 Process-wide Kerberos settings (replay cache directory, clock skew) are made once at start-up by
-`kerberos_environment`, called from settings.py before any request thread exists.
+`kerberos_environment`, called by `serve` and `init` (`server.startup`) before any request thread exists.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 
+from autoenroll.protocol.principals import computer_principal, user_principal
 from autoenroll.server.kerberos import asn1
 from autoenroll.server.kerberos.keytab import KeytabError, read_keytab
 
-if TYPE_CHECKING:  # the model is imported lazily: settings.py imports this module before apps are ready
+if TYPE_CHECKING:  # the model is imported lazily: this module is imported before the apps are ready
     from autoenroll.server.kerberos.models import KerberosRealm
 
 logger = logging.getLogger("autoenroll.kerberos")
@@ -50,19 +51,22 @@ DEFAULT_CLOCKSKEW = 300
 #: A Negotiate header larger than this is refused unread (AD tickets with big PACs stay well below).
 MAX_TOKEN_CHARS = 64 * 1024
 
-KINDS = ("missing", "malformed", "replay", "skew", "unknown_spn", "no_realm", "other")
+KINDS = ("missing", "malformed", "replay", "skew", "bindings", "unknown_spn", "no_realm", "other")
 #: How each kind reads in the log line (operators grep for these words).
 KIND_LABELS = {
     "missing": "no Negotiate token",
     "malformed": "malformed token",
     "replay": "replayed ticket (replay cache hit)",
     "skew": "clock skew too great",
+    "bindings": "channel bindings mismatch",
     "unknown_spn": "unknown SPN",
     "no_realm": "no usable realm",
     "other": "refused",
 }
 # When several realms were tried, the most telling failure is reported.
-_PRIORITY = ("replay", "skew", "malformed", "other", "unknown_spn", "no_realm")
+_PRIORITY = ("replay", "skew", "bindings", "malformed", "other", "unknown_spn", "no_realm")
+#: Failures that any other realm's keytab would repeat (and a second try must not touch another replay cache).
+_FINAL = ("replay", "skew", "bindings", "malformed")
 
 
 class NegotiateError(Exception):
@@ -333,7 +337,7 @@ def accept_token(
             service = None
     except GSSError as exc:
         if "channel binding" in str(exc).lower():
-            raise NegotiateError("channel bindings do not match this server's TLS certificate", "other") from None
+            raise NegotiateError("channel bindings do not match this server's TLS certificate", "bindings") from None
         raise classify_gss_error(exc) from None
     if not complete:
         raise NegotiateError("the client's first token needs another round trip (no Kerberos token first)", "other")
@@ -341,9 +345,14 @@ def accept_token(
 
 
 def _check_initiator(principal: str, realm: KerberosRealm) -> None:
-    name, _, principal_realm = principal.rpartition("@")
-    if not name or "/" in name:
-        raise NegotiateError(f"initiator {principal} is not a user principal", "other")
+    """A person's or a computer's principal of the accepting realm (services are refused)."""
+    try:
+        _, principal_realm = user_principal(principal)
+    except ValueError:
+        try:
+            _, principal_realm = computer_principal(principal)
+        except ValueError as exc:
+            raise NegotiateError(f"initiator {principal}: {exc}", "other") from None
     if principal_realm.upper() != realm.realm.upper():
         raise NegotiateError(
             f"cross-realm principal {principal} refused by realm {realm.domain} ({realm.realm})", "other"
@@ -412,8 +421,8 @@ def authenticate(request: HttpRequest, realms: list[KerberosRealm] | None = None
             principal, out, accepted_service = accept_token(token, acceptor_credentials(realm), server_end_point())
         except NegotiateError as exc:
             failures.append(exc)
-            if exc.kind in ("replay", "skew", "malformed") or "channel bindings" in exc.reason:
-                break  # the same with any other keytab; and a second try must not touch another replay cache
+            if exc.kind in _FINAL:
+                break
             continue
         _check_initiator(principal, realm)
         return Negotiated(principal, realm, out, accepted_service or service)
@@ -423,7 +432,7 @@ def authenticate(request: HttpRequest, realms: list[KerberosRealm] | None = None
     raise worst
 
 
-# ---- the view decorator --------------------------------------------------------------------------------------
+# ---- the one entry point for views -------------------------------------------------------------------------
 
 
 def unauthorized() -> HttpResponse:
@@ -453,8 +462,29 @@ def log_failure(request: HttpRequest, exc: NegotiateError) -> None:
     )
 
 
+def negotiate(request: HttpRequest, realms: list[KerberosRealm] | None = None) -> Negotiated:
+    """Authenticate the request (every view that takes Kerberos calls this): sets request.negotiated,
+    kerberos_principal and kerberos_realm; a failure is logged and raised as NegotiateError."""
+    try:
+        result = authenticate(request, realms)
+    except NegotiateError as exc:
+        log_failure(request, exc)
+        raise
+    request.negotiated = result
+    request.kerberos_principal = result.principal
+    request.kerberos_realm = result.realm
+    return result
+
+
+def mutual_auth(response: HttpResponse, negotiated: Negotiated | None) -> HttpResponse:
+    """Add the acceptor's token (mutual authentication) to the answer of a negotiated request."""
+    if negotiated is not None and negotiated.response_token:
+        response["WWW-Authenticate"] = "Negotiate " + base64.b64encode(negotiated.response_token).decode("ascii")
+    return response
+
+
 def negotiate_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Let only Kerberos-authenticated requests reach `view`; set request.kerberos_principal / kerberos_realm.
+    """`negotiate` + `mutual_auth` around a plain Django view (401 on failure).
 
     CSRF-exempt: Negotiate-authenticated calls carry no cookie, so there is no ambient authority to forge.
     """
@@ -462,15 +492,9 @@ def negotiate_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            result = authenticate(request)
-        except NegotiateError as exc:
-            log_failure(request, exc)
+            negotiated = negotiate(request)
+        except NegotiateError:
             return unauthorized()
-        request.kerberos_principal = result.principal
-        request.kerberos_realm = result.realm
-        response = view(request, *args, **kwargs)
-        if result.response_token:
-            response["WWW-Authenticate"] = "Negotiate " + base64.b64encode(result.response_token).decode("ascii")
-        return response
+        return mutual_auth(view(request, *args, **kwargs), negotiated)
 
     return csrf_exempt(wrapper)

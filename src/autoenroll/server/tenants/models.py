@@ -7,9 +7,50 @@ issue for it.
 
 from __future__ import annotations
 
+import secrets
+
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+
+
+class ConfigurationGeneration(models.Model):
+    """One row: a number changed in the transaction of every configuration change, so that each server
+    process (on any host) knows when the configuration it holds in memory is out of date
+    (`tenants.generation`)."""
+
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"configuration generation {self.value}"
+
+    @classmethod
+    def bump(cls) -> None:
+        """A random number rather than a counter: a rolled-back transaction puts the old number back, and
+        a counter would then hand out again a number that some process already loaded a configuration for."""
+        value = secrets.randbits(62) + 1
+        if not cls.objects.filter(pk=1).update(value=value):
+            cls.objects.update_or_create(pk=1, defaults={"value": value})
+
+
+class ConfigurationQuerySet(models.QuerySet):
+    """Bulk writes of configuration rows send no signals: they change the generation themselves."""
+
+    def update(self, **kwargs) -> int:
+        count = super().update(**kwargs)
+        ConfigurationGeneration.bump()
+        return count
+
+    def bulk_create(self, *args, **kwargs):
+        rows = super().bulk_create(*args, **kwargs)
+        ConfigurationGeneration.bump()
+        return rows
+
+    def bulk_update(self, *args, **kwargs) -> int:
+        count = super().bulk_update(*args, **kwargs)
+        ConfigurationGeneration.bump()
+        return count
+
 
 uri_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "Letters, digits, '.', '_' and '-' only (as in a URL path)."
@@ -33,6 +74,8 @@ class Customer(models.Model):
     )
     created = models.DateTimeField(auto_now_add=True)
 
+    objects = ConfigurationQuerySet.as_manager()
+
     class Meta:
         ordering = ["uri"]
 
@@ -44,6 +87,8 @@ class EmailDomain(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="domains")
     name = models.CharField(max_length=253, validators=[domain_validator])
     authorized = models.BooleanField(default=False, help_text="Only mail in an authorized domain gets certificates.")
+
+    objects = ConfigurationQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -75,6 +120,8 @@ class Organization(models.Model):
         help_text="Bound AD server; the customer's default AD server when empty.",
     )
     deleted = models.BooleanField(default=False, help_text="Kept for the audit trail, no longer used.")
+
+    objects = ConfigurationQuerySet.as_manager()
 
     class Meta:
         ordering = ["customer", "name"]
@@ -124,3 +171,4 @@ def set_admin_role(user, customer: Customer | None) -> None:
         CustomerAdmin.objects.filter(user=user).delete()
     else:
         CustomerAdmin.objects.update_or_create(user=user, defaults={"customer": customer})
+

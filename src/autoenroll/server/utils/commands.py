@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import sys
+from pathlib import Path
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
@@ -33,3 +37,32 @@ class SubcommandCommand(BaseCommand):
         self.stdout.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
         for r in rows:
             self.stdout.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def get_customer(uri: str):
+    """The customer a command names by its uri; a clear CommandError when there is none."""
+    from autoenroll.server.tenants.models import Customer
+
+    try:
+        return Customer.objects.get(uri=uri)
+    except Customer.DoesNotExist:
+        raise CommandError(f"no customer with uri {uri!r}") from None
+
+
+def read_password(password_file: str | None) -> str:
+    """The AD login password, from a file, standard input or a prompt: never from the command line,
+    where every user of the machine could read it in the process list."""
+    if password_file == "-":
+        value = sys.stdin.readline().rstrip("\r\n")
+    elif password_file:
+        try:
+            value = Path(password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise CommandError(f"cannot read {password_file}: {exc.strerror}") from None
+    elif sys.stdin.isatty():
+        value = getpass.getpass("Login Password: ")
+    else:
+        raise CommandError("give the login password with --password-file FILE (or - for standard input)")
+    if not value:
+        raise CommandError("the login password is empty")
+    return value

@@ -11,8 +11,10 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from autoenroll.pki import parse_serial
 from autoenroll.protocol import CATALOGUE
-from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.certificates import search
+from autoenroll.server.certificates.models import RevocationReason
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos.models import KerberosRealm
@@ -258,11 +260,16 @@ class AdministratorPasswordForm(SetPasswordForm):
 
 class CertificateFilterForm(forms.Form):
     q = forms.CharField(label="Person or mail", required=False)
-    serial = forms.CharField(required=False)
-    status = forms.ChoiceField(
-        required=False, choices=[("", "any"), ("issued", "Issued"), ("revoked", "Revoked"), ("expired", "Expired")]
-    )
+    serial = forms.CharField(required=False, help_text="Hexadecimal, whole or in part; 0x and colons allowed.")
+    status = forms.ChoiceField(required=False, choices=[("", "any"), *((s, s.capitalize()) for s in search.STATES)])
     expires_within = forms.IntegerField(label="Expires within (days)", required=False, min_value=0, max_value=3650)
+
+    def clean_serial(self) -> str:
+        text = self.cleaned_data["serial"]
+        try:
+            return parse_serial(text) if text else ""
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def filter(self, qs: QuerySet) -> QuerySet:
         data, now = self.cleaned_data, timezone.now()
@@ -275,13 +282,9 @@ class CertificateFilterForm(forms.Form):
                 | Q(subject__icontains=q)
             )
         if data["serial"]:
-            qs = qs.filter(serial__icontains=data["serial"].strip().lower().replace(":", "").removeprefix("0x"))
-        if data["status"] == "revoked":
-            qs = qs.filter(status=Certificate.Status.REVOKED)
-        elif data["status"] == "issued":
-            qs = qs.filter(status=Certificate.Status.ISSUED, not_after__gt=now)
-        elif data["status"] == "expired":
-            qs = qs.filter(status=Certificate.Status.ISSUED, not_after__lte=now)
+            qs = search.filter_by_serial(qs, data["serial"], partial=True)
+        if data["status"]:
+            qs = search.filter_by_state(qs, data["status"], now=now)
         if data["expires_within"] is not None:
             qs = qs.filter(not_after__gt=now, not_after__lte=now + timedelta(days=data["expires_within"]))
         return qs.select_related("person__customer")

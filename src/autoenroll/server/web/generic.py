@@ -66,8 +66,9 @@ class ObjectListView(RestrictedMixin, ListView):
     def get_queryset(self) -> QuerySet:
         queryset = super().get_queryset()
         self.filters = self.filter_form(self.request.GET or None) if self.filter_form else None
-        if self.filters is not None and self.filters.is_valid():
-            queryset = self.filters.filter(queryset)
+        if self.filters is not None and self.filters.is_bound:
+            # A filter that cannot be applied (a serial that is not hex) finds nothing, next to its error.
+            queryset = self.filters.filter(queryset) if self.filters.is_valid() else queryset.none()
         return queryset
 
     def get_context_data(self, **kwargs):

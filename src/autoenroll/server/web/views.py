@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from django.contrib import messages
 from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.http import HttpResponse, HttpResponseRedirect
@@ -28,8 +27,7 @@ from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory import csvimport
 from autoenroll.server.directory.ldap import DirectoryClient, DirectoryError
 from autoenroll.server.directory.models import ADServer
-from autoenroll.server.directory.publication import publish
-from autoenroll.server.enrollment import pipeline
+from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos import loginconf, spnego
 from autoenroll.server.kerberos.models import KerberosRealm
@@ -533,25 +531,10 @@ class CertificateRevokeView(CertificateMixin, RestrictedMixin, DetailView):
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form))
         by = request.user.get_username()
-        try:
-            authority.revoke(cert, form.cleaned_data["reason"], by=by)
-        except authority.CAError as exc:
-            messages.error(request, str(exc))
-            return HttpResponseRedirect(reverse("web:certificate_detail", args=[cert.pk]))
-        person = cert.person
-        EnrollmentEvent.objects.create(
-            step=EnrollmentEvent.Step.REVOKE,
-            outcome=EnrollmentEvent.Outcome.SUCCESS,
-            principal=person.principal if person else "",
-            customer=person.customer if person else None,
-            person=person,
-            certificate=cert,
-            message=f"revoked by {by}: {cert.get_revocation_reason_display()}",
-        )
-        if person is not None:
-            publish(person, remove_pem=cert.pem)
-        log.info("certificate %s revoked by %s (%s)", cert.serial, by, cert.revocation_reason)
-        messages.success(request, f"Certificate {cert.serial} revoked.")
+        if not lifecycle.revoke([cert], form.cleaned_data["reason"], by=by):
+            messages.error(request, f"Certificate {cert.serial} is already revoked.")
+        else:
+            messages.success(request, f"Certificate {cert.serial} revoked.")
         return HttpResponseRedirect(reverse("web:certificate_detail", args=[cert.pk]))
 
 
@@ -598,9 +581,9 @@ class RequestDecideView(RequestMixin, RestrictedMixin, DetailView):
         by = request.user.get_username()
         try:
             if self.action == "approve":
-                pipeline.approve(req, approved_by=by)
+                lifecycle.approve(req.pk, by=by)
             else:
-                reject(req, by)
+                lifecycle.reject(req.pk, by=by)
         except ValueError as exc:
             messages.error(request, str(exc))
         except EnrollmentError as exc:
@@ -608,24 +591,3 @@ class RequestDecideView(RequestMixin, RestrictedMixin, DetailView):
         else:
             messages.success(request, f"Request of {req.person.principal} {self.action}d.")
         return HttpResponseRedirect(reverse("web:request_list"))
-
-
-def reject(request: EnrollmentRequest, rejected_by: str) -> None:
-    """Refuse a pending request; the agent's next poll gets error 25, as the log shows."""
-    with transaction.atomic():
-        updated = EnrollmentRequest.objects.filter(pk=request.pk, status=EnrollmentRequest.Status.PENDING).update(
-            status=EnrollmentRequest.Status.REJECTED, error_code=25, decided_by=rejected_by, updated=timezone.now()
-        )
-        if not updated:
-            raise ValueError(f"request {request.pk} is no longer pending")
-        EnrollmentEvent.objects.create(
-            step=EnrollmentEvent.Step.ENROLL,
-            outcome=EnrollmentEvent.Outcome.ERROR,
-            error_code=25,
-            message=CATALOGUE[25].message,
-            detail=f"rejected by {rejected_by}",
-            principal=request.person.principal,
-            customer=request.customer,
-            organization=request.organization,
-            person=request.person,
-        )

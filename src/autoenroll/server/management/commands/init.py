@@ -7,6 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from autoenroll.server.certificates.models import CertificateAuthority
+from autoenroll.server.startup import prepare_kerberos
 
 
 class Command(BaseCommand):
@@ -21,6 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, key_type, pkcs11, **options) -> None:
         config = settings.CONFIG
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prepare_kerberos()  # the replay cache directory and krb5 file, owned by whoever runs init
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write(f"database ready ({config.effective_database_url.split('@')[-1]})")
         if urlsplit(config.publication_url).hostname in ("localhost", "127.0.0.1", "::1"):

@@ -18,8 +18,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from gunicorn.app.base import BaseApplication
 
-#: How often the CRL watcher looks for CRLs due for regeneration (they live 7 days).
-CRL_WATCH_SECONDS = 3600
+from autoenroll.server.startup import prepare_kerberos
+
+#: How often the CRL watcher looks for CRLs due for regeneration: after revocations (a burst makes one CRL;
+#: OCSP answers at once, the S/MIME BRs allow 24 hours for the CRL) and before nextUpdate (they live 7 days).
+CRL_WATCH_SECONDS = 30
 
 
 class _Gunicorn(BaseApplication):
@@ -139,6 +142,7 @@ class Command(BaseCommand):
                     f"TLS file {path} is missing: run `autoenroll-server init` (it issues one), "
                     "or set AUTOENROLL_TLS_CERT and AUTOENROLL_TLS_KEY"
                 )
+        prepare_kerberos()  # before gunicorn forks: every worker inherits it, no request thread sets it
         opts = self._options(listen or config.listen, workers, "autoenroll-server")
         opts.update(certfile=str(cert), keyfile=str(key), ssl_context=_one_ssl_context)
         if pid_file:

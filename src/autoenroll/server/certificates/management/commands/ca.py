@@ -14,6 +14,8 @@ class Command(SubcommandCommand):
         "init": "create the root and the S/MIME issuing CA (never replaces an existing one)",
         "list": "list the CAs",
         "tls": "issue a new TLS certificate for this server, signed by the root",
+        "rotate": "key rotation: a new S/MIME issuing CA signed by the root, active at once in every server",
+        "activate": "make an existing issuing CA the one that issues (every server, from its next request)",
     }
 
     def add_init_arguments(self, p) -> None:
@@ -26,6 +28,12 @@ class Command(SubcommandCommand):
             help="generate both keys in an HSM, e.g. pkcs11:token=ca;object=root pkcs11:token=ca;object=smime "
             "(the PIN is AUTOENROLL_CA_PASSPHRASE[_FILE]; the module AUTOENROLL_PKCS11_MODULE)",
         )
+
+    def add_rotate_arguments(self, p) -> None:
+        p.add_argument("--name", help="the new CA's name, as in its CRL URL (default: <name>-smime-<n>)")
+
+    def add_activate_arguments(self, p) -> None:
+        p.add_argument("name", help="the issuing CA's name (see `ca list`)")
 
     def add_tls_arguments(self, p) -> None:
         p.add_argument("--name", action="append", default=[], help="extra DNS name or IP (repeatable)")
@@ -57,3 +65,14 @@ class Command(SubcommandCommand):
     def handle_tls(self, name, **_) -> None:
         cert = authority.issue_tls_certificate(settings.CONFIG, extra_names=name)
         self.stdout.write(f"TLS certificate {cert.subject} #{cert.serial} written to {settings.CONFIG.tls_cert_path}")
+
+    def handle_rotate(self, name, **_) -> None:
+        ca = authority.rotate_issuing_ca(settings.CONFIG, name)
+        self.stdout.write(f"issuing CA {ca.name}: {ca.subject} (valid until {ca.not_after:%Y-%m-%d}), active")
+
+    def handle_activate(self, name, **_) -> None:
+        ca = CertificateAuthority.objects.filter(name=name).first()
+        if ca is None:
+            raise CommandError(f"no CA named {name!r}")
+        authority.activate(ca)
+        self.stdout.write(f"issuing CA {ca.name} active")

@@ -4,19 +4,19 @@ import re
 import sys
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import CommandError
+from django.db import transaction
 
 from autoenroll import pki
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.certificates import authority, publication
 from autoenroll.server.certificates.models import Certificate, RevocationReason
 from autoenroll.server.directory.sync import sync_person
-from autoenroll.server.enrollment.events import record_error, record_success
+from autoenroll.server.enrollment import lifecycle
+from autoenroll.server.enrollment.events import record_error
 from autoenroll.server.enrollment.models import EnrollmentEvent
-from autoenroll.server.tenants.management.commands.customers import get_customer
 from autoenroll.server.tenants.models import EmailDomain
-from autoenroll.server.utils.commands import SubcommandCommand
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer
 
 
 class Command(SubcommandCommand):
@@ -71,16 +71,18 @@ class Command(SubcommandCommand):
                 public_key = pki.public_key_from_csr(csr_bytes)
             except pki.InvalidCSR as exc:
                 raise EnrollmentError(15, str(exc)) from None
-            try:
-                cert = authority.issue_smime(
-                    settings.CONFIG, public_key, user.mail, person=person, csr_pem=csr_bytes.decode("ascii", "replace")
-                )
-            except (authority.CAError, pki.PKIError) as exc:
-                raise EnrollmentError(30, str(exc)) from None
+            with transaction.atomic():
+                locked = lifecycle.lock(person, authority.key_sha256(public_key))
+                cert = lifecycle.issue(
+                    locked,
+                    public_key,
+                    csr_pem=csr_bytes.decode("ascii", "replace"),
+                    step=step,
+                    message=f"issued by cli:{getpass.getuser()}",
+                ).certificate
         except EnrollmentError as exc:
             record_error(step, principal, exc, customer=cust)
             raise CommandError(str(exc)) from None
-        record_success(step, principal, customer=cust, person=person, certificate=cert)
         if out:
             Path(out).write_text(cert.pem)
             self.stderr.write(f"certificate for {cert.mail} #{cert.serial} written to {out}")
@@ -121,28 +123,24 @@ class Command(SubcommandCommand):
             self.stderr.write(f"{serial}: already revoked, left as it is")
         todo = [c for c in found if c.status == Certificate.Status.ISSUED]
         who = by or f"cli:{getpass.getuser()}"
-        try:
-            if len(todo) == 1:
-                authority.revoke(todo[0], reason, by=who)
-                count = 1
-            else:
-                count = self._revoke_many(todo, reason, who)
-        except authority.CAError as exc:
-            raise CommandError(str(exc)) from None
+        count = len(self._revoke(todo, reason, who))
         self.stdout.write(f"revoked {count} certificate(s) ({reason.replace('_', ' ')})")
         for ca_row in {c.ca for c in todo}:
-            crl = publication.latest_crl(ca_row)
-            if crl is not None:
-                self.stdout.write(f"CRL {ca_row.name} #{crl.number}: {crl.entries} entries")
+            try:
+                crl = publication.publish_crl(ca_row, force=False)
+            except (authority.CAError, pki.PKIError) as exc:
+                self.stderr.write(f"CRL {ca_row.name}: not regenerated now ({exc}); `serve` will")
+                continue
+            self.stdout.write(f"CRL {ca_row.name} #{crl.number}: {crl.entries} entries")
 
-    def _revoke_many(self, todo, reason, who) -> int:
+    def _revoke(self, todo, reason, who) -> list:
         if len(todo) < 200 or not self.stdout.isatty():
-            return authority.revoke_many(todo, reason, by=who)
+            return lifecycle.revoke(todo, reason, by=who)
         from rich.progress import Progress
 
         with Progress(transient=True) as bar:
             task = bar.add_task("revoking", total=len(todo))
-            return authority.revoke_many(todo, reason, by=who, progress=lambda n: bar.advance(task, n))
+            return lifecycle.revoke(todo, reason, by=who, progress=lambda n: bar.advance(task, n))
 
 
 def _reason(value: str) -> str:
@@ -154,7 +152,7 @@ def _reason(value: str) -> str:
 
 
 def _serial(value: str) -> str:
-    text = value.strip().lower().removeprefix("0x").replace(":", "")
-    if not text or len(text) > 64 or any(c not in "0123456789abcdef" for c in text):
-        raise CommandError(f"{value!r} is not a hexadecimal serial number")
-    return text.lstrip("0") or "0"
+    try:
+        return pki.parse_serial(value)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None

@@ -1,4 +1,3 @@
-import getpass
 import sys
 from pathlib import Path
 
@@ -7,27 +6,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from autoenroll.server.directory import csvimport
 from autoenroll.server.directory.models import ADServer
-from autoenroll.server.tenants.management.commands.customers import get_customer
-from autoenroll.server.utils.commands import SubcommandCommand
-
-
-def read_password(password_file: str | None) -> str:
-    """The AD login password, from a file, standard input or a prompt: never from the command line,
-    where every user of the machine could read it in the process list."""
-    if password_file == "-":
-        value = sys.stdin.readline().rstrip("\r\n")
-    elif password_file:
-        try:
-            value = Path(password_file).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise CommandError(f"cannot read {password_file}: {exc.strerror}") from None
-    elif sys.stdin.isatty():
-        value = getpass.getpass("Login Password: ")
-    else:
-        raise CommandError("give the login password with --password-file FILE (or - for standard input)")
-    if not value:
-        raise CommandError("the login password is empty")
-    return value
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer, read_password
 
 
 class Command(SubcommandCommand):

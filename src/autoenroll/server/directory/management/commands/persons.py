@@ -1,7 +1,6 @@
 from autoenroll.server.directory.models import Person
 from autoenroll.server.directory.sweep import sweep
-from autoenroll.server.tenants.management.commands.customers import get_customer
-from autoenroll.server.utils.commands import SubcommandCommand
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer
 
 
 class Command(SubcommandCommand):

@@ -8,8 +8,7 @@ from django.core.management.base import CommandError
 from autoenroll.server.kerberos import loginconf
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.kerberos.services import import_entries
-from autoenroll.server.tenants.management.commands.customers import get_customer
-from autoenroll.server.utils.commands import SubcommandCommand
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer
 
 
 class Command(SubcommandCommand):

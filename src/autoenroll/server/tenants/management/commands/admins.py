@@ -4,10 +4,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.db import transaction
 
-from autoenroll.server.directory.management.commands.adservers import read_password
-from autoenroll.server.tenants.management.commands.customers import get_customer
 from autoenroll.server.tenants.models import set_admin_role
-from autoenroll.server.utils.commands import SubcommandCommand
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer, read_password
 
 
 class Command(SubcommandCommand):

@@ -1,14 +1,6 @@
-from django.core.management.base import CommandError
 
 from autoenroll.server.tenants.models import Customer
-from autoenroll.server.utils.commands import SubcommandCommand
-
-
-def get_customer(uri: str) -> Customer:
-    try:
-        return Customer.objects.get(uri=uri)
-    except Customer.DoesNotExist:
-        raise CommandError(f"no customer with uri {uri!r}") from None
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer
 
 
 class Command(SubcommandCommand):

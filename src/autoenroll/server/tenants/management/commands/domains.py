@@ -1,6 +1,5 @@
-from autoenroll.server.tenants.management.commands.customers import get_customer
 from autoenroll.server.tenants.models import EmailDomain
-from autoenroll.server.utils.commands import SubcommandCommand
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer
 
 
 class Command(SubcommandCommand):

@@ -2,9 +2,8 @@ from django.core.management.base import CommandError
 from django.db import transaction
 
 from autoenroll.server.directory.models import ADServer
-from autoenroll.server.tenants.management.commands.customers import get_customer
 from autoenroll.server.tenants.models import EmailDomain, Organization
-from autoenroll.server.utils.commands import SubcommandCommand
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer
 
 
 class Command(SubcommandCommand):

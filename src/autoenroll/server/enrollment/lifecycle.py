@@ -1,0 +1,288 @@
+"""The lifecycle of a certificate: issue, supersede, revoke, approve, reject.
+
+Every entry point calls these and nothing else: the enrollment pipeline (the agent's calls and
+MS-WSTEP), the admin pages, the REST API, the command line and the directory sweep. Each function
+makes the whole of a change in one place: the rows, the audit event (in the same transaction), AD's
+userCertificate (after commit) and the CA's revocation generation. OCSP answers from the rows, so a
+revocation shows there at once; the CRL is regenerated off the request path, coalesced
+(`publication.refresh_crls`, run by `serve`), and is never served without the revocation
+(`publication.current_crl`).
+
+Issuance is serialised per person (a row lock held until the transaction ends), idempotent (the same
+public key presented again gets its certificate back), and bounded (a person holds at most
+`max_valid_certificates` valid certificates).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cryptography import x509
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from autoenroll import pki
+from autoenroll.protocol import EnrollmentError
+from autoenroll.server.certificates import authority
+from autoenroll.server.certificates.models import Certificate, CertificateAuthority, RevocationReason
+from autoenroll.server.directory.models import Person
+from autoenroll.server.directory.publication import publish
+
+from .models import EnrollmentEvent, EnrollmentRequest
+
+log = logging.getLogger("autoenroll.enrollment")
+Step = EnrollmentEvent.Step
+Outcome = EnrollmentEvent.Outcome
+
+
+def max_valid_certificates() -> int:
+    return settings.CONFIG.max_valid_certificates
+
+
+# --- issue -----------------------------------------------------------------------------------------
+
+
+def _valid_smime(**filters) -> QuerySet:
+    return Certificate.objects.valid().filter(profile=Certificate.Profile.SMIME, **filters)
+
+
+def locked_person(customer_id: int, principal: str, public_key_hash: str) -> Person | None:
+    """The person, locked until the transaction ends, with what decides an issuance for this key:
+    `held` (valid certificates), `same_key` (a valid one for this key) and `key_elsewhere` (the key is
+    certified for someone else).
+
+    SQLite: one statement (the transaction began IMMEDIATE: the write lock is held already).
+    PostgreSQL: the row lock first, then the facts in a statement of their own, because a statement's
+    subqueries read the snapshot taken before it waited for the lock and would miss what the previous
+    holder of the lock just committed."""
+    people = Person.objects.filter(customer_id=customer_id, principal=principal)
+    if connection.features.has_select_for_update and not list(people.select_for_update().values_list("pk")):
+        return None
+    valid = _valid_smime(person=OuterRef("pk"))
+    held = valid.order_by().values("person").annotate(n=Count("pk")).values("n")
+    return people.annotate(
+        held=Coalesce(Subquery(held), Value(0)),
+        same_key=Subquery(valid.filter(public_key_sha256=public_key_hash).order_by("-not_after").values("pk")[:1]),
+        key_elsewhere=Exists(
+            Certificate.objects.filter(public_key_sha256=public_key_hash).exclude(person=OuterRef("pk"))
+        ),
+    ).first()
+
+
+def lock(person: Person, public_key_hash: str) -> Person:
+    """`locked_person` for a person at hand (approvals, MS-WSTEP, the command line)."""
+    locked = locked_person(person.customer_id, person.principal, public_key_hash)
+    if locked is None:
+        raise EnrollmentError(28, f"{person.principal} is no longer a person of {person.customer}")
+    locked.customer, locked.ad_server, locked.organization = person.customer, person.ad_server, person.organization
+    return locked
+
+
+@dataclass(frozen=True)
+class Issued:
+    certificate: Certificate
+    new: bool  # False: the same key came again and got its certificate back
+
+
+def issue(
+    person: Person,
+    public_key: pki.PublicKey,
+    *,
+    csr_pem: str = "",
+    ca: CertificateAuthority | None = None,
+    template: x509.MSCertificateTemplate | None = None,
+    replaces: Certificate | None = None,
+    step: str = Step.ENROLL,
+    remote_addr: str | None = None,
+    message: str = "",
+) -> Issued:
+    """Sign and record an S/MIME certificate for the person's AD mail, with its audit event, inside the
+    caller's transaction; `person` comes from `locked_person`/`lock`. Publishes to AD after commit.
+
+    Error 15 when the key is certified for someone else; 25 when the CA cannot sign; 30 when the
+    database refuses the row."""
+    if person.key_elsewhere:
+        raise EnrollmentError(15, "this public key is certified for another person")
+    if person.same_key is not None and replaces is None:
+        certificate = Certificate.objects.select_related("ca").get(pk=person.same_key)
+        if certificate.mail.lower() == person.mail.lower():  # else AD changed the mail: a new certificate
+            _event(step, person, certificate=certificate, remote_addr=remote_addr, message="same key: same certificate")
+            return Issued(certificate, new=False)
+    try:
+        certificate = authority.issue_smime(
+            settings.CONFIG,
+            public_key,
+            person.mail,
+            person=person,
+            csr_pem=csr_pem,
+            replaces=replaces,
+            template=template,
+            ca=ca,
+            public_key_sha256=authority.key_sha256(public_key),
+        )
+    except (authority.CAError, pki.PKIError) as exc:
+        raise EnrollmentError(25, f"CA: {exc}") from None
+    except (DatabaseError, ValueError) as exc:
+        raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
+    _event(step, person, certificate=certificate, remote_addr=remote_addr, message=message)
+    if person.held + 1 > max_valid_certificates():
+        _bound(person, certificate)
+    transaction.on_commit(lambda: publish(person, add_pem=certificate.pem))
+    return Issued(certificate, new=True)
+
+
+def _bound(person: Person, newest: Certificate) -> None:
+    """Keep the person at `max_valid_certificates`: revoke (superseded) the oldest of the others,
+    those never reported installed first, so that retries and runaway clients cannot pile up keys."""
+    others = _valid_smime(person=person).exclude(pk=newest.pk).order_by("installed_at", "not_before", "pk")
+    excess = list(others)[: max(0, person.held + 1 - max_valid_certificates())]
+    if excess:
+        revoke(excess, RevocationReason.SUPERSEDED, by=f"limit of {max_valid_certificates()} valid certificates")
+
+
+# --- supersede, revoke -----------------------------------------------------------------------------
+
+
+def supersede(installed: Certificate, replaced: Certificate | None, *, by: str, remote_addr: str | None = None) -> bool:
+    """The agent installed `installed`: record it, and revoke `replaced` (superseded), once. Idempotent:
+    reporting again, or after `replaced` was revoked already, changes nothing and is not an error.
+    Returns whether this call revoked `replaced`."""
+    with transaction.atomic():
+        Certificate.objects.filter(pk=installed.pk).update(
+            installed_at=Coalesce("installed_at", Value(timezone.now())),
+            replaces=replaced if replaced is not None else F("replaces"),
+        )
+        if replaced is None:
+            return False
+        return bool(revoke([replaced], RevocationReason.SUPERSEDED, by=by, remote_addr=remote_addr))
+
+
+def revoke(
+    certificates: Iterable[Certificate] | QuerySet,
+    reason: str,
+    *,
+    by: str,
+    remote_addr: str | None = None,
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> list[Certificate]:
+    """Revoke every certificate of `certificates` that is still issued, in one transaction: the rows,
+    one audit event each, the CA's revocation generation; after commit, each person's AD entry.
+    Certificates already revoked keep their first revocation. Returns those revoked now."""
+    if isinstance(certificates, QuerySet):
+        ids = list(certificates.filter(status=Certificate.Status.ISSUED).values_list("pk", flat=True))
+    else:
+        ids = [c.pk for c in certificates]
+    done: list[Certificate] = []
+    with transaction.atomic():
+        for start in range(0, len(ids), batch_size):
+            revoked = authority.revoke_rows(ids[start : start + batch_size], reason, by=by)
+            done += revoked
+            if progress is not None:
+                progress(len(revoked))
+        EnrollmentEvent.objects.bulk_create(
+            [
+                _event_row(
+                    Step.REVOKE,
+                    c.person,
+                    certificate=c,
+                    remote_addr=remote_addr,
+                    message=f"revoked by {by}: {c.get_revocation_reason_display()}",
+                )
+                for c in done
+            ],
+            batch_size=batch_size,
+        )
+        transaction.on_commit(lambda: _unpublish(done))
+    for c in done:
+        log.info("certificate %s revoked by %s (%s)", c.serial, by, c.revocation_reason)
+    return done
+
+
+def _unpublish(certificates: list[Certificate]) -> None:
+    for c in certificates:
+        if c.person is not None:
+            publish(c.person, remove_pem=c.pem)
+
+
+# --- approve, reject -------------------------------------------------------------------------------
+
+
+def approve(request_id, *, by: str) -> EnrollmentRequest:
+    """An administrator lets a pending request through: issued now, once, however many approve at once.
+    ValueError when it is no longer pending; EnrollmentError when it cannot be issued (it stays pending)."""
+    with transaction.atomic():
+        request = _pending(request_id)
+        public_key = pki.public_key_from_csr(request.csr_pem.encode())
+        person = lock(request.person, authority.key_sha256(public_key))
+        issued = issue(
+            person,
+            public_key,
+            csr_pem=request.csr_pem,
+            template=request.template,
+            message=f"approved by {by}",
+        )
+        request.certificate, request.status, request.decided_by = issued.certificate, request.Status.ISSUED, by
+        request.save(update_fields=["certificate", "status", "decided_by", "updated"])
+    return request
+
+
+def reject(request_id, *, by: str) -> EnrollmentRequest:
+    """An administrator refuses a pending request; the agent's next poll answers error 25."""
+    with transaction.atomic():
+        request = _pending(request_id)
+        request.status, request.decided_by, request.error_code = EnrollmentRequest.Status.REJECTED, by, 25
+        request.save(update_fields=["status", "decided_by", "error_code", "updated"])
+        error = EnrollmentError(25, f"request {request.pk} rejected by {by}")
+        _event(Step.ENROLL, request.person, error=error, organization=request.organization)
+    return request
+
+
+def _pending(request_id) -> EnrollmentRequest:
+    request = (
+        EnrollmentRequest.objects.select_for_update(of=("self",))
+        .select_related("person__customer", "person__ad_server", "person__organization", "customer", "organization")
+        .get(pk=request_id)
+    )
+    if request.status != EnrollmentRequest.Status.PENDING:
+        raise ValueError(f"request {request.pk} is {request.get_status_display().lower()}, not pending")
+    return request
+
+
+# --- the audit event -------------------------------------------------------------------------------
+
+
+def _event_row(
+    step: str,
+    person: Person | None,
+    *,
+    certificate: Certificate | None = None,
+    error: EnrollmentError | None = None,
+    organization=None,
+    remote_addr: str | None = None,
+    message: str = "",
+) -> EnrollmentEvent:
+    return EnrollmentEvent(
+        step=step,
+        outcome=Outcome.ERROR if error else Outcome.SUCCESS,
+        error_code=error.code if error else None,
+        message=(error.message if error else message)[:500],
+        detail=error.detail[:4000] if error else "",
+        principal=person.principal if person else "",
+        customer_id=person.customer_id if person else None,
+        organization_id=organization.pk if organization is not None else getattr(person, "organization_id", None),
+        person=person,
+        certificate=certificate,
+        remote_addr=remote_addr,
+    )
+
+
+def _event(step: str, person: Person | None, **fields) -> EnrollmentEvent:
+    row = _event_row(step, person, **fields)
+    row.save(force_insert=True)
+    return row

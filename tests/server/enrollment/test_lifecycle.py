@@ -1,0 +1,142 @@
+"""The lifecycle service is the one place a certificate is revoked, approved or rejected: the admin page,
+the REST API, the command line and the directory sweep all do exactly the same (the row, an audit event,
+the certificate removed from AD's userCertificate), against the real Samba DC."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import close_old_connections, transaction
+from django.test import Client
+from django.urls import reverse
+
+from autoenroll import pki
+from autoenroll.server.api.models import ApiToken
+from autoenroll.server.certificates import authority
+from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory.sync import sync_person
+from autoenroll.server.enrollment import lifecycle
+from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
+from autoenroll.testbed import samba
+from enroll_helpers import make_csr
+
+from .conftest import published
+
+pytestmark = pytest.mark.django_db(transaction=True)  # AD is written after commit
+
+
+@pytest.fixture
+def publishing(ca, realm, organization, ccm_is_a_cert_publisher):
+    """A customer that publishes to AD, its service account allowed to write userCertificate."""
+    organization.customer.publish_to_ad = True
+    organization.customer.save()
+    return organization
+
+
+def new_holder(samba_ad, organization) -> Certificate:
+    """A fresh AD user with a certificate published in their entry."""
+    sam = f"rv{uuid.uuid4().hex[:8]}"
+    samba_ad.add_user(sam, "Passw0rd!Revoke1", mail=f"{sam}@test.com")
+    person, _ = sync_person(organization.customer, organization.ad_server, f"{sam}@{samba.REALM}", organization)
+    public_key = pki.generate_private_key("ec-p256").public_key()
+    with transaction.atomic():
+        certificate = lifecycle.issue(lifecycle.lock(person, authority.key_sha256(public_key)), public_key).certificate
+    assert der(certificate) in published(samba_ad, person.dn)
+    return certificate
+
+
+def der(cert: Certificate) -> bytes:
+    return x509.load_pem_x509_certificate(cert.pem.encode()).public_bytes(serialization.Encoding.DER)
+
+
+def revoke_on_the_page(cert: Certificate) -> None:
+    admin = get_user_model().objects.create_superuser(f"a{uuid.uuid4().hex[:6]}", "a@test.com", "x-Super-Passw0rd")
+    client = Client()
+    client.force_login(admin)
+    url = reverse("web:certificate_revoke", args=[cert.pk])
+    assert client.post(url, {"reason": "key_compromise", "confirm": "on"}, secure=True).status_code == 302
+
+
+def revoke_through_the_api(cert: Certificate) -> None:
+    admin = get_user_model().objects.create_superuser(f"a{uuid.uuid4().hex[:6]}", "a@test.com", "x-Super-Passw0rd")
+    token = ApiToken.issue(admin, "tests")[1]
+    answer = Client().post(
+        f"/api/certificates/{cert.pk}/revoke",
+        data={"reason": "key_compromise"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        secure=True,
+    )
+    assert answer.status_code == 200, answer.content
+
+
+def revoke_on_the_command_line(cert: Certificate) -> None:
+    call_command("certificates", "revoke", cert.serial, "--reason", "key-compromise", "--by", "cli-test")
+
+
+@pytest.mark.parametrize("revoke", [revoke_on_the_page, revoke_through_the_api, revoke_on_the_command_line])
+def test_every_entry_point_revokes_records_and_unpublishes_alike(publishing, samba_ad, revoke):
+    cert = new_holder(samba_ad, publishing)
+    revoke(cert)
+    cert.refresh_from_db()
+    assert (cert.status, cert.revocation_reason) == ("revoked", "key_compromise")
+    events = EnrollmentEvent.objects.filter(certificate=cert, step="revoke", outcome="success")
+    assert events.count() == 1 and events.get().principal == cert.person.principal
+    assert der(cert) not in published(samba_ad, cert.person.dn)
+
+
+def test_the_sweep_revokes_records_and_unpublishes_alike(publishing, samba_ad):
+    cert = new_holder(samba_ad, publishing)
+    samba_ad.disable_user(cert.person.sam_account_name)
+    call_command("persons", "sweep")
+    cert.refresh_from_db()
+    assert (cert.status, cert.revocation_reason) == ("revoked", "affiliation_changed")
+    assert EnrollmentEvent.objects.filter(certificate=cert, step="revoke", outcome="success").count() == 1
+    assert der(cert) not in published(samba_ad, cert.person.dn)
+
+
+def test_two_concurrent_approvals_issue_one_certificate(publishing, samba_ad):
+    cert = new_holder(samba_ad, publishing)
+    person = cert.person
+    _, csr = make_csr(person.sam_account_name)
+    request = EnrollmentRequest.objects.create(customer=person.customer, person=person, csr_pem=csr)
+    outcomes = []
+    start = threading.Barrier(2)
+
+    def approve(by):
+        try:
+            start.wait(timeout=10)
+            lifecycle.approve(request.pk, by=by)
+            outcomes.append("approved")
+        except ValueError as exc:
+            outcomes.append(str(exc))
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=approve, args=(f"admin{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes)[0] == "approved" and "not pending" in sorted(outcomes)[1]
+    request.refresh_from_db()
+    assert request.status == "issued"
+    assert Certificate.objects.filter(person=person).count() == 2  # the first one, and this one
+
+
+def test_reject_is_recorded_once_and_a_second_decision_is_refused(publishing, samba_ad):
+    cert = new_holder(samba_ad, publishing)
+    request = EnrollmentRequest.objects.create(
+        customer=cert.person.customer, person=cert.person, csr_pem=make_csr(cert.person.sam_account_name)[1]
+    )
+    lifecycle.reject(request.pk, by="admin")
+    with pytest.raises(ValueError, match="not pending"):
+        lifecycle.approve(request.pk, by="admin")
+    event = EnrollmentEvent.objects.get(person=cert.person, error_code=25)
+    assert "rejected by admin" in event.detail
