@@ -340,3 +340,132 @@ class Cfssl:
             stop_process(self.process)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)  # the clear CA key goes with it
+
+
+# ---- CPU pinning -------------------------------------------------------------------------------------------
+
+
+def parse_cpus(text: str) -> set[int]:
+    """'0', '0,2', '0-1' -> a set of CPU numbers (as taskset -c takes them)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def _pin_tasks(pid: int | str, cpus: set[int]) -> int:
+    """Pin every thread of a process (taskset -a -p); returns how many threads were pinned."""
+    n = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):  # a thread may end meanwhile
+                os.sched_setaffinity(int(tid), cpus)
+                n += 1
+    return n
+
+
+def pin_tree(roots: list[int], cpus: set[int]) -> list[int]:
+    """Pin the process trees under `roots` (every thread of every process; what they fork later inherits it).
+    Returns the PIDs pinned."""
+    children = _children_map()
+    pids = [pid for root in roots for pid in process_tree(root, children)]
+    for pid in pids:
+        _pin_tasks(pid, cpus)
+    return pids
+
+
+def pin_self(cpus: set[int]) -> None:
+    """Pin every thread of this process (os.sched_setaffinity(0) alone would pin only the calling thread)."""
+    _pin_tasks("self", cpus)
+
+
+def affinity(pid: int | str) -> str:
+    """The CPUs a process may run on, as /proc shows them ('0', '0-1')."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
+def describe_tree(roots: list[int]) -> list[dict]:
+    """PID, command line and allowed CPUs of every process in the trees (for the output and the JSON)."""
+    children = _children_map()
+    return [
+        {"pid": pid, "cmd": cmdline(pid)[:120], "cpus": affinity(pid)}
+        for root in roots
+        for pid in process_tree(root, children)
+    ]
+
+
+# ---- revoked certificates already in the database ----------------------------------------------------------
+
+# Run inside `autoenroll-server shell -c` (the server's own database settings, SQLite or PostgreSQL): one
+# INSERT ... SELECT of N rows. What the CRL reads is real (serial, revoked_at, revocation_reason, not_after
+# in the future); pem and fingerprint only satisfy the constraints. Fields the benchmark does not know get
+# their model default.
+REVOKED_CODE = r"""
+import datetime as dt
+from django.db import connection, transaction
+from django.utils import timezone
+from autoenroll.server.certificates.models import Certificate, CertificateAuthority
+n = {n}
+ca = CertificateAuthority.objects.get(role="issuing", active=True)
+now = timezone.now()
+dtv = connection.ops.adapt_datetimefield_value
+pg = connection.vendor == "postgresql"
+hexs = (lambda w: f"lpad(to_hex(x), {{w}}, '0')") if pg else (lambda w: f"printf('%%0{{w}}x', x)")
+exprs = {{
+    "serial": ("'be0c' || " + hexs(12), None),
+    "fingerprint_sha256": (hexs(64), None),
+    "ca": ("%s", ca.pk), "profile": ("%s", "smime"), "person": ("NULL", None),
+    "subject": ("%s", "CN=bench revoked"), "issuer": ("%s", ca.subject[:1000]), "mail": ("%s", ""),
+    "not_before": ("%s", dtv(now - dt.timedelta(days=60))), "not_after": ("%s", dtv(now + dt.timedelta(days=300))),
+    "public_key_sha256": ("%s", ""), "pem": ("%s", ""), "csr_pem": ("%s", ""), "status": ("%s", "revoked"),
+    "revoked_at": ("%s", dtv(now - dt.timedelta(days=1))), "revocation_reason": ("%s", "key_compromise"),
+    "revoked_by": ("%s", "bench/storm.py"), "replaces": ("NULL", None), "installed_at": ("NULL", None),
+    "created": ("%s", dtv(now)),
+}}
+cols, sel, params = [], [], []
+for f in Certificate._meta.concrete_fields:
+    if f.primary_key:
+        continue
+    expr, value = exprs.get(f.name, ("%s", f.get_db_prep_save(f.get_default(), connection)))
+    cols.append(connection.ops.quote_name(f.column))
+    sel.append(expr)
+    if expr == "%s":
+        params.append(value)
+table = connection.ops.quote_name(Certificate._meta.db_table)
+if pg:
+    sql = f"INSERT INTO {{table}} ({{', '.join(cols)}}) SELECT {{', '.join(sel)}} FROM generate_series(1, %s) AS x"
+    params = [*params, n]
+else:
+    sql = (f"WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < %s) "
+           f"INSERT INTO {{table}} ({{', '.join(cols)}}) SELECT {{', '.join(sel)}} FROM s")
+    params = [n, *params]
+with transaction.atomic(), connection.cursor() as cursor:
+    cursor.execute(sql, params)
+print(Certificate.objects.filter(ca=ca, status="revoked").count())
+"""
+
+
+def insert_revoked(server, n: int) -> tuple[int, float]:
+    """Put n revoked certificates of the issuing CA into the server's database (while it is idle).
+    Returns (revoked certificates of the CA now, seconds taken)."""
+    t0 = time.perf_counter()
+    count = int(server.shell(REVOKED_CODE.format(n=int(n))))
+    return count, time.perf_counter() - t0
+
+
+def issuing_ca_name(server) -> str:
+    """The active issuing CA's name (as in its CRL URL /crl/<name>.crl)."""
+    return server.shell(
+        "from autoenroll.server.certificates.models import CertificateAuthority as C; "
+        "print(C.objects.get(role='issuing', active=True).name)"
+    )
