@@ -1,9 +1,9 @@
 """Revocation publication: each CA's CRL, its OCSP responder, and its certificates for download.
 
 One source of truth: the `Certificate` rows. OCSP answers read them per request; a CRL is a
-stored artefact made from them under a lock on the CA row, tagged with the CA's
-`revocation_generation`, and never served once a newer revocation exists (it is regenerated
-first). So a CRL and an OCSP answer fetched at the same moment always agree.
+stored artefact made from them, tagged with the CA's `revocation_generation` it covers, and never
+served once a newer revocation exists (it is regenerated first). So a CRL and an OCSP answer
+fetched at the same moment always agree.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from autoenroll import pki
@@ -78,34 +79,41 @@ def publish_crl(
 ) -> RevocationList:
     """Sign and store a new CRL of `ca` (with `force=False`, only if the latest is not current).
 
-    The CA row is locked for the whole generation, so CRL numbers strictly increase and no
-    revocation commits between reading the revoked set and storing the CRL made from it.
-    """
+    No lock is held while the CRL is built and signed (seconds for a large one), so revocations go on
+    meanwhile: a short transaction takes the next CRL number and the revocation generation the CRL
+    will cover, the revoked set is read after it (so it holds every revocation of that generation),
+    and another short transaction stores the CRL. Numbers strictly increase and only the highest is
+    served. One builder per CA and host at a time (a file lock): the watcher and a download asking for
+    a stale CRL do not build it twice."""
     config = _config(config)
     ca_id = ca.pk if isinstance(ca, CertificateAuthority) else ca
-    with transaction.atomic():
-        ca = CertificateAuthority.objects.select_for_update().get(pk=ca_id)
+    with _file_lock(config.data_dir / "crl" / str(ca_id)):
+        ca = CertificateAuthority.objects.get(pk=ca_id)
         now = timezone.now()
         if not force:
             latest = latest_crl(ca)
             if crl_is_current(ca, latest, now):
                 return latest
-        number = ca.crl_number + 1
+        with transaction.atomic():
+            CertificateAuthority.objects.filter(pk=ca_id).update(crl_number=F("crl_number") + 1)
+            number, generation = CertificateAuthority.objects.filter(pk=ca_id).values_list(
+                "crl_number", "revocation_generation"
+            )[0]
         backend = authority.backend_for(ca, config.ca_passphrase_bytes())
         crl = pki.issue_crl(backend, number, _revoked_entries(ca, now), this_update=now)
         facts = pki.crl_facts(crl)
-        CertificateAuthority.objects.filter(pk=ca.pk).update(crl_number=number)
-        row = RevocationList.objects.create(
-            ca=ca,
-            number=number,
-            this_update=facts.this_update,
-            next_update=facts.next_update,
-            generation=ca.revocation_generation,
-            entries=facts.entries,
-            der=crl.public_bytes(serialization.Encoding.DER),
-        )
-        stale = RevocationList.objects.filter(ca=ca).order_by("-number").values_list("pk", flat=True)[CRLS_KEPT:]
-        RevocationList.objects.filter(pk__in=list(stale)).delete()
+        with transaction.atomic():
+            row = RevocationList.objects.create(
+                ca=ca,
+                number=number,
+                this_update=facts.this_update,
+                next_update=facts.next_update,
+                generation=generation,
+                entries=facts.entries,
+                der=crl.public_bytes(serialization.Encoding.DER),
+            )
+            stale = RevocationList.objects.filter(ca=ca).order_by("-number").values_list("pk", flat=True)[CRLS_KEPT:]
+            RevocationList.objects.filter(pk__in=list(stale)).delete()
     log.info("CRL %s #%d issued with %d entries", ca.name, number, facts.entries)
     return row
 
@@ -212,7 +220,7 @@ def responder_dir(config: ServerConfig, ca: CertificateAuthority) -> Path:
 
 @contextlib.contextmanager
 def _file_lock(directory: Path) -> Iterator[None]:
-    """One process at a time issues a responder certificate (gunicorn has several workers)."""
+    """One process of this host at a time (gunicorn has several workers, `serve` a CRL watcher)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(directory / ".lock", "a+b") as fh:
         if fcntl is not None:

@@ -520,9 +520,12 @@ def report_with_token(token: str, data: dict, remote_addr: str | None = None) ->
         person_id, serial = int(claims["p"]), str(claims["s"])
     except (signing.BadSignature, KeyError, TypeError, ValueError):
         raise BadStatusToken("invalid or expired status token") from None
-    person = Person.objects.select_related("customer", "ad_server").filter(pk=person_id).first()
+    person = Person.objects.filter(pk=person_id).first()
     if person is None:
         raise BadStatusToken("the token's person no longer exists")
+    conf = configuration.current()
+    person.customer = conf.customer(person.customer_id)
+    person.ad_server = conf.ad_server(person.ad_server_id)
     caller = Caller(principal=person.principal, remote_addr=remote_addr)
     with _Audit(Step.STATUS, caller) as audit:
         audit.refs.update(customer=person.customer, person=person)
@@ -563,18 +566,23 @@ def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> 
         record_error(Step.STATUS, caller.principal, failure, remote_addr=caller.remote_addr, **audit.refs)
         return None
     serial = _serial(data.get("serial"), "serial")
-    mine = Certificate.objects.filter(person=person, profile=Certificate.Profile.SMIME)
-    installed = mine.valid().filter(serial=serial).first()
-    if installed is None:
-        raise EnrollmentError(24, f"no valid certificate {serial} of {caller.principal}")
-    replaced = None
+    old_serial = None
     if data.get("replaced_serial") not in (None, ""):
         old_serial = _serial(data.get("replaced_serial"), "replaced_serial")
         if old_serial == serial:
             raise EnrollmentError(24, "replaced_serial is the installed certificate")
-        replaced = mine.filter(serial=old_serial, ca_id=installed.ca_id).first()
-        if replaced is None:
-            raise EnrollmentError(24, f"{old_serial} is not a certificate of {caller.principal}")
+    mine = {  # both in one query
+        c.serial: c
+        for c in Certificate.objects.filter(
+            person=person, profile=Certificate.Profile.SMIME, serial__in=[serial, old_serial or serial]
+        )
+    }
+    installed = mine.get(serial)
+    if installed is None or installed.state != "issued":
+        raise EnrollmentError(24, f"no valid certificate {serial} of {caller.principal}")
+    replaced = mine.get(old_serial) if old_serial else None
+    if old_serial and (replaced is None or replaced.ca_id != installed.ca_id):
+        raise EnrollmentError(24, f"{old_serial} is not a certificate of {caller.principal}")
     try:
         revoked = lifecycle.supersede(
             installed, replaced, by=f"renewal by {caller.principal}", remote_addr=caller.remote_addr
