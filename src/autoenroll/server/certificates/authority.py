@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
@@ -350,25 +350,32 @@ def _check_reason(reason: str) -> str:
     return reason
 
 
-def revoke_rows(ids: list[int], reason: str, *, by: str) -> list[Certificate]:
-    """Mark the still-issued certificates among `ids` revoked and make each CA's CRL stale, inside the
-    caller's transaction; returns those revoked now. Only `enrollment.lifecycle.revoke` calls this: it
-    adds the audit events and AD's side.
+#: One statement marks and tells which were still issued (RETURNING: SQLite >= 3.35, PostgreSQL).
+_REVOKE = (
+    "UPDATE {table} SET status = %s, revoked_at = %s, revocation_reason = %s, revoked_by = %s "
+    "WHERE status = %s AND id IN ({ids}) RETURNING id"
+)
+
+
+def revoke_rows(certificates: list[Certificate], reason: str, *, by: str) -> list[Certificate]:
+    """Mark those of `certificates` still issued revoked and make each CA's CRL stale, inside the
+    caller's transaction; returns those revoked now (updated in place). Only
+    `enrollment.lifecycle.revoke` calls this: it adds the audit events and AD's side.
 
     OCSP answers from the rows at once; the CRL is regenerated off the request path and is never
     served stale meanwhile (`publication.current_crl`)."""
     _check_reason(reason)
-    rows = list(
-        Certificate.objects.select_for_update(of=("self",))
-        .select_related("person__customer", "person__ad_server")
-        .filter(pk__in=ids, status=Certificate.Status.ISSUED)
-    )
-    if not rows:
+    if not certificates:
         return []
     now = timezone.now()
-    Certificate.objects.filter(pk__in=[c.pk for c in rows]).update(
-        status=Certificate.Status.REVOKED, revoked_at=now, revocation_reason=reason, revoked_by=by
-    )
+    sql = _REVOKE.format(table=Certificate._meta.db_table, ids=", ".join(["%s"] * len(certificates)))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [Certificate.Status.REVOKED, now, reason, by, Certificate.Status.ISSUED, *(c.pk for c in certificates)],
+        )
+        revoked = {pk for (pk,) in cursor.fetchall()}
+    rows = [c for c in certificates if c.pk in revoked]
     per_ca: dict[int, int] = {}
     for c in rows:
         c.status, c.revoked_at, c.revocation_reason, c.revoked_by = Certificate.Status.REVOKED, now, reason, by

@@ -154,10 +154,12 @@ def issue(
 def _bound(person: Person, newest: Certificate) -> None:
     """Keep the person at `max_valid_certificates`: revoke (superseded) the oldest of the others,
     those never reported installed first, so that retries and runaway clients cannot pile up keys."""
-    others = _valid_smime(person=person).exclude(pk=newest.pk).order_by("installed_at", "not_before", "pk")
-    excess = list(others)[: max(0, person.held + 1 - max_valid_certificates())]
+    others = _valid_smime(person=person).exclude(pk=newest.pk)
+    oldest_first = others.order_by(F("installed_at").asc(nulls_first=True), "not_before", "pk")
+    excess = oldest_first.values_list("pk", flat=True)[: max(0, person.held + 1 - max_valid_certificates())]
     if excess:
-        revoke(excess, RevocationReason.SUPERSEDED, by=f"limit of {max_valid_certificates()} valid certificates")
+        limit = f"limit of {max_valid_certificates()} valid certificates"
+        revoke(Certificate.objects.filter(pk__in=list(excess)), RevocationReason.SUPERSEDED, by=limit)
 
 
 # --- supersede, revoke -----------------------------------------------------------------------------
@@ -167,7 +169,7 @@ def supersede(installed: Certificate, replaced: Certificate | None, *, by: str, 
     """The agent installed `installed`: record it, and revoke `replaced` (superseded), once. Idempotent:
     reporting again, or after `replaced` was revoked already, changes nothing and is not an error.
     Returns whether this call revoked `replaced`."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # the caller's transaction when there is one
         Certificate.objects.filter(pk=installed.pk).update(
             installed_at=Coalesce("installed_at", Value(timezone.now())),
             replaces=replaced if replaced is not None else F("replaces"),
@@ -188,15 +190,18 @@ def revoke(
 ) -> list[Certificate]:
     """Revoke every certificate of `certificates` that is still issued, in one transaction: the rows,
     one audit event each, the CA's revocation generation; after commit, each person's AD entry.
-    Certificates already revoked keep their first revocation. Returns those revoked now."""
+    Certificates already revoked keep their first revocation. Returns those revoked now.
+
+    Pass a queryset for many (they are read with their persons); instances are used as they are."""
     if isinstance(certificates, QuerySet):
-        ids = list(certificates.filter(status=Certificate.Status.ISSUED).values_list("pk", flat=True))
-    else:
-        ids = [c.pk for c in certificates]
+        certificates = certificates.filter(status=Certificate.Status.ISSUED).select_related(
+            "person__customer", "person__ad_server"
+        )
+    certificates = list(certificates)
     done: list[Certificate] = []
-    with transaction.atomic():
-        for start in range(0, len(ids), batch_size):
-            revoked = authority.revoke_rows(ids[start : start + batch_size], reason, by=by)
+    with transaction.atomic(savepoint=False):  # the caller's transaction when there is one
+        for start in range(0, len(certificates), batch_size):
+            revoked = authority.revoke_rows(certificates[start : start + batch_size], reason, by=by)
             done += revoked
             if progress is not None:
                 progress(len(revoked))

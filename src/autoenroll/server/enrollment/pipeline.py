@@ -583,11 +583,14 @@ def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> 
     replaced = mine.get(old_serial) if old_serial else None
     if old_serial and (replaced is None or replaced.ca_id != installed.ca_id):
         raise EnrollmentError(24, f"{old_serial} is not a certificate of {caller.principal}")
+    if replaced is not None:
+        replaced.person = person  # its events and AD entry are the person's, as loaded here
     try:
-        revoked = lifecycle.supersede(
-            installed, replaced, by=f"renewal by {caller.principal}", remote_addr=caller.remote_addr
-        )
+        with transaction.atomic():  # the report's event commits with what it did
+            revoked = lifecycle.supersede(
+                installed, replaced, by=f"renewal by {caller.principal}", remote_addr=caller.remote_addr
+            )
+            audit.success(certificate=installed)
     except DatabaseError as exc:
         raise EnrollmentError(23, f"{type(exc).__name__}: {exc}") from None
-    audit.success(certificate=installed)
     return replaced if revoked else None

@@ -134,6 +134,7 @@ class Command(SubcommandCommand):
             self.stdout.write(f"CRL {ca_row.name} #{crl.number}: {crl.entries} entries")
 
     def _revoke(self, todo, reason, who) -> list:
+        todo = Certificate.objects.filter(pk__in=[c.pk for c in todo])  # read again with their persons
         if len(todo) < 200 or not self.stdout.isatty():
             return lifecycle.revoke(todo, reason, by=who)
         from rich.progress import Progress
