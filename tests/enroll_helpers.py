@@ -77,3 +77,38 @@ def make_csr(cn: str | None = "user1", *, key_type="ec-p256", mail: str | None =
 def assert_error(response, code: int, message: str) -> None:
     """The guide's number and exact message, as the agent will read them."""
     assert response.json() == {"error": {"code": code, "message": message}}, response.content
+
+
+def raw_csr(key, subject: x509.Name, extensions: list[tuple[str, bool, bytes]]) -> str:
+    """A PKCS#10 request with extensions given as raw DER values (duplicates, malformed values: what
+    cryptography's builder refuses to make), correctly signed by `key`. PEM text."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1.type import univ
+    from pyasn1_alt_modules import rfc2986, rfc5280
+
+    template = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    csr, _ = decoder.decode(template.public_bytes(serialization.Encoding.DER), asn1Spec=rfc2986.CertificationRequest())
+    info = csr["certificationRequestInfo"]
+    exts = rfc5280.Extensions()
+    for i, (oid, critical, value) in enumerate(extensions):
+        ext = rfc5280.Extension()
+        ext["extnID"] = univ.ObjectIdentifier(oid)
+        ext["critical"] = critical
+        ext["extnValue"] = value
+        exts[i] = ext
+    attr = rfc2986.Attribute()
+    attr["type"] = rfc2986.univ.ObjectIdentifier("1.2.840.113549.1.9.14")  # extensionRequest
+    attr["values"][0] = univ.Any(encoder.encode(exts))
+    info["attributes"].clear()
+    info["attributes"][0] = attr
+    tbs = encoder.encode(info)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    else:
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+    csr["signature"] = univ.BitString.fromOctetString(signature)
+    der = encoder.encode(csr)
+    return x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM).decode()

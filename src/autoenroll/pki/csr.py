@@ -30,7 +30,7 @@ def public_key_from_csr(data: bytes, *, allowed_key_types: tuple[str, ...] | Non
             csr = x509.load_pem_x509_csr(data)
         else:
             csr = x509.load_der_x509_csr(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError (found by Hypothesis)
         raise InvalidCSR(f"cannot parse CSR: {exc}") from None
     try:
         valid = csr.is_signature_valid

@@ -105,6 +105,9 @@ def key_type_of(key: PrivateKey | PublicKey) -> str:
                 return name
         raise UnsupportedKeyType(f"unsupported elliptic curve {key.curve.name}; use P-256 or P-384")
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+        if public.public_numbers().e != 65537:  # the S/MIME BRs' recommended range; e = 3 is a classic weakness
+            raise UnsupportedKeyType(f"RSA public exponent {public.public_numbers().e}: only 65537 is accepted")
         for name, size in _RSA_SIZES.items():
             if key.key_size == size:
                 return name

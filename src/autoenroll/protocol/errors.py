@@ -34,9 +34,10 @@ CATALOGUE: dict[int, GuideError] = _load()
 class EnrollmentError(Exception):
     """A refusal with the guide's number; `detail` is for logs only, never sent to the client."""
 
-    def __init__(self, code: int, detail: str = "") -> None:
+    def __init__(self, code: int, detail: str = "", *, http_status: int | None = None) -> None:
         self.error = CATALOGUE[code]
         self.detail = detail
+        self.http_status = http_status  # when the usual status of the number would mislead (see messages)
         super().__init__(f"Error {code}: {self.error.message}" + (f" ({detail})" if detail else ""))
 
     @property

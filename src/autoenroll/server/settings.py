@@ -42,6 +42,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "autoenroll.server.enrollment.boundary.EnrollmentBoundaryMiddleware",  # JSON from programs only
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -119,5 +120,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"autoenroll": {"handlers": ["console"], "level": CONFIG.log_level, "propagate": False}},
+    "loggers": {
+        "autoenroll": {"handlers": ["console"], "level": CONFIG.log_level, "propagate": False},
+        # Django's own report of a 500 (with its traceback): without DEBUG it would go nowhere.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }

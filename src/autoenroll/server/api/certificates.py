@@ -17,6 +17,7 @@ from autoenroll.server.certificates.models import Certificate, RevocationReason
 from autoenroll.server.certificates.search import State
 from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.utils.restrict import restricted
+from autoenroll.server.utils.text import text
 
 from .auth import ADMIN_AUTH
 from .crud import require_admin
@@ -51,9 +52,9 @@ class CertificateOut(Schema):
 
 
 class CertificateFilter(Schema):
-    mail: str | None = None
-    principal: str | None = None
-    serial: str | None = Field(None, description="hexadecimal, any case; 0x, colons and leading zeros allowed")
+    mail: text(320) | None = None
+    principal: text(320) | None = None
+    serial: text(200) | None = Field(None, description="hexadecimal, any case; 0x, colons and leading zeros allowed")
     state: State | None = None
     expires_before: datetime | None = None
 

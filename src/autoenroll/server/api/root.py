@@ -3,17 +3,22 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from autoenroll import __version__
 from autoenroll.protocol import EnrollmentError
-from autoenroll.protocol.messages import error_body, http_status
+from autoenroll.protocol.messages import API_PREFIX, error_body, http_status
+from autoenroll.server.enrollment import boundary
 from autoenroll.server.enrollment.api import router as enrollment_router
 from autoenroll.server.kerberos import spnego
 
 from . import certificates, directory, enrollment, kerberos, tenants, tokens
+
+log = logging.getLogger("autoenroll.api")
 
 api = NinjaAPI(
     title="autoenroll",
@@ -33,9 +38,54 @@ api.add_router("/requests", enrollment.requests_router)
 api.add_router("/tokens", tokens.router)
 
 
+def _enrollment(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX + "/")
+
+
 @api.exception_handler(EnrollmentError)
 def _enrollment_error(request: HttpRequest, exc: EnrollmentError) -> HttpResponse:
-    return api.create_response(request, error_body(exc.code), status=http_status(exc.code))
+    return api.create_response(request, error_body(exc.code), status=exc.http_status or http_status(exc.code))
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    """The enrollment API refuses in the guide's shape, with the number of the field at fault."""
+    if not _enrollment(request):
+        return api.create_response(request, {"detail": exc.errors}, status=422)
+    error = boundary.refusal_of(exc.errors)
+    _record(request, error)
+    return api.create_response(request, error_body(error.code), status=400)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if not _enrollment(request) or exc.status_code != 400:
+        return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+    error = EnrollmentError(boundary.NO_REQUEST, str(exc))  # a body that is not JSON at all
+    _record(request, error)
+    return api.create_response(request, error_body(error.code), status=400)
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A bug: its traceback in the server log, an event (error 30) on the Logs page, the guide's 30."""
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    if not _enrollment(request):
+        raise exc
+    _record(request, EnrollmentError(30, f"unexpected {type(exc).__name__}: {exc}"[:500]))
+    return api.create_response(request, error_body(30), status=500)
+
+
+def _record(request: HttpRequest, error: EnrollmentError) -> None:
+    from autoenroll.server.enrollment.events import record_error
+    from autoenroll.server.enrollment.models import EnrollmentEvent
+
+    step = EnrollmentEvent.Step.SYNC if request.path.endswith("/sync") else EnrollmentEvent.Step.ENROLL
+    try:
+        principal = getattr(request, "kerberos_principal", "")
+        record_error(step, principal, error, remote_addr=request.META.get("REMOTE_ADDR"))
+    except Exception:  # noqa: BLE001 - the database may be what failed: the log line stands
+        log.exception("cannot record the refusal of %s", request.path)
 
 
 @api.exception_handler(AuthenticationError)

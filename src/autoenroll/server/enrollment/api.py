@@ -17,6 +17,7 @@ from ninja.security.base import AuthBase
 from autoenroll.server.kerberos import spnego
 
 from . import configuration, pipeline
+from .boundary import Long, Short
 
 log = logging.getLogger("autoenroll.enrollment")
 
@@ -48,10 +49,10 @@ class ErrorOut(Schema):
 
 
 class SyncIn(Schema):
-    customeruri: str | None = None
-    orgid: str | int | None = None
-    domainname: str | None = None
-    email: str | None = None
+    customeruri: Short | None = None
+    orgid: Short | int | None = None
+    domainname: Short | None = None
+    email: Short | None = None
 
 
 class SyncOut(Schema):
@@ -63,11 +64,11 @@ class SyncOut(Schema):
 
 
 class EnrollIn(Schema):
-    customeruri: str | None = None
-    orgid: str | int | None = None
-    email: str | None = None
-    cn: str | None = None
-    csr: str | None = None
+    customeruri: Short | None = None
+    orgid: Short | int | None = None
+    email: Short | None = None
+    cn: Short | None = None
+    csr: Long | None = None
 
 
 class EnrollOut(Schema):
@@ -81,7 +82,7 @@ class EnrollOut(Schema):
 
 
 class LogonIn(EnrollIn):
-    domainname: str | None = None
+    domainname: Short | None = None
 
 
 class LogonOut(SyncOut, EnrollOut):
@@ -89,17 +90,17 @@ class LogonOut(SyncOut, EnrollOut):
 
 
 class LogonStatusIn(Schema):
-    status_token: str
-    status: str | None = None
-    serial: str | None = None
-    replaced_serial: str | None = None
+    status_token: Long
+    status: Short | None = None
+    serial: Short | None = None
+    replaced_serial: Short | None = None
 
 
 class StatusIn(Schema):
-    customeruri: str | None = None
-    status: str | None = None
-    serial: str | None = None
-    replaced_serial: str | None = None
+    customeruri: Short | None = None
+    status: Short | None = None
+    serial: Short | None = None
+    replaced_serial: Short | None = None
 
 
 class StatusOut(Schema):

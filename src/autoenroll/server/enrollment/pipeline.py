@@ -236,7 +236,7 @@ def _parse_csr(csr_text) -> tuple[x509.CertificateSigningRequest, pki.PublicKey]
     try:
         public_key = pki.public_key_from_csr(csr_text.encode())
         return x509.load_pem_x509_csr(csr_text.encode()), public_key
-    except (pki.InvalidCSR, pki.PKIError, ValueError) as exc:
+    except (pki.InvalidCSR, pki.PKIError, ValueError, x509.InvalidVersion) as exc:
         raise EnrollmentError(15, str(exc)) from None
 
 
@@ -463,8 +463,8 @@ def poll(caller: Caller, request_id: str) -> EnrollmentRequest:
             .filter(pk=request_id if _is_uuid(request_id) else None, person__principal=caller.principal)
             .first()
         )
-        if request is None:
-            raise EnrollmentError(25, f"no request {request_id} for {caller.principal}")
+        if request is None:  # 404, not 25's usual 503: nothing a client should retry
+            raise EnrollmentError(25, f"no request {request_id[:60]!r} for {caller.principal}", http_status=404)
         audit.refs.update(customer=request.customer, person=request.person)
         if request.status in (EnrollmentRequest.Status.FAILED, EnrollmentRequest.Status.REJECTED):
             raise EnrollmentError(25, f"request {request_id} {request.status}")
@@ -561,11 +561,13 @@ def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> 
     status = _text(data.get("status")).lower()
     if status not in msg.REPORTED_STATUSES:
         raise EnrollmentError(21, f"status {data.get('status')!r}")
+    serial = _serial(data.get("serial"), "serial")
     if status == msg.STATUS_FAILED:  # the agent could not install: its error 39, on the server's record too
-        failure = EnrollmentError(39, f"agent reports failure for serial {data.get('serial')!r}")
+        if not Certificate.objects.filter(person=person, serial=serial).exists():
+            raise EnrollmentError(24, f"failure reported for {serial}, which is not a certificate of {person}")
+        failure = EnrollmentError(39, f"agent reports failure for serial {serial}")
         record_error(Step.STATUS, caller.principal, failure, remote_addr=caller.remote_addr, **audit.refs)
         return None
-    serial = _serial(data.get("serial"), "serial")
     old_serial = None
     if data.get("replaced_serial") not in (None, ""):
         old_serial = _serial(data.get("replaced_serial"), "replaced_serial")

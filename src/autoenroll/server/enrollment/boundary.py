@@ -1,0 +1,103 @@
+"""What the enrollment endpoints accept, decided at the edge, before any Kerberos or database work.
+
+* Only JSON from a program, never from a web page: browsers send Kerberos to intranet servers on their own
+  (Integrated Windows Authentication), so a cross-site form or fetch() could otherwise enroll the user's
+  mail with the attacker's key. A request in another content type answers 415; one whose `Origin` or
+  `Sec-Fetch-Site` says another site sent it answers 403. The agent sends neither header.
+* Every field a bounded, clean string (no NUL, no lone surrogate): a field that is not answers the guide's
+  number for that field, never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from django.http import HttpRequest
+
+from autoenroll.protocol import EnrollmentError
+from autoenroll.server.utils.text import text
+
+log = logging.getLogger("autoenroll.enrollment")
+
+#: The guide's number for a field that cannot be what it claims to be.
+FIELD_ERRORS = {
+    "customeruri": 2,
+    "orgid": 6,
+    "domainname": 10,
+    "email": 18,
+    "cn": 19,
+    "csr": 15,
+    "status": 21,
+    "serial": 24,
+    "replaced_serial": 24,
+    "status_token": 24,
+}
+#: A body that is not a JSON object of these fields.
+NO_REQUEST = 29
+#: A request a web page made (another origin): the remote user is not the user's own program.
+CROSS_SITE = 27
+
+
+Short = text(320)  # customeruri, orgid, domainname, email, cn, status, serials
+Long = text(64 * 1024)  # a CSR (RSA-8192 PEM with extensions stays far below), a status token
+
+
+def refusal_of(errors: list[dict]) -> EnrollmentError:
+    """The guide's error for a body that failed validation: the number of the first field at fault."""
+    for error in errors:
+        loc = [part for part in error.get("loc", ()) if isinstance(part, str) and part not in ("body", "data")]
+        if loc and loc[0] in FIELD_ERRORS:
+            return EnrollmentError(FIELD_ERRORS[loc[0]], f"{loc[0]}: {error.get('msg', 'invalid')}")
+    return EnrollmentError(NO_REQUEST, "the body is not a JSON object of the call's fields")
+
+
+def cross_site(request: HttpRequest) -> str | None:
+    """Why the request looks like a web page's (another site's), or None for a program's."""
+    fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
+    if fetch_site and fetch_site not in ("same-origin", "none"):
+        return f"Sec-Fetch-Site: {fetch_site[:40]}"
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        own = f"{request.scheme}://{request.get_host()}"
+        parts = urlsplit(origin)
+        if origin == "null" or f"{parts.scheme}://{parts.netloc}".lower() != own.lower():
+            return f"Origin: {origin[:100]}"
+    return None
+
+
+def is_json(request: HttpRequest) -> bool:
+    return request.content_type == "application/json"
+
+
+class EnrollmentBoundaryMiddleware:
+    """Refuses, before authentication, what a program of ours never sends to `/api/enroll/`: a body that
+    is not JSON (415) and a request from another site (403, recorded in the enrollment log)."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        from autoenroll.protocol.messages import API_PREFIX
+
+        if request.method != "POST" or not request.path.startswith(API_PREFIX + "/"):
+            return self.get_response(request)
+        reason = cross_site(request)
+        if reason is not None:
+            return self._refuse(request, EnrollmentError(CROSS_SITE, f"request from another site ({reason})"), 403)
+        if not is_json(request):
+            kind = request.content_type or "none"
+            return self._refuse(request, EnrollmentError(NO_REQUEST, f"Content-Type {kind[:80]}, not JSON"), 415)
+        return self.get_response(request)
+
+    def _refuse(self, request: HttpRequest, error: EnrollmentError, status: int):
+        from django.http import JsonResponse
+
+        from autoenroll.protocol.messages import error_body
+
+        from .events import record_error
+        from .models import EnrollmentEvent
+
+        step = EnrollmentEvent.Step.SYNC if request.path.endswith("/sync") else EnrollmentEvent.Step.ENROLL
+        record_error(step, "", error, remote_addr=request.META.get("REMOTE_ADDR"))
+        return JsonResponse(error_body(error.code), status=status)

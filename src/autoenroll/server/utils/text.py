@@ -1,0 +1,19 @@
+"""Text fields as the server accepts them from outside: bounded, with no NUL and no lone surrogate
+(PostgreSQL refuses NUL in a string, SQLite cannot encode a lone surrogate: either would be a 500)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+
+def _clean(value: str) -> str:
+    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError("NUL or a lone surrogate")
+    return value
+
+
+def text(max_length: int):
+    """A field type for django-ninja schemas: a string of at most `max_length` clean characters."""
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_clean)]
