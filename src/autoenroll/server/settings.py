@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/ under `serve` (no web server in front needed)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "autoenroll.server.enrollment.boundary.EnrollmentBoundaryMiddleware",  # JSON from programs only
@@ -109,6 +110,8 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = CONFIG.data_dir / "static"
+# Served from the apps' static folders as installed: no collectstatic step for an admin to forget.
+WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

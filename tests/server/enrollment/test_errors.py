@@ -346,6 +346,20 @@ def test_error_25_ca_key_unavailable(user1, ready, settings, tmp_path):
     assert no_certificate_issued()
 
 
+def test_error_25_no_ca_passphrase(user1, ready, settings):
+    """Found killing the server's configuration: a server started without the CA passphrase answered an
+    HTML 500 and left the request pending; it is the guide's 25, and nothing is half made."""
+    from autoenroll.server.certificates import authority
+
+    authority.forget_signers()
+    settings.CONFIG = settings.CONFIG.model_copy(update={"ca_passphrase": None, "ca_passphrase_file": None})
+    _, csr = make_csr("user1")
+    answer = user1.logon(customeruri="acme", csr=csr)
+    assert answer.status_code == 503
+    assert_error(answer, 25, "Failed to get cert..")
+    assert no_certificate_issued()
+
+
 def test_error_25_unknown_request(user1, ready):
     assert_error(user1.get(f"requests/{uuid.uuid4()}"), 25, "Failed to get cert..")
 

@@ -30,6 +30,7 @@ from autoenroll import pki
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate, CertificateAuthority, RevocationReason
+from autoenroll.server.config import ConfigError
 from autoenroll.server.directory.models import Person
 from autoenroll.server.directory.publication import publish
 
@@ -140,7 +141,7 @@ def issue(
             ca=ca,
             public_key_sha256=authority.key_sha256(public_key),
         )
-    except (authority.CAError, pki.PKIError) as exc:
+    except (authority.CAError, pki.PKIError, ConfigError) as exc:  # no CA, key or passphrase: the guide's 25
         raise EnrollmentError(25, f"CA: {exc}") from None
     except (DatabaseError, ValueError) as exc:
         raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
