@@ -109,8 +109,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = CONFIG.data_dir / "static"
-# Served from the apps' static folders as installed: no collectstatic step for an admin to forget.
+# Served from the apps' static folders as installed (WhiteNoise's finders): no STATIC_ROOT, no collectstatic
+# step for an admin to forget.
 WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_SECURE = True
