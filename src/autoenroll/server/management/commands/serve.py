@@ -145,6 +145,9 @@ class Command(BaseCommand):
         prepare_kerberos()  # before gunicorn forks: every worker inherits it, no request thread sets it
         opts = self._options(listen or config.listen, workers, "autoenroll-server")
         opts.update(certfile=str(cert), keyfile=str(key), ssl_context=_one_ssl_context)
+        # gunicorn >= 25.1's control socket: in this data directory, not one path per user that every
+        # `serve` on the host deletes at start and stop.
+        opts["control_socket"] = str(config.data_dir / "gunicorn.ctl")
         if pid_file:
             opts["pidfile"] = pid_file
         children: list[subprocess.Popen] = []
