@@ -34,9 +34,6 @@ class Configuration:
     issuing_ca: CertificateAuthority | None
     chain_pem: str = field(default="")
 
-    def customer(self, pk: int) -> Customer | None:
-        return next((c for c in self.customers.values() if c.pk == pk), None)
-
     def ad_server(self, pk: int | None) -> ADServer | None:
         return next((s for servers in self.ad_servers.values() for s in servers if s.pk == pk), None)
 

@@ -166,18 +166,22 @@ def _bound(person: Person, newest: Certificate) -> None:
 # --- supersede, revoke -----------------------------------------------------------------------------
 
 
-def supersede(installed: Certificate, replaced: Certificate | None, *, by: str, remote_addr: str | None = None) -> bool:
-    """The agent installed `installed`: record it, and revoke `replaced` (superseded), once. Idempotent:
-    reporting again, or after `replaced` was revoked already, changes nothing and is not an error.
-    Returns whether this call revoked `replaced`."""
+def supersede(
+    installed: Certificate, replaced: Certificate | None, *, by: str, remote_addr: str | None = None
+) -> bool:
+    """The agent installed `installed`: record it (with the status event), and revoke `replaced`
+    (superseded), once. Idempotent: reporting again, or after `replaced` was revoked already, changes
+    nothing and is not an error. Returns whether this call revoked `replaced`."""
+    person = installed.person
+    reported = _event_row(Step.STATUS, person, certificate=installed, remote_addr=remote_addr)
     with transaction.atomic(savepoint=False):  # the caller's transaction when there is one
         Certificate.objects.filter(pk=installed.pk).update(
             installed_at=Coalesce("installed_at", Value(timezone.now())),
             replaces=replaced if replaced is not None else F("replaces"),
         )
-        if replaced is None:
-            return False
-        return bool(revoke([replaced], RevocationReason.SUPERSEDED, by=by, remote_addr=remote_addr))
+        done = _revoke([replaced] if replaced else [], RevocationReason.SUPERSEDED, by, remote_addr, [reported])
+    log.info("certificate %s installed by %s", installed.serial, person.principal)
+    return bool(done)
 
 
 def revoke(
@@ -198,7 +202,19 @@ def revoke(
         certificates = certificates.filter(status=Certificate.Status.ISSUED).select_related(
             "person__customer", "person__ad_server"
         )
-    certificates = list(certificates)
+    return _revoke(list(certificates), reason, by, remote_addr, [], batch_size, progress)
+
+
+def _revoke(
+    certificates: list[Certificate],
+    reason: str,
+    by: str,
+    remote_addr: str | None,
+    events: list[EnrollmentEvent],
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> list[Certificate]:
+    """`revoke`, recording `events` with the revocations' own in one insert."""
     done: list[Certificate] = []
     with transaction.atomic(savepoint=False):  # the caller's transaction when there is one
         for start in range(0, len(certificates), batch_size):
@@ -206,20 +222,19 @@ def revoke(
             done += revoked
             if progress is not None:
                 progress(len(revoked))
-        EnrollmentEvent.objects.bulk_create(
-            [
-                _event_row(
-                    Step.REVOKE,
-                    c.person,
-                    certificate=c,
-                    remote_addr=remote_addr,
-                    message=f"revoked by {by}: {c.get_revocation_reason_display()}",
-                )
-                for c in done
-            ],
-            batch_size=batch_size,
-        )
-        transaction.on_commit(lambda: _unpublish(done))
+        events += [
+            _event_row(
+                Step.REVOKE,
+                c.person,
+                certificate=c,
+                remote_addr=remote_addr,
+                message=f"revoked by {by}: {c.get_revocation_reason_display()}",
+            )
+            for c in done
+        ]
+        EnrollmentEvent.objects.bulk_create(events, batch_size=batch_size)
+        if done:
+            transaction.on_commit(lambda: _unpublish(done))
     for c in done:
         log.info("certificate %s revoked by %s (%s)", c.serial, by, c.revocation_reason)
     return done

@@ -520,12 +520,9 @@ def report_with_token(token: str, data: dict, remote_addr: str | None = None) ->
         person_id, serial = int(claims["p"]), str(claims["s"])
     except (signing.BadSignature, KeyError, TypeError, ValueError):
         raise BadStatusToken("invalid or expired status token") from None
-    person = Person.objects.filter(pk=person_id).first()
+    person = Person.objects.select_related("customer", "ad_server").filter(pk=person_id).first()
     if person is None:
         raise BadStatusToken("the token's person no longer exists")
-    conf = configuration.current()
-    person.customer = conf.customer(person.customer_id)
-    person.ad_server = conf.ad_server(person.ad_server_id)
     caller = Caller(principal=person.principal, remote_addr=remote_addr)
     with _Audit(Step.STATUS, caller) as audit:
         audit.refs.update(customer=person.customer, person=person)
@@ -585,14 +582,13 @@ def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> 
     replaced = mine.get(old_serial) if old_serial else None
     if old_serial and (replaced is None or replaced.ca_id != installed.ca_id):
         raise EnrollmentError(24, f"{old_serial} is not a certificate of {caller.principal}")
+    installed.person = person  # its events and AD entry are the person's, as loaded here
     if replaced is not None:
-        replaced.person = person  # its events and AD entry are the person's, as loaded here
-    try:
-        with transaction.atomic():  # the report's event commits with what it did
-            revoked = lifecycle.supersede(
-                installed, replaced, by=f"renewal by {caller.principal}", remote_addr=caller.remote_addr
-            )
-            audit.success(certificate=installed)
+        replaced.person = person
+    try:  # the report's event commits with what it did (supersede records it)
+        revoked = lifecycle.supersede(
+            installed, replaced, by=f"renewal by {caller.principal}", remote_addr=caller.remote_addr
+        )
     except DatabaseError as exc:
         raise EnrollmentError(23, f"{type(exc).__name__}: {exc}") from None
     return replaced if revoked else None
