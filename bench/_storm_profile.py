@@ -53,6 +53,15 @@ def _frames(stack: str) -> list[str]:
     return [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
 
 
+def _side_process(stack: str) -> bool:
+    """Samples not of a worker serving logons: the arbiter itself (gunicorn's master under `serve`), the CRL
+    watcher and the publication listener (the watcher's CRL build would count as request handling)."""
+    processes = [f for f in stack.split(";") if f.startswith("process ")]
+    if len(processes) < 2:  # with --subprocesses the workers sit under the arbiter's root
+        return bool(processes)
+    return any("crl --watch" in p or "--publication-only" in p for p in processes)
+
+
 def _short(frame: str) -> str:
     m = _FRAME.match(frame)
     if not m:
@@ -65,7 +74,7 @@ def analyse(raw: Path, top: int = 15) -> dict:
     stacks: list[tuple[list[str], int]] = []
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if count.isdigit():
+        if count.isdigit() and not _side_process(stack):
             stacks.append((_frames(stack), int(count)))
     total = sum(n for _, n in stacks) or 1
     parts: Counter = Counter()
