@@ -8,6 +8,8 @@ os.environ.setdefault("AUTOENROLL_SECRET_KEY", "test-secret-key-not-for-producti
 os.environ.setdefault("AUTOENROLL_CA_PASSPHRASE", "test-ca-passphrase")
 os.environ.setdefault("AUTOENROLL_PUBLIC_URL", "https://ccm.test.com:8443")
 os.environ.setdefault("AUTOENROLL_PUBLICATION_URL", "http://ccm.test.com:8080")
+# Tests log one user on hundreds of times a minute; the rate limit has a test of its own.
+os.environ.setdefault("AUTOENROLL_ENROLL_RATE_PER_MINUTE", "0")
 
 from autoenroll.server.settings import *  # noqa: E402,F403
 

@@ -59,6 +59,8 @@ class ServerConfig(BaseModel):
     # Valid S/MIME certificates one person may hold: the current one and the one it replaces, by default.
     # Issuing past it supersedes the oldest (those never reported installed first).
     max_valid_certificates: Annotated[int, Field(ge=1, le=100)] = 2
+    # logon/enroll calls one principal may make per minute, per server process (429 beyond; 0: no limit).
+    enroll_rate_per_minute: Annotated[int, Field(ge=0, le=100_000)] = 30
     # Largest clock difference accepted between a client's Kerberos authenticator and this server.
     kerberos_clockskew: Annotated[int, Field(ge=0, le=3600)] = 300
     log_level: str = "INFO"

@@ -196,6 +196,15 @@ def test_polling_another_users_request_is_404_and_a_failure_report_needs_your_ow
     assert_error(user1.status(**report), 24, "Invalid serial number supplied..")
 
 
+def test_a_principal_calling_too_often_gets_429_with_retry_after(user1, ready, settings):
+    settings.CONFIG = settings.CONFIG.model_copy(update={"enroll_rate_per_minute": 3})
+    _, csr = make_csr("user1")  # the same key: no new certificate, only the calls count
+    answers = [post(user1, "logon", {"customeruri": "acme", "csr": csr}) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert 0 < int(answers[-1]["Retry-After"]) <= 60
+    assert Certificate.objects.count() == 1
+
+
 def test_an_unexpected_error_is_logged_recorded_and_answered_30(user1, ready, monkeypatch, caplog):
     def broken(caller, data):
         raise KeyError("a bug")

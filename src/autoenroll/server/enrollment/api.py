@@ -17,7 +17,7 @@ from ninja.security.base import AuthBase
 from autoenroll.server.kerberos import spnego
 
 from . import configuration, pipeline
-from .boundary import Long, Short
+from .boundary import Long, PerPrincipalRate, Short
 
 log = logging.getLogger("autoenroll.enrollment")
 
@@ -37,6 +37,7 @@ class NegotiateAuth(AuthBase):
 
 
 router = Router(auth=NegotiateAuth(), tags=["enrollment"])
+issuing_rate = PerPrincipalRate()  # one per process, shared by the calls that can issue
 
 
 class ErrorDetail(Schema):
@@ -125,7 +126,9 @@ def sync(request: HttpRequest, response: HttpResponse, body: SyncIn):
     return pipeline.sync(_caller(request, response), body.dict()).as_dict()
 
 
-@router.post("/enroll", response={200: EnrollOut, **ERRORS}, summary="Check a CSR against AD and issue")
+@router.post(
+    "/enroll", response={200: EnrollOut, **ERRORS}, summary="Check a CSR against AD and issue", throttle=issuing_rate
+)
 def enroll(request: HttpRequest, response: HttpResponse, body: EnrollIn):
     return pipeline.request_answer(pipeline.enroll(_caller(request, response), body.dict()))
 
@@ -142,7 +145,10 @@ def status(request: HttpRequest, response: HttpResponse, body: StatusIn):
 
 
 @router.post(
-    "/logon", response={200: LogonOut, **ERRORS}, summary="One call per logon: sync, check the CSR against AD, issue"
+    "/logon",
+    response={200: LogonOut, **ERRORS},
+    summary="One call per logon: sync, check the CSR against AD, issue",
+    throttle=issuing_rate,
 )
 def logon(request: HttpRequest, response: HttpResponse, body: LogonIn):
     return pipeline.logon(_caller(request, response), body.dict()).as_dict()

@@ -11,9 +11,13 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import deque
 from urllib.parse import urlsplit
 
 from django.http import HttpRequest
+from ninja.throttling import BaseThrottle
 
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.utils.text import text
@@ -101,3 +105,41 @@ class EnrollmentBoundaryMiddleware:
         step = EnrollmentEvent.Step.SYNC if request.path.endswith("/sync") else EnrollmentEvent.Step.ENROLL
         record_error(step, "", error, remote_addr=request.META.get("REMOTE_ADDR"))
         return JsonResponse(error_body(error.code), status=status)
+
+
+class PerPrincipalRate(BaseThrottle):
+    """At most `enroll_rate_per_minute` logon/enroll calls per principal per minute, in this server process
+    (against a runaway or hostile client; an agent makes one per logon). Beyond it: 429 with Retry-After.
+    0 turns it off."""
+
+    WINDOW = 60.0
+
+    def __init__(self) -> None:
+        self._calls: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self._waits = threading.local()
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        from django.conf import settings
+
+        limit = settings.CONFIG.enroll_rate_per_minute
+        principal = getattr(request, "kerberos_principal", "")
+        if not limit or not principal:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            calls = self._calls.setdefault(principal, deque())
+            while calls and calls[0] <= now - self.WINDOW:
+                calls.popleft()
+            if len(calls) >= limit:
+                self._waits.seconds = calls[0] + self.WINDOW - now
+                log.warning("%s: more than %d enrollment calls a minute, refused for now", principal, limit)
+                return False
+            calls.append(now)
+            if len(self._calls) > 10_000:  # forget principals idle for a window
+                for name in [n for n, c in self._calls.items() if not c or c[-1] <= now - self.WINDOW]:
+                    del self._calls[name]
+        return True
+
+    def wait(self) -> float | None:
+        return getattr(self._waits, "seconds", None)
