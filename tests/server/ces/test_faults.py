@@ -109,6 +109,11 @@ def test_get_unknown_ca_oversize_and_internal_errors(user1, ready, ca, schema, m
     assert refused(response, schema, status=405) and response["Allow"] == "POST"
     refused(user1.post("/nope_CES_Kerberos/service.svc/CES", rst(None)), schema, status=404)
     refused(user1.post(CEP_PATH, b"<" * (soap.MAX_BODY_BYTES + 1)), schema, status=413)
+    # beyond Django's own limit (2.5 MB: RequestDataTooBig was a 500 with a traceback), refused unread
+    too_big = user1.post(CEP_PATH, b"<" * (3 * 1024 * 1024))
+    refused(too_big, schema, status=413)
+    not_soap = user1.client.post(CEP_PATH, data="a=b", content_type="application/x-www-form-urlencoded", secure=True)
+    refused(not_soap, schema, status=415)
 
     def boom(*args, **kwargs):
         raise RuntimeError("database on fire")

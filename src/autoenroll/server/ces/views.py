@@ -38,6 +38,9 @@ def _serve(request: HttpRequest, actions: dict, ca: CertificateAuthority | None 
         response = _fault(SoapFault("only POST is accepted", status=405))
         response["Allow"] = "POST"
         return response
+    refused = _refuse_unread(request)
+    if refused is not None:
+        return refused
     try:
         negotiated = spnego.negotiate(request, list(configuration.current().realms))
     except spnego.NegotiateError:
@@ -64,6 +67,21 @@ def _serve(request: HttpRequest, actions: dict, ca: CertificateAuthority | None 
         log.exception("CEP/CES request of %s at %s failed", negotiated.principal, request.path)
         internal = SoapFault("The server was unable to process the request due to an internal error.", code="Receiver")
         return _fault(internal, message, negotiated)
+
+
+def _refuse_unread(request: HttpRequest) -> HttpResponse | None:
+    """Before Kerberos and before reading the body: a body too large for any SOAP request of ours (413, not
+    Django's RequestDataTooBig as a 500), or one that is not SOAP at all (415: what an HTML form sends)."""
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = 0
+    if length > soap.MAX_BODY_BYTES:
+        return _fault(SoapFault(f"request body larger than {soap.MAX_BODY_BYTES} bytes", status=413))
+    soap_types = ("", "application/soap+xml", "text/xml")  # text/xml: SOAP 1.1, a VersionMismatch fault
+    if request.content_type not in soap_types:
+        return _fault(SoapFault(f"Content-Type {request.content_type[:80]!r} is not SOAP", status=415))
+    return None
 
 
 def _get_policies(message: soap.Message, caller: Caller, ca) -> tuple[str, object]:
