@@ -9,7 +9,7 @@ import threading
 import pytest
 from cryptography import x509
 from django.core.management import CommandError, call_command
-from django.db import close_old_connections
+from django.db import connection
 from django.utils import timezone
 
 from autoenroll.server.certificates import authority, publication
@@ -213,7 +213,7 @@ def test_concurrent_revocations_keep_crl_numbers_strictly_increasing(issue):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()  # this thread's own connection: none left open at teardown
 
     threads = [threading.Thread(target=revoke, args=(c,)) for c in certs]
     for t in threads:
@@ -226,3 +226,30 @@ def test_concurrent_revocations_keep_crl_numbers_strictly_increasing(issue):
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
     latest = publication.latest_crl(ca)
     assert latest.entries == 6 and latest.generation == ca.revocation_generation == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_builders_at_once_make_one_crl(issue):
+    """The watchers of several servers and a download, all finding the CRL stale at once: one builds, the
+    others find its CRL current (a file lock on SQLite, an advisory lock across hosts on PostgreSQL)."""
+    cert = issue("builders@test.com")
+    first = publication.publish_crl(cert.ca)
+    lifecycle.revoke([cert], RevocationReason.KEY_COMPROMISE, by="test")
+    made, errors = [], []
+
+    def build():
+        try:
+            made.append(publication.publish_crl(cert.ca_id, force=False).number)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()  # this thread's own connection: none left open at teardown
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert set(made) == {first.number + 1}
+    assert RevocationList.objects.filter(ca_id=cert.ca_id).count() == 2

@@ -83,11 +83,11 @@ def publish_crl(
     meanwhile: a short transaction takes the next CRL number and the revocation generation the CRL
     will cover, the revoked set is read after it (so it holds every revocation of that generation),
     and another short transaction stores the CRL. Numbers strictly increase and only the highest is
-    served. One builder per CA and host at a time (a file lock): the watcher and a download asking for
-    a stale CRL do not build it twice."""
+    served. One builder per CA at a time (`_crl_builder`): the watchers of several servers and a download
+    asking for a stale CRL do not build it twice."""
     config = _config(config)
     ca_id = ca.pk if isinstance(ca, CertificateAuthority) else ca
-    with _file_lock(config.data_dir / "crl" / str(ca_id)):
+    with _crl_builder(config, ca_id):
         ca = CertificateAuthority.objects.get(pk=ca_id)
         now = timezone.now()
         if not force:
@@ -116,6 +116,27 @@ def publish_crl(
             RevocationList.objects.filter(pk__in=list(stale)).delete()
     log.info("CRL %s #%d issued with %d entries", ca.name, number, facts.entries)
     return row
+
+
+#: PostgreSQL advisory-lock namespace of the CRL builders (the second key is the CA's id).
+_CRL_LOCK_CLASS = 0x43524C  # "CRL"
+
+
+@contextlib.contextmanager
+def _crl_builder(config: ServerConfig, ca_id: int) -> Iterator[None]:
+    """One CRL builder per CA: across hosts on PostgreSQL (a session advisory lock, held by this
+    connection outside any transaction), across the processes of this host on SQLite (a file lock)."""
+    if connection.vendor != "postgresql":
+        with _file_lock(config.data_dir / "crl" / str(ca_id)):
+            yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_CRL_LOCK_CLASS, ca_id])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_CRL_LOCK_CLASS, ca_id])
 
 
 def current_crl(ca: CertificateAuthority, config: ServerConfig | None = None) -> RevocationList:
