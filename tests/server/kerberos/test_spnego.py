@@ -12,10 +12,11 @@ from pathlib import Path
 
 import gssapi
 import pytest
+from django.db import connection
 from django.test import Client
 
 from autoenroll.server.kerberos import spnego
-from autoenroll.server.kerberos.models import KerberosRealm
+from autoenroll.server.kerberos.models import KerberosRealm, SeenAuthenticator
 from autoenroll.testbed import samba
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("server.kerberos.spnego_urls")]
@@ -286,3 +287,20 @@ def test_when_the_ticket_cannot_be_read_every_realms_keytab_is_tried(
         "realm": "test.com",
         "method": "GET",
     }
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the shared replay cache is PostgreSQL's (several hosts)")
+def test_a_token_replayed_to_another_server_of_the_cluster_is_refused(client, realm, ticket, kerberos_env, tmp_path):
+    """Another host has another MIT replay cache: switching to a fresh one stands for it. The database the
+    servers share has seen the token, and refuses it."""
+    token, _ = ticket()
+    assert client.get("/whoami", headers=negotiate(token)).status_code == 200
+    other_host = tmp_path / "rcache-of-another-host"
+    other_host.mkdir()
+    saved = os.environ["KRB5RCACHEDIR"]
+    os.environ["KRB5RCACHEDIR"] = str(other_host)
+    try:
+        assert client.get("/whoami", headers=negotiate(token)).status_code == 401
+    finally:
+        os.environ["KRB5RCACHEDIR"] = saved
+    assert SeenAuthenticator.objects.count() == 1

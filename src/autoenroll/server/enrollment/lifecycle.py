@@ -79,8 +79,10 @@ def locked_person(customer_id: int, principal: str, public_key_hash: str) -> Per
     subqueries read the snapshot taken before it waited for the lock and would miss what the previous
     holder of the lock just committed."""
     if connection.features.has_select_for_update:
-        people = Person.objects.filter(customer_id=customer_id, principal=principal)
-        if not list(people.select_for_update().values_list("pk")):
+        # order_by(): Person's default ordering joins the customer, whose row FOR UPDATE would lock too,
+        # serialising every logon of the customer instead of the person's.
+        people = Person.objects.filter(customer_id=customer_id, principal=principal).order_by()
+        if not list(people.select_for_update(of=("self",)).values_list("pk")):
             return None
     now = timezone.now()
     params = [now, now, now, now, public_key_hash, public_key_hash, customer_id, principal]

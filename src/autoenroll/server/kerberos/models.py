@@ -51,3 +51,15 @@ class KerberosRealm(models.Model):
     def realm(self) -> str:
         """The Kerberos realm name, e.g. TEST.COM: the part of the principal after '@'."""
         return self.service_principal.rpartition("@")[2]
+
+
+class SeenAuthenticator(models.Model):
+    """A Kerberos authenticator this cluster has accepted, until it could no longer pass the clock-skew
+    check: MIT's replay cache is a file on each host, so behind a load balancer a token replayed to another
+    server would pass it. Used on PostgreSQL, the database several servers share."""
+
+    digest = models.CharField(max_length=64, primary_key=True, help_text="SHA-256 of the Negotiate token.")
+    expires = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.digest

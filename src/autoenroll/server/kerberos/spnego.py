@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import functools
+import hashlib
 import logging
 import os
 import threading
@@ -425,11 +427,43 @@ def authenticate(request: HttpRequest, realms: list[KerberosRealm] | None = None
                 break
             continue
         _check_initiator(principal, realm)
+        _first_use_in_cluster(token)
         return Negotiated(principal, realm, out, accepted_service or service)
     worst = min(failures, key=lambda e: _PRIORITY.index(e.kind))
     if worst.kind in ("unknown_spn", "no_realm") and service is not None and not known:
         raise NegotiateError(f"ticket for {service}, which no configured keytab holds ({worst.reason})", "unknown_spn")
     raise worst
+
+
+# ---- the replay cache shared by the servers of a cluster ------------------------------------------------------
+
+_accepted = 0
+
+
+def _first_use_in_cluster(token: bytes) -> None:
+    """On PostgreSQL (several servers may share it behind a load balancer), refuse a token that another
+    server accepted already; MIT's replay cache only knows this host's. SQLite is one host: nothing to do."""
+    global _accepted
+    from django.conf import settings
+    from django.db import IntegrityError, connection, transaction
+    from django.utils import timezone
+
+    from autoenroll.server.kerberos.models import SeenAuthenticator
+
+    if connection.vendor != "postgresql":
+        return
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            SeenAuthenticator.objects.create(
+                digest=hashlib.sha256(token).hexdigest(),
+                expires=now + datetime.timedelta(seconds=settings.CONFIG.kerberos_clockskew * 2 + 60),
+            )
+    except IntegrityError:
+        raise NegotiateError("this token was accepted before by a server of this cluster", "replay") from None
+    _accepted += 1
+    if _accepted % 1000 == 0:  # keep the table to the authenticators that could still be replayed
+        SeenAuthenticator.objects.filter(expires__lt=now).delete()
 
 
 # ---- the one entry point for views -------------------------------------------------------------------------
