@@ -123,8 +123,14 @@ def start_server(
     port: int | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    configure: bool = True,
+    public_port: int | None = None,
 ) -> ServerProcess:
-    """Initialise a data directory, configure one customer against `dc`, and serve over HTTPS."""
+    """Initialise a data directory, configure one customer against `dc`, and serve over HTTPS.
+
+    `configure=False` joins a database another server configured (a second server of a cluster: its
+    own data directory and TLS certificate, the shared configuration). `public_port` is the port of the
+    URL clients use when it is not this server's own (a load balancer in front)."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     passphrase = workdir / "ca-passphrase"
@@ -138,16 +144,25 @@ def start_server(
     server_env.update(
         AUTOENROLL_DATA_DIR=str(workdir / "data"),
         AUTOENROLL_CA_PASSPHRASE_FILE=str(passphrase),
-        AUTOENROLL_PUBLIC_URL=f"https://{SERVER_HOST}:{port}",
+        AUTOENROLL_PUBLIC_URL=f"https://{SERVER_HOST}:{public_port or port}",
         AUTOENROLL_PUBLICATION_URL=f"http://{SERVER_HOST}:{publication_port}",
         AUTOENROLL_LISTEN=f"127.0.0.1:{port}",
         AUTOENROLL_PUBLICATION_LISTEN=f"127.0.0.1:{publication_port}",
         AUTOENROLL_WORKERS=str(workers),
         KRB5_CONFIG=str(dc.krb5_conf),
-        **(env or {}),
     )
+    server_env.update(env or {})  # the caller's settings win (a joined server's shared passphrase, say)
     server = ServerProcess(workdir, port, publication_port, customer, server_env)
-    if not (server.data_dir / "autoenroll.sqlite3").exists() or "AUTOENROLL_DATABASE_URL" in server_env:
+    if not configure:
+        server.cli("init")  # this data directory's TLS certificate; the CA and the rest are the database's
+        server.root_ca.parent.mkdir(parents=True, exist_ok=True)  # the CA certificates (public) for clients
+        for path, role in ((server.root_ca, "root"), (server.issuing_ca, "issuing")):
+            code = (
+                "from autoenroll.server.certificates.models import CertificateAuthority as C; "
+                f"print(C.objects.filter(role='{role}').order_by('-active', 'pk').first().certificate_pem, end='')"
+            )
+            path.write_text(server.cli("shell", "-c", code))
+    elif not (server.data_dir / "autoenroll.sqlite3").exists() or "AUTOENROLL_DATABASE_URL" in server_env:
         server.cli("init")
         server.cli("customers", "add", customer, "--name", f"{customer} (test bed)")
         server.cli("domains", "add", DOMAIN, "--customer", customer, "--authorized")
