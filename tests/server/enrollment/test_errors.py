@@ -203,6 +203,8 @@ def test_error_16_no_mail_in_ad_but_the_request_names_one(agent_for, ready):
 def test_error_16_enroll_for_a_person_without_mail(agent_for, ready):
     user3 = agent_for("user3")
     assert user3.sync(customeruri="acme").json()["email"] == ""
+    synced_event = EnrollmentEvent.objects.filter(step="sync", principal="user3@TEST.COM").latest("pk")
+    assert synced_event.outcome == "success" and "no mail" in synced_event.message  # not a bare "success"
     _, csr = make_csr("user3")
     assert_error(user3.enroll(customeruri="acme", email="user3@test.com", csr=csr), 16, "No valid Email in AD..")
     assert no_certificate_issued()
