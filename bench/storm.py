@@ -505,7 +505,9 @@ def main(argv=None) -> int:
             result["runs"] += sqlite.pop("runs")
             result["databases"]["sqlite"] = sqlite
 
-            # ---- limits and the peer, on the server's CPUs ---------------------------------------------
+            # ---- limits and the peer, on the server's CPUs, with the server stopped (its CRL watcher would
+            # otherwise share those CPUs); they need only its CA files and the keytab ----------------------
+            server.stop()
             if args.cpus:
                 psys.pin_self(args.cpus["server"])  # the in-process limits run where the server ran
             server_cpus = len(args.cpus["server"]) if args.cpus else (os.cpu_count() or 1)
@@ -542,7 +544,6 @@ def main(argv=None) -> int:
                 }
                 cfssl.stop()
                 cfssl = None
-            server.stop()
 
             # ---- PostgreSQL: the same with 2 server processes ------------------------------------------
             if args.pg_servers > 0:
