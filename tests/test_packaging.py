@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,8 @@ def test_the_agent_only_wheel_installs_and_runs_in_a_clean_venv(tmp_path):
     if built.returncode != 0:
         pytest.skip(f"cannot build the wheel (offline?): {built.stderr.strip()[-300:]}")
     (wheel,) = (tmp_path / "wheels").glob("autoenroll-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert not [n for n in archive.namelist() if n.startswith("autoenroll/testbed/")]  # no test bed installed
     venv.create(tmp_path / "venv", with_pip=True)
     bin_dir = tmp_path / "venv" / ("Scripts" if sys.platform == "win32" else "bin")
     installed = run(str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheel), timeout=300)
