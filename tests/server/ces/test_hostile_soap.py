@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,21 +47,12 @@ def _flip(data: bytes, bit: int) -> bytes:
     return bytes(out)
 
 
-def test_mutated_get_policies_envelopes(user1, ready, ca, schema):
-    @HYPOTHESIS
-    @given(body=mutated(get_policies()))
-    def check(body):
-        assert_soap_answer(user1.post(CEP_PATH, body), schema)
-
-    check()
-
-
-def test_mutated_request_security_token_envelopes(user1, ready, ca, schema):
-    _, csr = make_csr()
-    path = ces_path(ca[1])
+@pytest.mark.parametrize("service", ["GetPolicies", "RequestSecurityToken"])
+def test_mutated_envelopes(user1, ready, ca, schema, service):
+    path, valid = (CEP_PATH, get_policies()) if service == "GetPolicies" else (ces_path(ca[1]), rst(make_csr()[1]))
 
     @HYPOTHESIS
-    @given(body=mutated(rst(csr)))
+    @given(body=mutated(valid))
     def check(body):
         assert_soap_answer(user1.post(path, body), schema)
 

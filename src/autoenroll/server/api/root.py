@@ -53,7 +53,7 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
     if not _enrollment(request):
         return api.create_response(request, {"detail": exc.errors}, status=422)
     error = boundary.refusal_of(exc.errors)
-    _record(request, error)
+    boundary.record_refusal(request, error)
     return api.create_response(request, error_body(error.code), status=400)
 
 
@@ -62,7 +62,7 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if not _enrollment(request) or exc.status_code != 400:
         return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
     error = EnrollmentError(boundary.NO_REQUEST, str(exc))  # a body that is not JSON at all
-    _record(request, error)
+    boundary.record_refusal(request, error)
     return api.create_response(request, error_body(error.code), status=400)
 
 
@@ -72,24 +72,12 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     log.exception("unexpected error in %s %s", request.method, request.path)
     if not _enrollment(request):
         raise exc
-    _record(request, EnrollmentError(30, f"unexpected {type(exc).__name__}: {exc}"[:500]))
+    boundary.record_refusal(request, EnrollmentError(30, f"unexpected {type(exc).__name__}: {exc}"[:500]))
     return api.create_response(request, error_body(30), status=500)
-
-
-def _record(request: HttpRequest, error: EnrollmentError) -> None:
-    from autoenroll.server.enrollment.events import record_error
-    from autoenroll.server.enrollment.models import EnrollmentEvent
-
-    step = EnrollmentEvent.Step.SYNC if request.path.endswith("/sync") else EnrollmentEvent.Step.ENROLL
-    try:
-        principal = getattr(request, "kerberos_principal", "")
-        record_error(step, principal, error, remote_addr=request.META.get("REMOTE_ADDR"))
-    except Exception:  # noqa: BLE001 - the database may be what failed: the log line stands
-        log.exception("cannot record the refusal of %s", request.path)
 
 
 @api.exception_handler(AuthenticationError)
 def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    if hasattr(request, "negotiate_error") or request.path.startswith("/api/enroll/"):
+    if hasattr(request, "negotiate_error") or _enrollment(request):
         return spnego.unauthorized()
     return api.create_response(request, {"detail": "Unauthorized"}, status=401)

@@ -99,12 +99,22 @@ class EnrollmentBoundaryMiddleware:
 
         from autoenroll.protocol.messages import error_body
 
-        from .events import record_error
-        from .models import EnrollmentEvent
-
-        step = EnrollmentEvent.Step.SYNC if request.path.endswith("/sync") else EnrollmentEvent.Step.ENROLL
-        record_error(step, "", error, remote_addr=request.META.get("REMOTE_ADDR"))
+        record_refusal(request, error)
         return JsonResponse(error_body(error.code), status=status)
+
+
+def record_refusal(request: HttpRequest, error: EnrollmentError) -> None:
+    """A refusal decided at the edge, in the enrollment log with the caller (when known) and address.
+    The database may be what failed: then the log line stands alone."""
+    from .events import record_error
+    from .models import EnrollmentEvent
+
+    step = EnrollmentEvent.Step.SYNC if request.path.endswith("/sync") else EnrollmentEvent.Step.ENROLL
+    try:
+        principal = getattr(request, "kerberos_principal", "")
+        record_error(step, principal, error, remote_addr=request.META.get("REMOTE_ADDR"))
+    except Exception:  # noqa: BLE001
+        log.exception("cannot record the refusal of %s", request.path)
 
 
 class PerPrincipalRate(BaseThrottle):

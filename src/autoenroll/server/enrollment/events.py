@@ -11,21 +11,28 @@ from .models import EnrollmentEvent
 log = logging.getLogger("autoenroll.enrollment")
 
 
+def event(step: str, principal: str, *, error: EnrollmentError | None = None, message: str = "", **refs):
+    """An event row, not yet saved: a success, or a refusal with the guide's number and the reason."""
+    return EnrollmentEvent(
+        step=step,
+        outcome=EnrollmentEvent.Outcome.ERROR if error else EnrollmentEvent.Outcome.SUCCESS,
+        error_code=error.code if error else None,
+        message=(error.message if error else message)[:500],
+        detail=error.detail[:4000] if error else "",
+        principal=principal,
+        **refs,
+    )
+
+
 def record_success(step: str, principal: str, **refs) -> EnrollmentEvent:
     log.info("%s %s: success", step, principal)
-    return EnrollmentEvent.objects.create(
-        step=step, outcome=EnrollmentEvent.Outcome.SUCCESS, principal=principal, **refs
-    )
+    row = event(step, principal, **refs)
+    row.save(force_insert=True)
+    return row
 
 
 def record_error(step: str, principal: str, error: EnrollmentError, **refs) -> EnrollmentEvent:
     log.warning("%s %s: error %d %s %s", step, principal, error.code, error.message, error.detail)
-    return EnrollmentEvent.objects.create(
-        step=step,
-        outcome=EnrollmentEvent.Outcome.ERROR,
-        error_code=error.code,
-        message=error.message,
-        detail=error.detail[:4000],
-        principal=principal,
-        **refs,
-    )
+    row = event(step, principal, error=error, **refs)
+    row.save(force_insert=True)
+    return row

@@ -34,11 +34,11 @@ from autoenroll.server.config import ConfigError
 from autoenroll.server.directory.models import Person
 from autoenroll.server.directory.publication import publish
 
+from . import events
 from .models import EnrollmentEvent, EnrollmentRequest
 
 log = logging.getLogger("autoenroll.enrollment")
 Step = EnrollmentEvent.Step
-Outcome = EnrollmentEvent.Outcome
 
 
 def max_valid_certificates() -> int:
@@ -305,13 +305,12 @@ def _event_row(
     remote_addr: str | None = None,
     message: str = "",
 ) -> EnrollmentEvent:
-    return EnrollmentEvent(
-        step=step,
-        outcome=Outcome.ERROR if error else Outcome.SUCCESS,
-        error_code=error.code if error else None,
-        message=(error.message if error else message)[:500],
-        detail=error.detail[:4000] if error else "",
-        principal=person.principal if person else "",
+    """An event about `person`, with the customer and organization it belongs to."""
+    return events.event(
+        step,
+        person.principal if person else "",
+        error=error,
+        message=message,
         customer_id=person.customer_id if person else None,
         organization_id=organization.pk if organization is not None else getattr(person, "organization_id", None),
         person=person,

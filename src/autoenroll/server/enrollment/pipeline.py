@@ -350,9 +350,9 @@ def _pem(text: str) -> str:
     return text.strip() + "\n"
 
 
-def _hold(caller: Caller, person: Person, org: Organization | None, csr_text: str, template=None) -> EnrollmentRequest:
-    """A customer that requires approval: the request waits, and says so in the log."""
-    request = EnrollmentRequest.objects.create(
+def _request_row(person: Person, org: Organization | None, csr_text: str, template=None, **fields):
+    """The record of a CSR (and of the Windows template it asked for, MS-WSTEP only)."""
+    return EnrollmentRequest.objects.create(
         customer=person.customer,
         person=person,
         organization=org,
@@ -360,7 +360,13 @@ def _hold(caller: Caller, person: Person, org: Organization | None, csr_text: st
         template_oid=template.template_id.dotted_string if template else "",
         template_major_version=(template.major_version or 0) if template else 0,
         template_minor_version=(template.minor_version or 0) if template else 0,
+        **fields,
     )
+
+
+def _hold(caller: Caller, person: Person, org: Organization | None, csr_text: str, template=None) -> EnrollmentRequest:
+    """A customer that requires approval: the request waits, and says so in the log."""
+    request = _request_row(person, org, csr_text, template)
     EnrollmentEvent.objects.create(
         step=Step.ENROLL,
         outcome=EnrollmentEvent.Outcome.PENDING,
@@ -426,6 +432,8 @@ def enroll(
         try:
             with transaction.atomic():
                 locked = lifecycle.locked_person(customer.pk, caller.principal, authority.key_sha256(public_key))
+                if locked is None:  # deleted by an admin since the sync moments ago
+                    raise EnrollmentError(28, f"{caller.principal} is no longer a person of {customer}")
                 locked.customer, locked.organization = customer, org
                 locked.ad_server = conf.ad_server(person.ad_server_id)
                 if customer.require_approval:
@@ -439,16 +447,13 @@ def enroll(
                     replaces=replaces,
                     remote_addr=caller.remote_addr,
                 )
-                request = EnrollmentRequest.objects.create(
-                    customer=customer,
-                    person=locked,
-                    organization=org,
-                    csr_pem=_pem(data["csr"]),
+                request = _request_row(
+                    locked,
+                    org,
+                    data["csr"],
+                    template,
                     status=EnrollmentRequest.Status.ISSUED,
                     certificate=issued.certificate,
-                    template_oid=template.template_id.dotted_string if template else "",
-                    template_major_version=(template.major_version or 0) if template else 0,
-                    template_minor_version=(template.minor_version or 0) if template else 0,
                 )
         except DatabaseError as exc:
             raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
