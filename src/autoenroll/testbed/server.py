@@ -78,6 +78,30 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(timeout=5)
 
+    def start(self, timeout: float = 60) -> None:
+        """`autoenroll-server serve` on this data directory, in a session of its own; wait for HTTPS."""
+        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child, closed with it
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "autoenroll.server.cli", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        try:
+            _wait_https(self.port, self.root_ca, self.process, self.log_file, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL the whole server (gunicorn, its workers, the publication listener, the CRL watcher),
+        as a host that loses power would stop it."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
     def __enter__(self) -> ServerProcess:
         return self
 
@@ -177,18 +201,5 @@ def start_server(
             "--principal", f"HTTP/{SERVER_HOST}@{REALM}", "--customer", customer,
         )  # fmt: skip
         server.cli("orgs", "add", f"{customer} org", "--customer", customer, "--domain", DOMAIN)
-    log = open(server.log_file, "ab")  # noqa: SIM115 - handed to the child, closed with it
-    server.process = subprocess.Popen(
-        [sys.executable, "-m", "autoenroll.server.cli", "serve"],
-        env=server_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    try:
-        _wait_https(port, server.root_ca, server.process, server.log_file, timeout)
-    except BaseException:
-        server.stop()
-        raise
+    server.start(timeout)
     return server

@@ -42,3 +42,40 @@ def test_an_unreachable_ad_server_revokes_nothing(ca, ad_server, settings):
     ADServer.objects.filter(pk=ad_server.pk).update(port=1)
     call_command("persons", "sweep")
     assert Certificate.objects.get(pk=cert.pk).status == "issued"
+
+
+def test_while_another_server_sweeps_this_one_skips_its_round(ca, ad_server, samba_ad, settings, capsys):
+    """Every server's timer may fire at once: the sweep's lock (an advisory lock on PostgreSQL, a file
+    lock on SQLite) is held by the other one, so this round revokes nothing and says why."""
+    import threading
+
+    from autoenroll.server.utils.exclusive import one_at_a_time
+
+    sam = f"leaver{uuid.uuid4().hex[:6]}"
+    samba_ad.add_user(sam, "Passw0rd!Leave1", mail=f"{sam}@test.com")
+    leaver = holder(ad_server.customer, ad_server, sam, settings)
+    samba_ad.disable_user(sam)
+    held, release = threading.Event(), threading.Event()
+
+    def other_server():  # its own database connection, as another process would have
+        from django.db import connection
+
+        try:
+            with one_at_a_time(settings.CONFIG.data_dir, "sweep"):
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_server)
+    thread.start()
+    try:
+        assert held.wait(30)
+        call_command("persons", "sweep")
+        assert "another server is sweeping now" in capsys.readouterr().out
+        assert Certificate.objects.get(pk=leaver.pk).status == "issued"
+    finally:
+        release.set()
+        thread.join(30)
+    call_command("persons", "sweep")
+    assert Certificate.objects.get(pk=leaver.pk).status == "revoked"

@@ -8,11 +8,9 @@ fetched at the same moment always agree.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +27,10 @@ from autoenroll import pki
 from autoenroll.pki.crl import DEFAULT_CRL_VALIDITY
 from autoenroll.pki.ocsp import GOOD, UNKNOWN, CertStatus
 from autoenroll.server.config import ServerConfig
+from autoenroll.server.utils.exclusive import host_lock, one_at_a_time
 
 from . import authority
 from .models import Certificate, CertificateAuthority, RevocationList
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Windows
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +77,11 @@ def publish_crl(
     meanwhile: a short transaction takes the next CRL number and the revocation generation the CRL
     will cover, the revoked set is read after it (so it holds every revocation of that generation),
     and another short transaction stores the CRL. Numbers strictly increase and only the highest is
-    served. One builder per CA at a time (`_crl_builder`): the watchers of several servers and a download
+    served. One builder per CA at a time (`one_at_a_time`): the watchers of several servers and a download
     asking for a stale CRL do not build it twice."""
     config = _config(config)
     ca_id = ca.pk if isinstance(ca, CertificateAuthority) else ca
-    with _crl_builder(config, ca_id):
+    with one_at_a_time(config.data_dir, "crl", ca_id):
         ca = CertificateAuthority.objects.get(pk=ca_id)
         now = timezone.now()
         if not force:
@@ -116,27 +110,6 @@ def publish_crl(
             RevocationList.objects.filter(pk__in=list(stale)).delete()
     log.info("CRL %s #%d issued with %d entries", ca.name, number, facts.entries)
     return row
-
-
-#: PostgreSQL advisory-lock namespace of the CRL builders (the second key is the CA's id).
-_CRL_LOCK_CLASS = 0x43524C  # "CRL"
-
-
-@contextlib.contextmanager
-def _crl_builder(config: ServerConfig, ca_id: int) -> Iterator[None]:
-    """One CRL builder per CA: across hosts on PostgreSQL (a session advisory lock, held by this
-    connection outside any transaction), across the processes of this host on SQLite (a file lock)."""
-    if connection.vendor != "postgresql":
-        with _file_lock(config.data_dir / "crl" / str(ca_id)):
-            yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_CRL_LOCK_CLASS, ca_id])
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_CRL_LOCK_CLASS, ca_id])
 
 
 def current_crl(ca: CertificateAuthority, config: ServerConfig | None = None) -> RevocationList:
@@ -239,20 +212,6 @@ def responder_dir(config: ServerConfig, ca: CertificateAuthority) -> Path:
     return config.data_dir / "ocsp" / ca.name
 
 
-@contextlib.contextmanager
-def _file_lock(directory: Path) -> Iterator[None]:
-    """One process of this host at a time (gunicorn has several workers, `serve` a CRL watcher)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(directory / ".lock", "a+b") as fh:
-        if fcntl is not None:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def _usable_responder(ca: CertificateAuthority, ca_cert: x509.Certificate, config: ServerConfig, now):
     """The newest recorded responder of `ca` whose key this host holds and that is not due for renewal."""
     directory = responder_dir(config, ca)
@@ -302,7 +261,7 @@ def responder_for(ca: CertificateAuthority, config: ServerConfig | None = None) 
         if cached is not None and now < cached.renew_at:
             return cached.responder
         ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem.encode())
-        with _file_lock(responder_dir(config, ca)):
+        with host_lock(responder_dir(config, ca)):
             signer = _usable_responder(ca, ca_cert, config, now) or _issue_responder(ca, ca_cert, config)
         responder = pki.OCSPResponder(signer)
         cert = signer.certificate

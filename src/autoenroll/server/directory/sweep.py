@@ -2,7 +2,8 @@
 
 A disabled user cannot log on, so no enrollment request will ever tell the server; the sweep asks AD
 about every person who still holds a valid certificate and revokes those certificates with reason
-affiliationChanged. Run it from a timer (`autoenroll-server persons sweep`).
+affiliationChanged. Run it from a timer (`autoenroll-server persons sweep`); with several servers on one
+database the timers of all of them may fire, and one sweeps while the others skip their round.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.certificates.models import Certificate, RevocationReason
 from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.enrollment.events import record_error
+from autoenroll.server.utils.exclusive import one_at_a_time
 
 from .models import Person
 from .sync import read_user
@@ -27,6 +31,7 @@ class SweepReport:
     left: list[str] = field(default_factory=list)
     revoked: int = 0
     unreachable: list[str] = field(default_factory=list)
+    elsewhere: bool = False  # another server was sweeping: this one did nothing
 
 
 def sweep(persons=None) -> SweepReport:
@@ -34,6 +39,11 @@ def sweep(persons=None) -> SweepReport:
 
     An AD server that cannot be reached decides nothing: its people keep their certificates and the
     report names the server."""
+    with one_at_a_time(settings.CONFIG.data_dir, "sweep", wait=False) as mine:
+        return _sweep(persons) if mine else SweepReport(elsewhere=True)
+
+
+def _sweep(persons) -> SweepReport:
     report = SweepReport()
     holders = Certificate.objects.valid().filter(profile=Certificate.Profile.SMIME).values("person")
     persons = (persons if persons is not None else Person.objects.all()).filter(pk__in=holders)

@@ -25,6 +25,9 @@ class Command(SubcommandCommand):
 
     def handle_sweep(self, customer, **_) -> None:
         report = sweep(self._persons(customer))
+        if report.elsewhere:
+            self.stdout.write("another server is sweeping now: nothing done here")
+            return
         for principal in report.left:
             self.stdout.write(f"{principal}: left AD, certificates revoked (affiliationChanged)")
         for server in report.unreachable:
