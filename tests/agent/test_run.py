@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -14,6 +18,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from autoenroll.agent.stores.folder import key_id
 from checks import run_openssl
+
+from .conftest import HOST
 
 pytestmark = pytest.mark.samba
 
@@ -224,3 +230,84 @@ def test_a_left_over_report_the_server_refuses_is_dropped_not_sent_for_ever(make
     assert first.returncode == 0, user1.log_text()
     assert "refused the report of certificate abcdef0123456789" in user1.log_text()
     assert json.loads(state.read_text())["unreported"] is None
+
+
+class AnswerLosingProxy:
+    """TCP between the agent and the server that loses the answer of the first logon: it passes the
+    TLS handshake and the request on, then, once the agent has sent more than `REQUEST_BYTES`, keeps
+    what the server answers and closes both sides a few seconds later (the server has committed by
+    then). Later connections pass untouched. TLS is end to end; the proxy sees only bytes."""
+
+    REQUEST_BYTES = 2500  # a ClientHello is < 600 bytes; a logon request (SPNEGO token + CSR) is more
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lost = threading.Event()
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            lose = not self.lost.is_set()
+            sent = [0]
+            threading.Thread(target=self._pump, args=(client, upstream, sent, None), daemon=True).start()
+            gate = sent if lose else None
+            threading.Thread(target=self._pump, args=(upstream, client, None, gate), daemon=True).start()
+
+    def _pump(self, src, dst, count, gate) -> None:
+        try:
+            while data := src.recv(65536):
+                if count is not None:
+                    count[0] += len(data)
+                if gate is not None and gate[0] > self.REQUEST_BYTES:
+                    time.sleep(3)  # the server signs and commits; its answer goes nowhere
+                    self.lost.set()
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):  # shutdown wakes the other direction's recv and sends the FIN now
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_after_a_lost_logon_answer_the_next_run_gets_the_certificate_issued_for_its_key(make_user, server):
+    """The server signed and recorded a certificate, but its answer never reached the agent. The
+    next run sends the same key again and is handed that certificate: one issuance, no orphan."""
+    user1 = make_user("user1")
+    assert user1.run("run").returncode == 0, user1.log_text()
+    (old,) = folder_certificates(user1.folder).values()
+    proxy = AnswerLosingProxy(server.port)
+    try:
+        user1.write_config(requestpath=f"https://{HOST}:{proxy.port}", days="400")  # renewal due
+        user1.extra_env["AUTOENROLL_CONNECT_TO"] = f"{HOST}:{proxy.port}:127.0.0.1"
+        lost = user1.run("run")
+        assert proxy.lost.is_set() and lost.returncode != 0, user1.log_text()
+        again = user1.run("run")
+        assert again.returncode == 0, user1.log_text()
+        assert "the answer to the last request never arrived: its key again" in user1.log_text()
+    finally:
+        proxy.close()
+        user1.write_config(days="30")
+    (new,) = folder_certificates(user1.folder).values()
+    old_serial = format(old.serial_number, "x")
+    renewals = server.shell(
+        "from autoenroll.server.certificates.models import Certificate as C; "
+        f"old = C.objects.get(serial='{old_serial}'); "
+        "print(C.objects.filter(mail='user1@test.com', profile='smime', pk__gt=old.pk).count())"
+    )
+    assert renewals == "1"  # the certificate of the lost answer is the one installed: not a second one
+    assert server_certificate(server, old_serial) == "revoked superseded"
+    assert new.serial_number != old.serial_number

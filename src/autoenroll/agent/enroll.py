@@ -41,8 +41,11 @@ EXIT_CONFIG = 78  # EX_CONFIG: autoenroll.conf unusable
 NO_EMAIL = 32
 #: The identity of a CSR made from the state file no longer matches AD (mail or CN changed): sync again.
 IDENTITY_CHANGED = (18, 19)
+BAD_REQUEST = 15  # the CSR or its key: an earlier key may have been revoked meanwhile
 #: How long a run waits for another run of the same user (their own network timeouts end them sooner).
 LOCK_WAIT_SECONDS = 180
+#: How long the key of a request whose answer never arrived is sent again (then a new key is made).
+RESEND_KEY_SECONDS = 7 * 24 * 3600
 
 
 def state_path() -> Path:
@@ -56,12 +59,14 @@ def state_path() -> Path:
 
 @dataclass
 class State:
-    """What the agent remembers between logons: who the user is (from AD) and an unsent status report."""
+    """What the agent remembers between logons: who the user is (from AD), an unsent status report, and
+    the request in flight (its key is sent again if the answer never arrived)."""
 
     principal: str = ""
     mail: str = ""
     cn: str = ""
     unreported: dict[str, Any] | None = None
+    in_flight: dict[str, Any] | None = None
     path: Path = field(default_factory=state_path)
 
     @classmethod
@@ -76,11 +81,18 @@ class State:
             mail=str(data.get("mail", "")),
             cn=str(data.get("cn", "")),
             unreported=data.get("unreported") or None,
+            in_flight=data.get("in_flight") or None,
             path=path,
         )
 
     def save(self) -> None:
-        data = {"principal": self.principal, "mail": self.mail, "cn": self.cn, "unreported": self.unreported}
+        data = {
+            "principal": self.principal,
+            "mail": self.mail,
+            "cn": self.cn,
+            "unreported": self.unreported,
+            "in_flight": self.in_flight,
+        }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
@@ -243,7 +255,7 @@ class Run:
             report["replaced_serial"] = replaced.serial
         if answer.get("status_token"):
             report["status_token"] = answer["status_token"]
-        self.state.unreported = report
+        self.state.unreported, self.state.in_flight = report, None
         self.state.save()
         self._report(report)
         if replaced is not None:
@@ -322,13 +334,56 @@ class Run:
         return mail
 
     def _request(self, client: EnrollmentClient, primary: Store, mail: str) -> tuple[Request, dict[str, Any]]:
-        """A new key and CSR, and the server's answer: one ``logon`` call (sync, enroll and enroll's
-        polling when older than the agent)."""
+        """A key and CSR, and the server's answer: one ``logon`` call (sync, enroll and enroll's polling
+        when older than the agent). The key is new, unless an earlier request's answer never arrived:
+        then that key goes again, and the server answers the certificate it may have issued for it
+        rather than a second one."""
+        from .client import ServerRefusal
+
+        config = self.config
+        request = self._in_flight(primary, mail)
+        if request is not None:
+            try:
+                return request, self._send(client, request, mail)
+            except ServerRefusal as exc:
+                if exc.code != BAD_REQUEST:
+                    raise
+                self.log.step(f"logon: Error {exc.code}: {exc.message} (the earlier key): a new key")
+        request = primary.create_request(self.state.cn, mail, config.keytype)
+        self.log.step(f"request: new {config.keytype} key in {primary.name}, CSR for CN={self.state.cn} <{mail}>")
+        if request.handle:
+            self.state.in_flight = {
+                "store": primary.name,
+                "handle": request.handle,
+                "mail": mail,
+                "cn": self.state.cn,
+                "keytype": config.keytype,
+                "made": time.time(),
+            }
+            self.state.save()
+        return request, self._send(client, request, mail)
+
+    def _in_flight(self, primary: Store, mail: str) -> Request | None:
+        """The request of an earlier run that got no answer (connection lost, server down), if it
+        still fits: same store, mail, CN and key type, made in the last RESEND_KEY_SECONDS."""
+        sent = self.state.in_flight
+        if not sent:
+            return None
+        same = (sent.get("store"), sent.get("mail"), sent.get("cn"), sent.get("keytype")) == (
+            primary.name, mail, self.state.cn, self.config.keytype,
+        )  # fmt: skip
+        fresh = time.time() - float(sent.get("made") or 0) < RESEND_KEY_SECONDS
+        request = primary.resume_request(sent.get("handle") or {}, self.state.cn, mail) if same and fresh else None
+        if request is None:
+            self.state.in_flight = None
+            return None
+        self.log.step(f"request: the answer to the last request never arrived: its key again, CSR for <{mail}>")
+        return request
+
+    def _send(self, client: EnrollmentClient, request: Request, mail: str) -> dict[str, Any]:
         from .client import NotOffered, timeouts
 
         config = self.config
-        request = primary.create_request(self.state.cn, mail, config.keytype)
-        self.log.step(f"request: new {config.keytype} key in {primary.name}, CSR for CN={self.state.cn} <{mail}>")
         body: dict[str, Any] = {"customeruri": config.customeruri, "email": mail, "cn": self.state.cn}
         body["csr"] = request.csr_pem
         if config.orgid:
@@ -342,9 +397,9 @@ class Run:
                 self._three_calls = True
             else:
                 self._remember(answer)
-                return request, answer
+                return answer
             self._sync(client)
-        return request, client.enroll(body, deadline)
+        return client.enroll(body, deadline)
 
     def _remember(self, answer: dict[str, Any]) -> None:
         """Who the logon answer says the user is in AD (the next quick check needs the mail)."""

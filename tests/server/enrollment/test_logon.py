@@ -89,6 +89,22 @@ def test_the_same_key_gets_the_same_certificate_back(user1, ready):
     assert Certificate.objects.filter(profile="smime").count() == 1
 
 
+def test_a_key_revoked_for_compromise_is_never_certified_again_but_a_superseded_one_is(user1, ready):
+    """An agent sends the key of a request whose answer it never got; if an admin revoked that
+    certificate for key compromise meanwhile, the key is refused (the agent then makes a new one)."""
+    from autoenroll.server.certificates.models import RevocationReason
+    from autoenroll.server.enrollment import lifecycle
+
+    _, csr = make_csr("user1")
+    first = Certificate.objects.get(serial=logged_on(user1, csr)["serial"])
+    lifecycle.revoke([first], RevocationReason.SUPERSEDED, by="test")
+    renewed = logged_on(user1, csr)  # Windows may renew with the same key: that stays possible
+    assert renewed["serial"] != first.serial
+    lifecycle.revoke(Certificate.objects.filter(serial=renewed["serial"]), RevocationReason.KEY_COMPROMISE, by="test")
+    assert_error(user1.logon(customeruri="acme", csr=csr), 15, "Invalid CSR..")
+    assert Certificate.objects.filter(profile="smime").count() == 2
+
+
 def test_a_key_certified_for_someone_else_is_refused(user1, agent_for, ready):
     key, csr = make_csr("user1")
     logged_on(user1, csr)

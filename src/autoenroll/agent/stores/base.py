@@ -119,6 +119,11 @@ class Store:
         except Exception as exc:  # noqa: BLE001 - any failure here is the guide's error 33
             raise EnrollmentError(CREATE_REQUEST, f"{self.name}: {exc}") from None
 
+    def resume_request(self, handle: dict[str, Any], cn: str, mail: str) -> Request | None:
+        """The request `create_request` made with this `handle`, again (same key, new CSR), or None when
+        the key is gone or kept only in memory, as here."""
+        return None
+
     def install(self, request: Request, certificate: x509.Certificate, chain: list[x509.Certificate]) -> str:
         """Put the issued certificate (with its key and chain) in the store; EnrollmentError(39) on failure."""
         raise NotImplementedError
@@ -127,14 +132,15 @@ class Store:
         """The platform's handling of a renewed certificate. Keys always stay: they decrypt old mail."""
 
 
-def python_request(cn: str, mail: str, key_type: str) -> Request:
-    """Key made here (never leaves the machine) and a CSR with CN and the mail, by the PKI layer's rules."""
+def python_request(cn: str, mail: str, key_type: str, key: PrivateKeyTypes | None = None) -> Request:
+    """Key made here (never leaves the machine; or `key`, made here before) and a CSR with CN and the
+    mail, by the PKI layer's rules."""
     from cryptography.hazmat.primitives import serialization
 
     from autoenroll.pki.csr import mailbox_csr
     from autoenroll.pki.keys import generate_private_key
 
-    key = generate_private_key(key_type)
+    key = key or generate_private_key(key_type)
     csr = mailbox_csr(key, cn, mail)
     return Request(csr.public_bytes(serialization.Encoding.PEM).decode("ascii"), key)
 

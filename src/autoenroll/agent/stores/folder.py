@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autoenroll.protocol import EnrollmentError
 
@@ -125,6 +125,20 @@ class FolderStore(Store):
             _write(path, pem, 0o600)
         except Exception as exc:  # noqa: BLE001 - the guide's error 33, whatever the cause
             raise EnrollmentError(CREATE_REQUEST, f"{self.name}: {exc}") from None
+        request.handle[self.kind] = str(path)
+        return request
+
+    def resume_request(self, handle: dict[str, Any], cn: str, mail: str) -> Request | None:
+        from cryptography.hazmat.primitives import serialization
+
+        path = Path(str(handle.get(self.kind, "")))
+        if path.parent != self.root / "keys":
+            return None  # not a key this folder made
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            request = python_request(cn, mail, "", key)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - a key that cannot serve again: the caller makes a new one
+            return None
         request.handle[self.kind] = str(path)
         return request
 

@@ -60,7 +60,9 @@ SELECT p.*,
   (SELECT c.id FROM {cert} c WHERE c.person_id = p.id AND {valid} AND c.public_key_sha256 = %s
     ORDER BY c.not_after DESC LIMIT 1) AS same_key,
   EXISTS (SELECT 1 FROM {cert} c WHERE c.public_key_sha256 = %s AND (c.person_id IS NULL OR c.person_id <> p.id))
-    AS key_elsewhere
+    AS key_elsewhere,
+  EXISTS (SELECT 1 FROM {cert} c WHERE c.public_key_sha256 = %s AND c.revocation_reason = 'key_compromise')
+    AS key_compromised
 FROM {person} p WHERE p.customer_id = %s AND p.principal = %s
 """.format(  # noqa: S608 - table names from the models; every value is a parameter
     cert=Certificate._meta.db_table,
@@ -71,8 +73,8 @@ FROM {person} p WHERE p.customer_id = %s AND p.principal = %s
 
 def locked_person(customer_id: int, principal: str, public_key_hash: str) -> Person | None:
     """The person, locked until the transaction ends, with what decides an issuance for this key:
-    `held` (valid certificates), `same_key` (a valid one for this key) and `key_elsewhere` (the key is
-    certified for someone else).
+    `held` (valid certificates), `same_key` (a valid one for this key), `key_elsewhere` (the key is
+    certified for someone else) and `key_compromised` (a certificate of this key was revoked for it).
 
     SQLite: one statement (the transaction began IMMEDIATE: the write lock is held already).
     PostgreSQL: the row lock first, then the facts in a statement of their own, because a statement's
@@ -85,10 +87,10 @@ def locked_person(customer_id: int, principal: str, public_key_hash: str) -> Per
         if not list(people.select_for_update(of=("self",)).values_list("pk")):
             return None
     now = timezone.now()
-    params = [now, now, now, now, public_key_hash, public_key_hash, customer_id, principal]
+    params = [now, now, now, now, public_key_hash, public_key_hash, public_key_hash, customer_id, principal]
     person = next(iter(Person.objects.raw(_PERSON_FACTS, params)), None)
     if person is not None:
-        person.key_elsewhere = bool(person.key_elsewhere)
+        person.key_elsewhere, person.key_compromised = bool(person.key_elsewhere), bool(person.key_compromised)
     return person
 
 
@@ -122,10 +124,12 @@ def issue(
     """Sign and record an S/MIME certificate for the person's AD mail, with its audit event, inside the
     caller's transaction; `person` comes from `locked_person`/`lock`. Publishes to AD after commit.
 
-    Error 15 when the key is certified for someone else; 25 when the CA cannot sign; 30 when the
+    Error 15 when the key is certified for someone else or was revoked for key compromise; 25 when the CA cannot sign; 30 when the
     database refuses the row."""
     if person.key_elsewhere:
         raise EnrollmentError(15, "this public key is certified for another person")
+    if person.key_compromised:
+        raise EnrollmentError(15, "a certificate of this public key was revoked for key compromise: make a new key")
     if person.same_key is not None and replaces is None:
         certificate = Certificate.objects.select_related("ca").get(pk=person.same_key)
         if certificate.mail.lower() == person.mail.lower():  # else AD changed the mail: a new certificate
