@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -875,6 +876,16 @@ class SambaDC:
     @property
     def running(self) -> bool:
         return not self._stopped and _pid_alive(self.pid)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The DC hangs (SIGSTOP to its whole session): the kernel still accepts connections, nothing
+        answers. SIGCONT when the block ends."""
+        os.killpg(self.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.pid, signal.SIGCONT)
 
     def stop(self, timeout: float = 15) -> None:
         """Stop our samba (SIGTERM, bounded wait, then SIGKILL) and undo the loopback address. Idempotent."""

@@ -130,3 +130,38 @@ def test_closed_port_is_a_tcp_error(ad_server):
     with pytest.raises(DirectoryError) as exc:
         DirectoryClient(settings).verify()
     assert exc.value.stage == "tcp"
+
+
+def test_a_frozen_dc_costs_one_timeout_then_syncs_fail_at_once_and_it_is_used_again_within_a_second(
+    ad_server, samba_ad
+):
+    """The issue's hung DC (SIGSTOP): syncs in flight give up after the timeout (error 13, well under
+    the agent's 40 s); later ones fail at once instead of each waiting; after SIGCONT the next probe
+    (one a second) finds it answering and every sync works again, without a restart."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from autoenroll.protocol import EnrollmentError
+    from autoenroll.server.directory.sync import read_user
+
+    def timed_sync() -> tuple[float, int]:
+        started = time.monotonic()
+        try:
+            read_user(ad_server, "user1@TEST.COM")
+            code = 0
+        except EnrollmentError as exc:
+            code = exc.code
+        return time.monotonic() - started, code
+
+    assert timed_sync()[1] == 0
+    with samba_ad.frozen():
+        with ThreadPoolExecutor(6) as pool:
+            in_flight = list(pool.map(lambda _: timed_sync(), range(6)))
+        assert all(code == 13 and seconds < 15 for seconds, code in in_flight), in_flight
+        after = [timed_sync() for _ in range(5)]
+        assert all(code == 13 and seconds < 0.5 for seconds, code in after), after
+    resumed = time.monotonic()
+    while timed_sync()[1] != 0:
+        assert time.monotonic() - resumed < 3, "the DC answers again but syncs still fail"
+        time.sleep(0.05)
+    assert time.monotonic() - resumed < 1.5

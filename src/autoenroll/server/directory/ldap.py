@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPException, LDAPSocketOpenError, LDAPStartTLSError
+from ldap3.core.exceptions import (
+    LDAPException,
+    LDAPResponseTimeoutError,
+    LDAPSocketOpenError,
+    LDAPSocketReceiveError,
+    LDAPStartTLSError,
+)
 from ldap3.utils.conv import escape_filter_chars
 
 log = logging.getLogger(__name__)
@@ -61,10 +67,11 @@ class VerifyReport:
 
 
 class DirectoryError(Exception):
-    """The directory could not answer; `stage` says where: dns, tcp, tls, bind, base_dn or search."""
+    """The directory could not answer; `stage` says where: dns, tcp, tls, timeout, bind, base_dn, search
+    or modify."""
 
     def __init__(self, stage: str, message: str) -> None:
-        self.stage = stage
+        self.stage, self.message = stage, message
         super().__init__(f"{stage}: {message}")
 
 
@@ -75,6 +82,52 @@ def _tls(settings: LDAPSettings) -> Tls:
     if settings.tls_server_name:
         kwargs["valid_names"] = [settings.tls_server_name]
     return Tls(**kwargs)
+
+
+#: Failures that say the DC is not answering (rather than answering no): they open the circuit breaker.
+UNREACHABLE = frozenset({"dns", "tcp", "tls", "timeout"})
+
+
+class CircuitBreaker:
+    """A DC that does not answer costs one timeout, not one per request: after such a failure the
+    requests fail at once with it (the guide's error 13), except one probe a second that really asks;
+    the first probe answered closes the breaker, so a DC that comes back is used again within a
+    second, without a restart."""
+
+    PROBE_EVERY = 1.0  # seconds
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failure: DirectoryError | None = None
+        self._next_probe = 0.0
+        self._probing = False
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        with self._lock:
+            failure = self._failure
+            probe = failure is not None and not self._probing and time.monotonic() >= self._next_probe
+            if failure is not None and not probe:
+                raise DirectoryError(failure.stage, f"{failure.message} (not answering: asked again each second)")
+            self._probing = self._probing or probe
+        try:
+            yield
+        except DirectoryError as exc:
+            if exc.stage in UNREACHABLE:
+                with self._lock:
+                    if self._failure is None:
+                        log.warning("AD server not answering, requests fail at once until it does: %s", exc.message)
+                    self._failure, self._next_probe = exc, time.monotonic() + self.PROBE_EVERY
+            raise
+        else:
+            with self._lock:
+                if self._failure is not None:
+                    log.warning("AD server answers again")
+                self._failure = None
+        finally:
+            if probe:
+                with self._lock:
+                    self._probing = False
 
 
 class DirectoryClient:
@@ -89,6 +142,7 @@ class DirectoryClient:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
         self._pool_size = pool_size
+        self.breaker = CircuitBreaker()
         self.opened = 0  # connections opened so far (binds): for tests and metrics
 
     # Connection ---------------------------------------------------------------------------
@@ -163,13 +217,19 @@ class DirectoryClient:
             _unbind(conn)
 
     def _search(self, base: str, flt: str, scope, attributes: list[str]) -> list:
-        """Search, on a new connection once if a kept one went stale."""
+        with self.breaker.guard():
+            return self._search_once(base, flt, scope, attributes)
+
+    def _search_once(self, base: str, flt: str, scope, attributes: list[str]) -> list:
+        """Search, on a new connection once if a kept one went stale (but not after a timeout: a DC
+        that does not answer would only be waited for twice)."""
         for attempt in (1, 2):
             with self._connection(fresh=attempt == 2) as conn:
                 try:
                     ok = conn.search(base, flt, search_scope=scope, attributes=attributes, size_limit=2)
                 except LDAPException as exc:
                     _unbind(conn)
+                    self._raise_if_timed_out(exc)
                     if attempt == 2:
                         raise DirectoryError("search", str(exc)) from None
                     continue
@@ -182,6 +242,13 @@ class DirectoryClient:
                     raise DirectoryError("search", f"{conn.result.get('description')}: {conn.result.get('message')}")
                 _unbind(conn)
         return []
+
+    def _raise_if_timed_out(self, exc: LDAPException) -> None:
+        """A timeout means the DC does not answer; retrying on a new connection would wait twice."""
+        if isinstance(exc, LDAPResponseTimeoutError) or (
+            isinstance(exc, LDAPSocketReceiveError) and "timed out" in str(exc).lower()
+        ):
+            raise DirectoryError("timeout", f"no answer within {self.settings.timeout} s: {exc}") from None
 
     # Queries ------------------------------------------------------------------------------
 
@@ -229,19 +296,24 @@ class DirectoryClient:
         if not ops:
             return
         changes["userCertificate"] = ops
+        with self.breaker.guard():
+            self._modify(dn, changes, only_removing=bool(remove and not add))
+
+    def _modify(self, dn: str, changes: dict, *, only_removing: bool) -> None:
         for attempt in (1, 2):
             with self._connection(fresh=attempt == 2) as conn:
                 try:
                     ok = conn.modify(dn, changes)
                 except LDAPException as exc:
                     _unbind(conn)
+                    self._raise_if_timed_out(exc)
                     if attempt == 2:
                         raise DirectoryError("modify", str(exc)) from None
                     continue
                 if ok:
                     return
                 result = conn.result
-                if result.get("result") == 16 and remove and not add:  # noSuchAttribute: already gone
+                if result.get("result") == 16 and only_removing:  # noSuchAttribute: already gone
                     return
                 if result.get("result") == 50 and attempt == 1:
                     # insufficientAccessRights: group memberships are read at bind time, so a login

@@ -124,8 +124,8 @@ def issue(
     """Sign and record an S/MIME certificate for the person's AD mail, with its audit event, inside the
     caller's transaction; `person` comes from `locked_person`/`lock`. Publishes to AD after commit.
 
-    Error 15 when the key is certified for someone else or was revoked for key compromise; 25 when the CA cannot sign; 30 when the
-    database refuses the row."""
+    Error 15 when the key is certified for someone else or was revoked for key compromise; 25 when the
+    CA cannot sign; 30 when the database refuses the row."""
     if person.key_elsewhere:
         raise EnrollmentError(15, "this public key is certified for another person")
     if person.key_compromised:
