@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -20,7 +21,7 @@ from autoenroll.server.utils.restrict import restricted
 from autoenroll.server.utils.text import text
 
 from .auth import ADMIN_AUTH
-from .crud import require_admin
+from .crud import IsoDateTime, require_admin
 
 router = Router(auth=ADMIN_AUTH, tags=["certificates"])
 
@@ -56,7 +57,7 @@ class CertificateFilter(Schema):
     principal: text(320) | None = None
     serial: text(200) | None = Field(None, description="hexadecimal, any case; 0x, colons and leading zeros allowed")
     state: State | None = None
-    expires_before: datetime | None = None
+    expires_before: IsoDateTime | None = None
 
 
 class RevokeIn(Schema):
@@ -93,15 +94,13 @@ def get_certificate(request: HttpRequest, pk: int):
 
 
 @router.get("/{pk}/download", summary="The certificate as PEM (with its chain) or DER")
-def download(request: HttpRequest, pk: int, format: str = "pem", chain: bool = False):
+def download(request: HttpRequest, pk: int, format: Literal["pem", "der"] = "pem", chain: bool = False):
     cert = get_object_or_404(_restricted(request), pk=pk)
     if format == "der":
         der = x509.load_pem_x509_certificate(cert.pem.encode()).public_bytes(serialization.Encoding.DER)
         response = HttpResponse(der, content_type="application/pkix-cert")
         response["Content-Disposition"] = f'attachment; filename="{cert.serial}.cer"'
         return response
-    if format != "pem":
-        raise HttpError(400, "format: pem or der")
     body = cert.pem + (authority.chain_pem(cert.ca) if chain else "")
     response = HttpResponse(body, content_type="application/x-pem-file")
     response["Content-Disposition"] = f'attachment; filename="{cert.serial}.pem"'

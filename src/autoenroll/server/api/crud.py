@@ -4,7 +4,10 @@ A row outside the caller's reach answers 404, exactly like a row that does not e
 Admin learns nothing about other customers, not even which ids are taken.
 """
 
+import re
 from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -12,8 +15,30 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
+from pydantic import BeforeValidator
 
 from autoenroll.server.utils.restrict import customer_of, is_super_admin, restricted
+
+_NUMBER = re.compile(r"\s*[+-]?\d+(\.\d*)?([eE][+-]?\d+)?\s*")
+
+
+def _iso_text(value):
+    """Only what the OpenAPI document promises (an ISO 8601 string): pydantic alone would also read a
+    number, or a string of digits, as a Unix time."""
+    if value is not None and (not isinstance(value, str) or _NUMBER.fullmatch(value)):
+        raise ValueError("an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z")
+    return value
+
+
+def _integer_text(value):
+    """An integer, written as one: pydantic alone would also read "0.0" or 1.0 as 0 and 1."""
+    if isinstance(value, float) or (isinstance(value, str) and not re.fullmatch(r"\s*[+-]?\d+\s*", value)):
+        raise ValueError("an integer")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text)]
+Integer = Annotated[int, BeforeValidator(_integer_text)]
 
 
 class Message(Schema):

@@ -11,7 +11,7 @@ from autoenroll.server.directory.models import ADServer
 from autoenroll.server.utils.restrict import restricted
 
 from .auth import ADMIN_AUTH
-from .crud import customer_for_write, register, require_admin
+from .crud import Integer, customer_for_write, register, require_admin
 
 router = Router(auth=ADMIN_AUTH, tags=["AD servers"])
 
@@ -42,7 +42,7 @@ class ADServerIn(Schema):
     customer: str | None = None
     domain: str
     address: str
-    port: int = 0
+    port: Integer = 0
     use_ssl: bool = True
     users_base_dn: str
     login_dn: str
@@ -55,7 +55,7 @@ class ADServerIn(Schema):
 class ADServerPatch(Schema):
     domain: str | None = None
     address: str | None = None
-    port: int | None = None
+    port: Integer | None = None
     use_ssl: bool | None = None
     users_base_dn: str | None = None
     login_dn: str | None = None

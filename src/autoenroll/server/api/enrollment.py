@@ -16,7 +16,7 @@ from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentReque
 from autoenroll.server.utils.restrict import restricted
 
 from .auth import ADMIN_AUTH
-from .crud import require_admin
+from .crud import Integer, require_admin
 
 router = Router(auth=ADMIN_AUTH, tags=["enrollment log"])
 requests_router = Router(auth=ADMIN_AUTH, tags=["enrollment requests"])
@@ -48,9 +48,9 @@ class EventOut(Schema):
 
 
 class EventFilter(Schema):
-    code: int | None = None
+    code: Integer | None = None
     principal: str | None = None
-    outcome: str | None = None
+    outcome: EnrollmentEvent.Outcome | None = None
 
 
 @router.get("", response=list[EventOut], summary="The enrollment log, newest first")
@@ -93,7 +93,7 @@ def _request(request: HttpRequest, pk: UUID) -> EnrollmentRequest:
 
 
 @requests_router.get("", response=list[RequestOut], summary="Enrollment requests (pending first)")
-def list_requests(request: HttpRequest, status: str | None = None):
+def list_requests(request: HttpRequest, status: EnrollmentRequest.Status | None = None):
     require_admin(request)
     qs = restricted(EnrollmentRequest, request.user).select_related("person")
     return (qs.filter(status=status) if status else qs).order_by("status", "-created")[:1000]

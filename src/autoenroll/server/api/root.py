@@ -8,6 +8,7 @@ import logging
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 
 from autoenroll import __version__
 from autoenroll.protocol import EnrollmentError
@@ -16,15 +17,34 @@ from autoenroll.server.enrollment import boundary
 from autoenroll.server.enrollment.api import router as enrollment_router
 from autoenroll.server.kerberos import spnego
 
-from . import certificates, directory, enrollment, kerberos, tenants, tokens
+from . import certificates, directory, enrollment, kerberos, openapi, tenants, tokens
 
 log = logging.getLogger("autoenroll.api")
 
-api = NinjaAPI(
+class OneValueParser(Parser):
+    """A query parameter the document gives one value has one: `mail=a&mail=b` is refused (422, or the
+    guide's number on the enrollment calls), not silently read as its last value."""
+
+    def parse_querydict(self, data, list_fields, request):
+        repeated = [key for key in data if key not in list_fields and len(data.getlist(key)) > 1]
+        if repeated:
+            raise ValidationError(
+                [{"loc": ["query", key], "msg": "given more than once", "type": "value_error"} for key in repeated]
+            )
+        return super().parse_querydict(data, list_fields, request)
+
+
+class AutoenrollAPI(NinjaAPI):
+    def get_openapi_schema(self, *args, **kwargs):
+        return openapi.complete(super().get_openapi_schema(*args, **kwargs))
+
+
+api = AutoenrollAPI(
     title="autoenroll",
     version=__version__,
     description="Automatic S/MIME enrollment for Active Directory users. See docs/protocol.md.",
     urls_namespace="api",
+    parser=OneValueParser(),
 )
 api.add_router("/enroll", enrollment_router)
 api.add_router("/customers", tenants.router)

@@ -10,7 +10,7 @@ from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
 from autoenroll.server.utils.restrict import restricted
 
 from .auth import ADMIN_AUTH
-from .crud import customer_for_write, register
+from .crud import Integer, customer_for_write, register
 
 router = Router(auth=ADMIN_AUTH, tags=["customers"])
 domains = Router(auth=ADMIN_AUTH, tags=["domains"])
@@ -106,13 +106,13 @@ class OrganizationIn(Schema):
     name: str
     customer: str | None = None
     domains: list[str] = []
-    ad_server: int | None = None
+    ad_server: Integer | None = None
 
 
 class OrganizationPatch(Schema):
     name: str | None = None
     domains: list[str] | None = None
-    ad_server: int | None = None
+    ad_server: Integer | None = None
     deleted: bool | None = None
 
 

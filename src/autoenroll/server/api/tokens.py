@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 
 from .auth import ADMIN_AUTH
-from .crud import require_admin
+from .crud import IsoDateTime, require_admin
 from .models import ApiToken
 
 router = Router(auth=ADMIN_AUTH, tags=["API tokens"])
@@ -30,7 +30,7 @@ class TokenCreated(TokenOut):
 
 class TokenIn(Schema):
     name: str
-    expires: datetime | None = None
+    expires: IsoDateTime | None = None
 
 
 @router.get("", response=list[TokenOut], summary="My API tokens")

@@ -13,7 +13,9 @@ import logging
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from ninja.security.base import AuthBase
+from pydantic import ConfigDict
 
+from autoenroll.protocol import messages as msg
 from autoenroll.server.kerberos import spnego
 
 from . import configuration, pipeline
@@ -49,7 +51,29 @@ class ErrorOut(Schema):
     error: ErrorDetail
 
 
+def documented(*required: str, enums: dict[str, list[str]] | None = None) -> ConfigDict:
+    """What the OpenAPI document says a client must send. The model itself accepts a body without
+    these fields: the pipeline answers the guide's number for each one missing (1, 26, 29, 21 …), which
+    a validation error could not."""
+
+    def extra(schema: dict) -> None:
+        schema["required"] = sorted(set(schema.get("required", [])) | set(required))
+        for name in required:
+            prop = schema["properties"][name]
+            branches = [b for b in prop.pop("anyOf", [prop.copy()]) if b.get("type") != "null"]
+            prop.update(branches[0] if len(branches) == 1 else {"anyOf": branches})
+        for name, values in (enums or {}).items():
+            schema["properties"][name]["enum"] = values
+
+    return ConfigDict(json_schema_extra=extra)
+
+
+REPORTED = {"status": sorted(msg.REPORTED_STATUSES)}
+
+
 class SyncIn(Schema):
+    model_config = documented("customeruri")
+
     customeruri: Short | None = None
     orgid: Short | int | None = None
     domainname: Short | None = None
@@ -65,6 +89,8 @@ class SyncOut(Schema):
 
 
 class EnrollIn(Schema):
+    model_config = documented("customeruri", "email", "csr")
+
     customeruri: Short | None = None
     orgid: Short | int | None = None
     email: Short | None = None
@@ -83,6 +109,8 @@ class EnrollOut(Schema):
 
 
 class LogonIn(EnrollIn):
+    model_config = documented("customeruri", "csr")
+
     domainname: Short | None = None
 
 
@@ -91,6 +119,8 @@ class LogonOut(SyncOut, EnrollOut):
 
 
 class LogonStatusIn(Schema):
+    model_config = documented("status", enums=REPORTED)
+
     status_token: Long
     status: Short | None = None
     serial: Short | None = None
@@ -98,6 +128,8 @@ class LogonStatusIn(Schema):
 
 
 class StatusIn(Schema):
+    model_config = documented("customeruri", "status", "serial", enums=REPORTED)
+
     customeruri: Short | None = None
     status: Short | None = None
     serial: Short | None = None
