@@ -1,4 +1,4 @@
-"""Checks by real tools, shared by the test packages: pkilint linters and OpenSSL."""
+"""Checks and fixtures by real tools, shared by the test packages: pkilint linters, OpenSSL, MIT ktutil."""
 
 from __future__ import annotations
 
@@ -128,3 +128,12 @@ def lint_ocsp(der: bytes) -> list[str]:
     )
     doc = loader.RFC6960OCSPResponseDocumentLoader().load_der_document(der, "ocsp")
     return format_findings(validator.validate(doc.root), ValidationFindingSeverity.WARNING)
+
+
+def ktutil_keytab(path: Path, principal: str, enctype: str = "aes256-cts", kvno: int = 1) -> Path:
+    """Write a keytab with MIT ktutil (password-derived key), as an admin might have done by hand."""
+    script = f"addent -password -p {principal} -k {kvno} -e {enctype}\nsecret-pw\nwkt {path}\nquit\n"
+    proc = subprocess.run(["ktutil"], input=script, capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 0 and path.exists(), proc.stderr
+    path.chmod(0o600)
+    return path

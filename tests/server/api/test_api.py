@@ -1,6 +1,5 @@
 """The administration REST API: tokens, roles, CRUD through the restriction point, Verify, revoke."""
 
-import re
 from datetime import timedelta
 
 import pytest
@@ -12,6 +11,7 @@ from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.tenants.models import Customer
 from autoenroll.testbed import samba
+from checks import ktutil_keytab
 
 from .conftest import ApiClient
 
@@ -81,14 +81,16 @@ def test_an_empty_password_keeps_the_stored_one(ad_server, customer_admin_of):
     assert ADServer.objects.get(pk=ad_server.pk).login_password == samba.SERVICE_ACCOUNT_PASSWORD
 
 
-def test_realms_and_login_conf_are_super_admin_only(super_api, customer_admin_of, acme):
-    made = super_api.post(
-        "/api/realms",
-        {"domain": "test.com", "keytab_path": "/etc/ccm.keytab", "service_principal": "HTTP/ccm.test.com@TEST.COM"},
-    )
+def test_realms_and_login_conf_are_super_admin_only(super_api, customer_admin_of, acme, tmp_path):
+    spn = "HTTP/ccm.test.com@TEST.COM"
+    keytab = ktutil_keytab(tmp_path / "ccm.keytab", spn)
+    realm = {"domain": "test.com", "keytab_path": "/etc/no.keytab", "service_principal": spn}
+    missing = super_api.post("/api/realms", realm)
+    assert missing.status_code == 400 and "no such file" in missing.json()["detail"]
+    made = super_api.post("/api/realms", {**realm, "keytab_path": str(keytab)})
     assert made.status_code == 201, made.content
     conf = super_api.get("/api/realms/login.conf").content.decode()
-    assert re.search(r'keyTab="/etc/ccm.keytab"', conf) and 'principal="HTTP/ccm.test.com@TEST.COM"' in conf
+    assert f'keyTab="{keytab}"' in conf and f'principal="{spn}"' in conf
     admin = customer_admin_of(acme)
     assert admin.get("/api/realms").json() == []
     assert admin.get("/api/realms/login.conf").status_code == 403

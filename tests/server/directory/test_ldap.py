@@ -1,6 +1,7 @@
 """The LDAP client against the real Samba AD DC."""
 
 import dataclasses
+import subprocess
 
 import pytest
 
@@ -82,6 +83,23 @@ def test_verify_reports_round_trip_and_clock_skew(client):
     report = client.verify()
     assert report.round_trip_ms > 0
     assert report.clock_skew_seconds is not None and abs(report.clock_skew_seconds) < 5
+
+
+def test_verify_names_the_certificate_the_dc_presented(client, samba_ad):
+    """Which DC answered: an admin who verified against the wrong DC sees another subject and fingerprint."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    dc = client.verify().dc_certificate
+    expected_issuer = x509.load_pem_x509_certificate(samba_ad.tls_ca.read_bytes()).subject.rfc4514_string()
+    assert dc.subject.startswith("CN=")
+    assert dc.issuer == expected_issuer
+    served = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{samba_ad.ip}:636", "-showcerts"],
+        input="", capture_output=True, text=True, timeout=30,
+    ).stdout  # fmt: skip
+    leaf = x509.load_pem_x509_certificates(served.encode())[0]
+    assert dc.sha256 == leaf.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def test_wrong_password_fails_at_bind(ad_server):

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import subprocess
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from autoenroll.server.kerberos.keytab import check_keytab, read_keytab
 from autoenroll.testbed import samba
+from checks import ktutil_keytab
 
 
 def run(*args: str) -> tuple[str, str]:
     out, err = StringIO(), StringIO()
     call_command("keytab", *args, stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
-
-
-def ktutil_keytab(path: Path, principal: str, enctype: str, kvno: int = 1) -> Path:
-    """Write a keytab with MIT ktutil (password-derived key), as an admin might have done by hand."""
-    script = f"addent -password -p {principal} -k {kvno} -e {enctype}\nsecret-pw\nwkt {path}\nquit\n"
-    proc = subprocess.run(["ktutil"], input=script, capture_output=True, text=True, timeout=30, check=False)
-    assert proc.returncode == 0 and path.exists(), proc.stderr
-    path.chmod(0o600)
-    return path
 
 
 def test_the_test_beds_aes_keytab_lists_every_principal_with_kvno_and_enctypes_and_no_warning(samba_ad):

@@ -18,6 +18,7 @@ from autoenroll.server.directory.models import ADServer
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Organization
 from autoenroll.testbed import samba
+from checks import ktutil_keytab
 
 from .conftest import AD_PASSWORD, SCREENSHOTS_TAKEN, USER_PASSWORD, make_tenant, make_user
 
@@ -102,20 +103,21 @@ def test_sign_in(page, db):
     shot(page, "03-dashboard")
 
 
-def test_adding_a_realm(page, db):
+def test_adding_a_realm(page, db, tmp_path):
+    keytab = ktutil_keytab(tmp_path / "ccm.keytab", "HTTP/ccm.test.com@TEST.COM")
     make_user("root-admin", superuser=True)
     sign_in(page, "root-admin")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Autoenrollment").click()
     expect(page.get_by_role("heading", name="Settings / Autoenrollment")).to_be_visible()
     page.get_by_role("link", name="Add", exact=True).click()
     page.get_by_label("Domain Name").fill("test.com")
-    page.get_by_label("Keytab File Name").fill("/etc/autoenroll/ccm.keytab")
+    page.get_by_label("Keytab File Name").fill(str(keytab))
     page.get_by_label("Service Principal Name").fill("HTTP/ccm.test.com@TEST.COM")
     shot(page, "10-realm-add")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("cell", name="HTTP/ccm.test.com@TEST.COM")).to_be_visible()
     shot(page, "11-realm-list")
-    assert KerberosRealm.objects.get(domain="test.com").keytab_path == "/etc/autoenroll/ccm.keytab"
+    assert KerberosRealm.objects.get(domain="test.com").keytab_path == str(keytab)
     page.get_by_role("link", name="View login.conf").click()
     expect(page.locator("pre")).to_contain_text('principal="HTTP/ccm.test.com@TEST.COM";')
     shot(page, "12-login-conf")

@@ -18,6 +18,7 @@ from autoenroll.server.kerberos import loginconf
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Organization
 from autoenroll.testbed import samba
+from checks import ktutil_keytab
 
 from .conftest import AD_PASSWORD, USER_PASSWORD, client_for, make_user
 
@@ -100,21 +101,39 @@ def test_every_form_has_a_csrf_token_and_every_post_without_it_is_refused(super_
 # --- Settings / Autoenrollment ----------------------------------------------------------------------------------
 
 
-def test_super_admin_adds_edits_and_deletes_a_realm(super_client, settings):
+def test_super_admin_adds_edits_and_deletes_a_realm(super_client, settings, tmp_path):
+    spn = "HTTP/ccm.test.com@TEST.COM"
+    first, second = ktutil_keytab(tmp_path / "ccm.keytab", spn), ktutil_keytab(tmp_path / "new.keytab", spn)
     answer = super_client.post(
-        reverse("web:realm_add"),
-        {"domain": "Test.COM", "keytab_path": "/etc/ccm.keytab", "service_principal": "HTTP/ccm.test.com@TEST.COM"},
+        reverse("web:realm_add"), {"domain": "Test.COM", "keytab_path": str(first), "service_principal": spn}
     )
     assert answer.status_code == 302
     realm = KerberosRealm.objects.get(domain="test.com")
     assert "test.com" in super_client.get(reverse("web:realm_list")).content.decode()
     super_client.post(
         reverse("web:realm_edit", args=[realm.pk]),
-        {"domain": "test.com", "keytab_path": "/etc/new.keytab", "service_principal": "HTTP/ccm.test.com@TEST.COM"},
+        {"domain": "test.com", "keytab_path": str(second), "service_principal": spn},
     )
     realm.refresh_from_db()
-    assert realm.keytab_path == "/etc/new.keytab"
+    assert realm.keytab_path == str(second)
     assert super_client.post(reverse("web:realm_delete", args=[realm.pk])).status_code == 302
+    assert not KerberosRealm.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("keytab", "problem"),
+    [("missing", "no such file"), ("other-spn", "no key for HTTP/ccm.test.com@TEST.COM")],
+)
+def test_a_realm_whose_keytab_the_server_cannot_use_is_refused_with_the_reason(super_client, tmp_path, keytab, problem):
+    """Saved, it would have answered every agent with error 37 and said why only in server.log."""
+    path = tmp_path / "ccm.keytab"
+    if keytab == "other-spn":
+        ktutil_keytab(path, "HTTP/other.test.com@TEST.COM")
+    answer = super_client.post(
+        reverse("web:realm_add"),
+        {"domain": "test.com", "keytab_path": str(path), "service_principal": "HTTP/ccm.test.com@TEST.COM"},
+    )
+    assert answer.status_code == 200 and problem in answer.content.decode()
     assert not KerberosRealm.objects.exists()
 
 
@@ -274,8 +293,10 @@ def test_a_valid_csv_imports_every_row_in_one_go(client_a, tenant_a):
 def test_csv_duplicates_and_a_wrong_header_are_reported(client_a, tenant_a):
     dup = upload(client_a, CSV_HEADER + GOOD_ROW.format(pw="a") + GOOD_ROW.format(pw="a")).content.decode()
     assert "the same Domain and AD Server Address as line 2" in dup
-    header = upload(client_a, "Domain,Address\nx,y\n").content.decode()
-    assert "The header lacks the column(s): AD Server Address" in header
+    header = upload(client_a, "Domain,AD Server\nx,y\n").content.decode()
+    assert "The header lacks the column(s): Users Base DN, Login User DN, Login Password" in header
+    typo = upload(client_a, "Domain,Adress\nx,y\n").content.decode()
+    assert "Unknown column &#x27;Adress&#x27;" in typo
 
 
 def test_the_import_page_documents_the_format(client_a):

@@ -84,6 +84,9 @@ class VerifyOut(Schema):
     message: str
     round_trip_ms: float | None = None
     clock_skew_seconds: float | None = None
+    dc_certificate_subject: str | None = None
+    dc_certificate_issuer: str | None = None
+    dc_certificate_sha256: str | None = None
 
 
 @router.post("/{pk}/verify", response=VerifyOut, summary="Connect, bind, search the users base DN (guide 2.3)")
@@ -97,10 +100,13 @@ def verify(request: HttpRequest, pk: int):
         return {"ok": False, "stage": exc.stage, "message": str(exc)}
     finally:
         client.close()
-    skew = report.clock_skew_seconds
+    skew, dc = report.clock_skew_seconds, report.dc_certificate
     return {
         "ok": True,
         "message": f"connected, bound and found {server.users_base_dn}",
         "round_trip_ms": round(report.round_trip_ms, 1),
         "clock_skew_seconds": round(skew, 1) if skew is not None else None,
+        "dc_certificate_subject": dc.subject if dc else None,
+        "dc_certificate_issuer": dc.issuer if dc else None,
+        "dc_certificate_sha256": dc.sha256 if dc else None,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
+from ninja.errors import HttpError
 
 from autoenroll.server.kerberos import loginconf
 from autoenroll.server.kerberos.models import KerberosRealm
@@ -46,6 +47,9 @@ def _assign(request: HttpRequest, realm: KerberosRealm, data: dict) -> None:
         realm.customer = Customer.objects.filter(uri=uri).first() if uri else None
     for key, value in data.items():
         setattr(realm, key, value)
+    problems = realm.keytab_problems()
+    if problems:
+        raise HttpError(400, "keytab_path: " + "; ".join(problems))
 
 
 @router.get("/login.conf", summary="The realms as a JAAS login.conf (guide 6.1)")

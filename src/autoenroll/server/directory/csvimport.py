@@ -1,6 +1,10 @@
 """CSV import of AD servers (guide 2.3: "You can import your AD servers from CSV").
 
-The columns are the labels of figure 2.14, so an admin can fill the file from the form they know. Every row
+The columns are the labels of figure 2.14, so an admin can fill the file from the form they know; the
+shorter names of figure 2.13's list ("AD Server", "Port") are read as the same columns, and its
+informational columns (Organization/Department, Setup By Comodo) are ignored. Two more columns carry
+what an LDAPS server needs to pass Verify: the DC's CA certificate (PEM, in a quoted cell) and the TLS
+server name. Only the required columns must be there. Every row
 is validated exactly as the edit form would (the model's own validation) before anything is saved; the save
 is one transaction, so a file is imported whole, or with its invalid rows skipped when the admin says so.
 """
@@ -27,8 +31,24 @@ COLUMNS = (
     "Login User DN",
     "Login Password",
     "Use SSL",
+    "DC CA Certificate",
+    "TLS Server Name",
 )
 REQUIRED = ("Domain", "AD Server Address", "Users Base DN", "Login User DN", "Login Password")
+#: Other names of a column (figure 2.13's list view, and the obvious variants), lower case.
+ALIASES = {
+    "ad server": "AD Server Address",
+    "port": "AD Server Port",
+    "default": "Set as Default",
+    "login dn": "Login User DN",
+    "password": "Login Password",
+    "ssl": "Use SSL",
+    "ca certificate": "DC CA Certificate",
+    "tls ca": "DC CA Certificate",
+    "server name": "TLS Server Name",
+}
+#: Figure 2.13's columns that describe a server the guide's system set up, not one to import.
+IGNORED = {"organization/department", "setup by comodo"}
 TRUE, FALSE = {"yes", "y", "true", "1", "x"}, {"no", "n", "false", "0", ""}
 MAX_ROWS = 1000
 LABELS = {  # model field -> column, to name the column in an error
@@ -38,6 +58,8 @@ LABELS = {  # model field -> column, to name the column in an error
     "users_base_dn": "Users Base DN",
     "login_dn": "Login User DN",
     "login_password": "Login Password",
+    "tls_ca_pem": "DC CA Certificate",
+    "tls_server_name": "TLS Server Name",
 }
 
 
@@ -82,10 +104,13 @@ def parse(text: str, customer: Customer) -> list[ImportRow]:
         raise CSVError("The file is empty.") from None
     except csv.Error as exc:
         raise CSVError(f"line 1: {exc}") from None
-    index = {name.strip().lower(): i for i, name in enumerate(header)}
-    missing = [c for c in COLUMNS if c.lower() not in index]
+    index = _columns(header)
+    missing = [c for c in REQUIRED if c not in index]
     if missing:
-        raise CSVError(f"The header lacks the column(s): {', '.join(missing)}. Expected: {', '.join(COLUMNS)}.")
+        raise CSVError(
+            f"The header lacks the column(s): {', '.join(missing)}. Columns: {', '.join(COLUMNS)} "
+            "(the first five required; figure 2.13's AD Server and Port are read as AD Server Address and Port)."
+        )
     rows: list[ImportRow] = []
     seen: dict[tuple[str, str], int] = {}
     try:
@@ -95,7 +120,7 @@ def parse(text: str, customer: Customer) -> list[ImportRow]:
                 continue
             if len(rows) >= MAX_ROWS:
                 raise CSVError(f"More than {MAX_ROWS} rows.")
-            cell = {c: (values[index[c.lower()]] if index[c.lower()] < len(values) else "") for c in COLUMNS}
+            cell = {c: (values[index[c]] if index.get(c, len(values)) < len(values) else "") for c in COLUMNS}
             rows.append(_row(line, cell, customer, seen))
     except csv.Error as exc:
         raise CSVError(f"line {reader.line_num}: {exc}") from None
@@ -107,9 +132,26 @@ def parse(text: str, customer: Customer) -> list[ImportRow]:
     return rows
 
 
+def _columns(header: list[str]) -> dict[str, int]:
+    """Column -> position, by name or alias, case-insensitively; an unknown column is an error (a typo
+    would otherwise lose that column's values without a word)."""
+    known = {c.lower(): c for c in COLUMNS} | ALIASES
+    index: dict[str, int] = {}
+    for position, name in enumerate(header):
+        label = name.strip().lower()
+        if label in IGNORED or not label:
+            continue
+        if label not in known:
+            raise CSVError(f"Unknown column {name.strip()!r}. Columns: {', '.join(COLUMNS)}.")
+        if known[label] in index:
+            raise CSVError(f"The column {known[label]} appears twice.")
+        index[known[label]] = position
+    return index
+
+
 def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[str, str], int]) -> ImportRow:
     errors: list[str] = [f"{c}: required" for c in REQUIRED if not cell[c].strip()]
-    shown = {c: ("********" if c == "Login Password" and cell[c] else cell[c].strip()) for c in COLUMNS}
+    shown = {c: _shown(c, cell[c]) for c in COLUMNS}
     port_text = cell["AD Server Port"].strip() or "0"
     try:
         port = int(port_text)
@@ -126,6 +168,8 @@ def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[s
         login_dn=cell["Login User DN"].strip(),
         login_password=cell["Login Password"],
         use_ssl=_flag(cell["Use SSL"], "Use SSL", errors),
+        tls_ca_pem=cell["DC CA Certificate"].strip(),
+        tls_server_name=cell["TLS Server Name"].strip(),
     )
     try:
         # is_default is left out: save() moves the default, the one-default constraint would refuse it here
@@ -142,6 +186,15 @@ def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[s
     else:
         seen[key] = line
     return ImportRow(line, shown, server, errors)
+
+
+def _shown(column: str, value: str) -> str:
+    """The preview's cell: no password, and a certificate as its first line, not the whole PEM."""
+    if column == "Login Password" and value:
+        return "********"
+    if column == "DC CA Certificate" and value.strip():
+        return f"PEM, {value.count('BEGIN CERTIFICATE')} certificate(s)"
+    return value.strip()
 
 
 def save(rows: list[ImportRow], skip_invalid: bool, progress: Callable[[int], None] | None = None) -> int:

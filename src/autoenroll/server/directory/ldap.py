@@ -60,10 +60,33 @@ class DirectoryUser:
 
 
 @dataclass(frozen=True)
+class DCCertificate:
+    """The certificate the DC presented over TLS: which DC was verified, not merely that one answered."""
+
+    subject: str
+    issuer: str
+    sha256: str  # hex, colon-separated, as `openssl x509 -fingerprint -sha256` prints it
+
+    @classmethod
+    def from_der(cls, der: bytes) -> DCCertificate:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        cert = x509.load_der_x509_certificate(der)
+        digest = cert.fingerprint(hashes.SHA256()).hex().upper()
+        return cls(
+            cert.subject.rfc4514_string(),
+            cert.issuer.rfc4514_string(),
+            ":".join(digest[i : i + 2] for i in range(0, 64, 2)),
+        )
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     round_trip_ms: float
     clock_skew_seconds: float | None
     dc_time: datetime | None
+    dc_certificate: DCCertificate | None = None
 
 
 class DirectoryError(Exception):
@@ -340,7 +363,14 @@ class DirectoryClient:
         except (DirectoryError, ValueError):
             dc_time = None
         skew = (datetime.now(UTC) - dc_time).total_seconds() if dc_time else None
-        return VerifyReport(round_trip_ms=rtt, clock_skew_seconds=skew, dc_time=dc_time)
+        return VerifyReport(rtt, skew, dc_time, self._peer_certificate())
+
+    def _peer_certificate(self) -> DCCertificate | None:
+        """The DC's TLS certificate, from a kept connection (None over a plain bind)."""
+        with self._connection() as conn:
+            sock = conn.socket
+            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        return DCCertificate.from_der(der) if der else None
 
 
 def _unbind(conn: Connection) -> None:

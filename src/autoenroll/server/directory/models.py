@@ -6,6 +6,8 @@ A customer has exactly one default AD server: the one used when an organization 
 
 from __future__ import annotations
 
+from cryptography import x509
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models, transaction
 
@@ -16,6 +18,16 @@ from .ldap import LDAPSettings
 
 LDAP_PORT = 389
 LDAPS_PORT = 636
+
+
+def validate_pem_certificates(value: str) -> None:
+    """The DC's CA as PEM certificates, or nothing: a typo here would only show at Verify, as a TLS error."""
+    if not value.strip():
+        return
+    try:
+        x509.load_pem_x509_certificates(value.encode())
+    except ValueError:
+        raise ValidationError("not PEM certificates (-----BEGIN CERTIFICATE----- ...)") from None
 
 
 class ADServer(models.Model):
@@ -32,7 +44,9 @@ class ADServer(models.Model):
         default=False, help_text="Send the bind password without TLS. Only for labs; AD refuses it."
     )
     tls_ca_pem = models.TextField(
-        blank=True, help_text="CA certificate(s) of the DC's LDAPS certificate, pinned. Empty: system CAs."
+        blank=True,
+        validators=[validate_pem_certificates],
+        help_text="CA certificate(s) of the DC's LDAPS certificate, pinned. Empty: system CAs."
     )
     tls_server_name = models.CharField(
         max_length=253, blank=True, help_text="Name in the DC's certificate when the address differs."

@@ -47,6 +47,14 @@ class KerberosRealm(models.Model):
         self.domain = self.domain.strip().lower()
         super().save(*args, **kwargs)
 
+    def keytab_problems(self) -> list[str]:
+        """Why the server could not accept tickets with this keytab (missing, unreadable, no key for the
+        service principal), as `keytab check` says it. The page, the API and `realms add` refuse to save
+        a realm with a problem; a login.conf import reports them (its paths are often the old server's)."""
+        from .keytab import check_keytab
+
+        return check_keytab(self.keytab_path, self.service_principal).errors
+
     @property
     def realm(self) -> str:
         """The Kerberos realm name, e.g. TEST.COM: the part of the principal after '@'."""

@@ -38,4 +38,6 @@ def import_entries(entries: list[LoginEntry], owner: Customer | None = None) -> 
                 raise LoginConfError(f"entry {entry.name!r}: {problems}", entry.line) from None
             realm.save()
             report.append(f"realm {domain} {verb} ({entry.principal}, {entry.keytab})")
+            for problem in realm.keytab_problems():
+                report.append(f"  warning: {problem}: copy the keytab there before users log on")
     return report

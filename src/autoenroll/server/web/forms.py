@@ -50,6 +50,12 @@ class RealmForm(forms.ModelForm):
         model = KerberosRealm
         fields = ["domain", "keytab_path", "service_principal", "customer"]
 
+    def _post_clean(self):
+        super()._post_clean()
+        if not self.has_error("keytab_path") and not self.has_error("service_principal"):
+            for problem in self.instance.keytab_problems():
+                self.add_error("keytab_path", problem)
+
 
 class LoginConfImportForm(forms.Form):
     text = forms.CharField(

@@ -45,6 +45,9 @@ class Command(SubcommandCommand):
             customer=get_customer(customer) if customer else None,
         )
         realm.full_clean()
+        problems = realm.keytab_problems()
+        if problems:
+            raise CommandError("; ".join(problems) + " (see `autoenroll-server keytab check`)")
         realm.save()
         self.stdout.write(f"realm {realm.domain} added ({realm.service_principal})")
 
