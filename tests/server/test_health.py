@@ -30,3 +30,9 @@ def test_without_the_database_it_is_unavailable(client, monkeypatch):
     monkeypatch.setattr(CursorWrapper, "execute", refuse)
     answer = client.get("/healthz")
     assert answer.status_code == 503 and answer.json()["reason"] == "the database does not answer"
+
+
+def test_djangos_own_admin_site_is_not_served(client):
+    """The guide's screens are the admin pages; Django's Groups and Users would be a way around them."""
+    assert client.get("/admin/", secure=True).status_code == 404
+    assert client.get("/admin/login/", secure=True).status_code == 404

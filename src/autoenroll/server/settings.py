@@ -20,7 +20,6 @@ DEBUG = CONFIG.debug
 ALLOWED_HOSTS = CONFIG.effective_allowed_hosts
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,6 +1,6 @@
-"""URL map of the server."""
+"""URL map of the server. The admin pages are the `web` app's (the guide's screens); Django's own
+admin site is not served: its Groups and Users would be a second, unrestricted way in."""
 
-from django.contrib import admin
 from django.urls import include, path
 
 from .api.root import api
@@ -9,7 +9,6 @@ from .health import healthz
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/", api.urls),
-    path("admin/", admin.site.urls),
     path("", include("autoenroll.server.certificates.urls")),  # CRL, OCSP, CA downloads (also over HTTPS)
     path("", include("autoenroll.server.ces.urls")),  # MS-XCEP / MS-WSTEP for Windows and certmonger
     path("", include("autoenroll.server.web.urls")),
