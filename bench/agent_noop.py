@@ -71,7 +71,13 @@ def prepare(home: Path) -> Path:
             .sign(ca_key, hashes.SHA256())
         )
         FolderStore().install(Request("", key), leaf, [ca])
-        State(principal="bench@TEST.COM", mail=MAIL, cn="Bench", path=state_path()).save()
+        State(  # as an enrollment leaves it: the daily revocation check is a day away
+            principal="bench@TEST.COM",
+            mail=MAIL,
+            cn="Bench",
+            next_revocation_check={"serial": format(leaf.serial_number, "x"), "at": time.time() + 86400},
+            path=state_path(),
+        ).save()
     finally:
         os.environ.clear()
         os.environ.update(env_before)

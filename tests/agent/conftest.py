@@ -110,7 +110,8 @@ class AgentUser:
             HOME=str(self.home),
             KRB5_CONFIG=str(self.samba.krb5_conf),
             KRB5CCNAME=self.ccache or f"FILE:{self.home}/no-ticket",
-            AUTOENROLL_CONNECT_TO=f"{HOST}:{self.server.port}:127.0.0.1",
+            # the enrollment service, and the publication listener the certificates' OCSP URL names
+            AUTOENROLL_CONNECT_TO=f"{HOST}:{self.server.port}:127.0.0.1,{HOST}:{self.server.publication_port}:127.0.0.1",
         )
         env.update(self.extra_env)
         return env

@@ -311,3 +311,29 @@ def test_after_a_lost_logon_answer_the_next_run_gets_the_certificate_issued_for_
     assert renewals == "1"  # the certificate of the lost answer is the one installed: not a second one
     assert server_certificate(server, old_serial) == "revoked superseded"
     assert new.serial_number != old.serial_number
+
+
+def test_a_certificate_an_admin_revoked_is_replaced_at_the_first_logon_after_the_daily_check(make_user, server):
+    """The store cannot know that an admin revoked the certificate; once a day the agent asks the OCSP
+    responder the certificate names, and enrolls again when it says revoked. `status` says it too."""
+    user1 = make_user("user1")
+    assert user1.run("run").returncode == 0, user1.log_text()
+    (first,) = folder_certificates(user1.folder).values()
+    serial = format(first.serial_number, "x")
+    server.cli("certificates", "revoke", serial, "--reason", "keyCompromise")
+    assert user1.run("run").returncode == 0
+    assert user1.log_text().splitlines()[-1].endswith("nothing to do")  # checked at most once a day
+    state = user1.home / ".local" / "state" / "autoenroll" / "state.json"
+    data = json.loads(state.read_text())
+    assert data["next_revocation_check"]["serial"] == serial
+    data["next_revocation_check"]["at"] = 0  # a day later
+    state.write_text(json.dumps(data))
+    assert user1.run("run").returncode == 0, user1.log_text()
+    assert f"check: certificate {serial} was revoked" in user1.log_text()
+    (second,) = folder_certificates(user1.folder).values()
+    assert second.serial_number != first.serial_number
+    status = user1.run("status").stdout
+    assert "[current]" in status and "revocation good (OCSP, asked now)" in status, status
+    server.cli("certificates", "revoke", format(second.serial_number, "x"), "--reason", "unspecified")
+    status = user1.run("status").stdout
+    assert "[revoked]" in status and "the next run enrolls again" in status, status

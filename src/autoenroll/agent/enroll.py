@@ -46,6 +46,7 @@ BAD_REQUEST = 15  # the CSR or its key: an earlier key may have been revoked mea
 LOCK_WAIT_SECONDS = 180
 #: How long the key of a request whose answer never arrived is sent again (then a new key is made).
 RESEND_KEY_SECONDS = 7 * 24 * 3600
+DAY = 24 * 3600  # between checks that the current certificate is not revoked
 
 
 def state_path() -> Path:
@@ -67,6 +68,7 @@ class State:
     cn: str = ""
     unreported: dict[str, Any] | None = None
     in_flight: dict[str, Any] | None = None
+    next_revocation_check: dict[str, Any] | None = None  # {"serial", "at": epoch seconds}
     path: Path = field(default_factory=state_path)
 
     @classmethod
@@ -82,6 +84,7 @@ class State:
             cn=str(data.get("cn", "")),
             unreported=data.get("unreported") or None,
             in_flight=data.get("in_flight") or None,
+            next_revocation_check=data.get("next_revocation_check") or None,
             path=path,
         )
 
@@ -92,6 +95,7 @@ class State:
             "cn": self.cn,
             "unreported": self.unreported,
             "in_flight": self.in_flight,
+            "next_revocation_check": self.next_revocation_check,
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -256,6 +260,7 @@ class Run:
         if answer.get("status_token"):
             report["status_token"] = answer["status_token"]
         self.state.unreported, self.state.in_flight = report, None
+        self.state.next_revocation_check = {"serial": serial, "at": time.time() + DAY}
         self.state.save()
         self._report(report)
         if replaced is not None:
@@ -280,6 +285,8 @@ class Run:
         if is_due(first, config.days, self.now):
             return False
         assert first is not None
+        if self._revoked(stores[0], first):
+            return False
         missing = [s for s in stores[1:] if not any(c.serial == first.serial for c in inventory[s.name])]
         if missing and not self._copy(stores[0], first, missing):
             return False
@@ -289,6 +296,34 @@ class Run:
             "before): nothing to do"
         )
         return True
+
+    def _revoked(self, store: Store, cert: Installed) -> bool:
+        """Once a day, ask the CA's OCSP responder about the current certificate (revoked by an admin:
+        enroll again). No answer decides nothing: the next try is in an hour."""
+        due = self.state.next_revocation_check or {}
+        if due.get("serial") == cert.serial and time.time() < float(due.get("at") or 0):
+            return False  # the logon with nothing to do stays without cryptography or network
+        from . import revocation
+
+        issuer = next((c for c in store.chain_for(cert) if c.subject == cert.certificate.issuer), None)
+        try:
+            if issuer is None:
+                raise revocation.NoAnswer(f"{store.name} holds no issuer certificate for {cert.serial}")
+            verdict = revocation.check(cert.certificate, issuer)
+        except revocation.NoAnswer as exc:
+            self.log.warning(f"check: revocation of {cert.serial} not checked: {exc}; again in an hour")
+            self._next_revocation_check(cert, revocation.RETRY_AFTER)
+            return False
+        if verdict.revoked:
+            when = f"{verdict.revoked_at:%Y-%m-%d %H:%M} UTC" if verdict.revoked_at else "at an unknown time"
+            self.log.step(f"check: certificate {cert.serial} was revoked {when} ({verdict.reason}): enroll again")
+            return True
+        self._next_revocation_check(cert, DAY)
+        return False
+
+    def _next_revocation_check(self, cert: Installed, seconds: float) -> None:
+        self.state.next_revocation_check = {"serial": cert.serial, "at": time.time() + seconds}
+        self.state.save()
 
     def _copy(self, source: Store, cert: Installed, targets: list[Store]) -> bool:
         """A store added later (a new Thunderbird profile) gets the current identity without a new enrollment."""
@@ -507,8 +542,12 @@ def status_lines(config: Config, now: datetime.datetime | None = None) -> tuple[
         lines.append(f"{store.name}: {len(certs)} certificate(s)")
         mine = current(certs, config, state.mail, now) if state.mail else None
         for cert in sorted(certs, key=lambda c: c.not_after, reverse=True):
+            revocation_line = None
             if mine is not None and cert.serial == mine.serial:
                 mark = "renewal due" if is_due(cert, config.days, now) else "current"
+                revocation_line = _revocation_status(store, cert)
+                if revocation_line.startswith("revoked"):
+                    mark = "revoked"
             elif cert.not_after <= now:
                 mark = "expired"
             elif config.issuername.lower() not in cert.issuer.lower():
@@ -522,4 +561,22 @@ def status_lines(config: Config, now: datetime.datetime | None = None) -> tuple[
                 f"  validity   {cert.not_before:%Y-%m-%d %H:%M} .. {cert.not_after:%Y-%m-%d %H:%M} UTC, "
                 f"{cert.days_left(now):.0f} days left"
             )
+            if revocation_line:
+                lines.append(f"  revocation {revocation_line}")
     return lines, code
+
+
+def _revocation_status(store: Store, cert: Installed) -> str:
+    """What the CA's OCSP responder says now of the current certificate, for `status`."""
+    from . import revocation
+
+    issuer = next((c for c in store.chain_for(cert) if c.subject == cert.certificate.issuer), None)
+    if issuer is None:
+        return "not checked: the store holds no issuer certificate"
+    try:
+        verdict = revocation.check(cert.certificate, issuer)
+    except revocation.NoAnswer as exc:
+        return f"not checked: {exc}"
+    if verdict.revoked:
+        return f"revoked {verdict.revoked_at:%Y-%m-%d %H:%M} UTC ({verdict.reason}): the next run enrolls again"
+    return "good (OCSP, asked now)"

@@ -9,6 +9,7 @@ from django.utils import timezone
 from autoenroll.server.api.models import ApiToken
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory.models import ADServer
+from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Customer
 from autoenroll.testbed import samba
 from checks import ktutil_keytab
@@ -142,3 +143,31 @@ def test_tokens_command_prints_a_working_token(db, capsys):
 def test_values_outside_the_document_are_refused_with_422(super_api, method, path, body):
     answer = super_api.call(method, path, body)
     assert answer.status_code == 422, answer.content
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"domain": "\x00x", "keytab_path": "/k\x00", "service_principal": "\u00d7"},  # schemathesis found a 500
+        {"domain": "test.com", "keytab_path": "/k", "service_principal": "HTTP/x@Y", "customer": "lone \udc80"},
+    ],
+)
+def test_a_body_no_database_can_store_is_refused_with_the_reason(super_api, body):
+    answer = super_api.post("/api/realms", body)
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "Cannot parse request body: NUL or a lone surrogate in a string"
+
+
+def test_patching_a_realms_keytab_to_null_is_a_400_not_a_500(super_api, samba_ad):
+    """Found by schemathesis: the keytab check met the null before the field's own validation did."""
+    realm = KerberosRealm.objects.create(
+        domain="test.com", keytab_path=str(samba_ad.keytab), service_principal="HTTP/ccm.test.com@TEST.COM"
+    )
+    answer = super_api.patch(f"/api/realms/{realm.pk}", {"customer": None, "keytab_path": None})
+    assert answer.status_code == 400 and "keytab_path" in answer.json()["detail"]
+
+
+def test_a_body_that_is_not_an_object_is_refused(super_api, acme):
+    """Found by schemathesis: PATCH with `[]` was read as an empty change and answered 200."""
+    answer = super_api.patch(f"/api/customers/{acme.pk}", [])
+    assert answer.status_code == 400 and answer.json()["detail"].endswith("not a JSON object")

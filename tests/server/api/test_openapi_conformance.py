@@ -78,26 +78,35 @@ def api_schema(live):
     document = session.get(f"https://127.0.0.1:{server.port}/api/openapi.json", timeout=30).json()
     schema = schemathesis.openapi.from_dict(document)
     schema.config.update(base_url=f"https://127.0.0.1:{server.port}", tls_verify=str(server.root_ca))
+    # the credentials are the test's own (a fresh Kerberos token, the bearer token), never generated: a
+    # case "made invalid" through its Authorization header would be sent with a valid one
+    schema.config.generation.update(with_security_parameters=False)
     # gunicorn refuses a request line it will not read (414): a rejection too
     schema.config.checks.negative_data_rejection.expected_statuses.append("414")
     return schema
 
 
-def _operations() -> list[tuple[str, str]]:
-    """(method, path) of every operation, from the document this code builds (the test compares it
-    with the one the live server serves)."""
+def _cases() -> list[tuple[GenerationMode, str, str]]:
+    """(mode, method, path) for every operation, from the document this code builds (the test finds
+    each in the one the live server serves). Invalid requests only where there is something to make
+    invalid: parameters or a body (the credentials are not generated)."""
     from autoenroll.server.api.root import api
 
-    paths = api.get_openapi_schema()["paths"]
-    every = [(method.upper(), path) for path, methods in paths.items() for method in methods]
-    return [op for op in every if op != ("DELETE", "/api/tokens/{pk}")]
+    cases = []
+    for path, methods in api.get_openapi_schema()["paths"].items():
+        for method, operation in methods.items():
+            if (method, path) == ("delete", "/api/tokens/{pk}"):
+                continue
+            cases.append((GenerationMode.POSITIVE, method.upper(), path))
+            if operation.get("parameters") or operation.get("requestBody"):
+                cases.append((GenerationMode.NEGATIVE, method.upper(), path))
+    return cases
 
 
-OPERATIONS = _operations()
+CASES = _cases()
 
 
-@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
+@pytest.mark.parametrize(("mode", "method", "path"), CASES, ids=[f"{m.value}-{v} {p}" for m, v, p in CASES])
 def test_every_answer_is_one_the_document_lists(live, api_schema, method, path, mode):
     _, session, token, creds = live
     headers = {"Authorization": f"Bearer {token}"}
@@ -119,7 +128,12 @@ def test_every_answer_is_one_the_document_lists(live, api_schema, method, path, 
             sent["Authorization"] = f"Negotiate {_kerberos_token(creds)}"  # fresh: replays are refused
         case.call_and_validate(session=session, headers=sent, checks=CHECKS, timeout=60)
 
-    answers_as_documented()
+    try:
+        answers_as_documented()
+    except hypothesis.errors.Unsatisfiable:
+        if mode is not GenerationMode.NEGATIVE:
+            raise
+        pytest.skip("no invalid request of this operation can be generated (its only parameter is a free string)")
 
 
 def _kerberos_token(creds: gssapi.Credentials) -> str:

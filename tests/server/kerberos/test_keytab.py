@@ -104,3 +104,10 @@ def test_commands_print_the_guides_steps_with_aes_and_the_samba_equivalents():
     assert "dn: CN=ccm,CN=Users,DC=test,DC=com" in lines
     assert "samba-tool domain exportkeytab x.keytab --principal=HTTP/ccm.test.com" in lines
     assert "DES-CBC-MD5" not in out and "desonly" not in out  # the guide's DES keys are gone
+
+
+def test_a_file_name_no_file_can_have_is_an_error_not_a_crash():
+    """Found by schemathesis through the realm API: a NUL in the path was a 500."""
+    assert check_keytab("/etc/ccm\x00.keytab", "HTTP/ccm.test.com@TEST.COM").errors == [
+        "'/etc/ccm\\x00.keytab': not a usable file name"
+    ]

@@ -131,6 +131,10 @@ class Store:
     def supersede(self, old: Installed) -> None:
         """The platform's handling of a renewed certificate. Keys always stay: they decrypt old mail."""
 
+    def chain_for(self, installed: Installed) -> list[x509.Certificate]:
+        """The CA certificates installed with a certificate, where the store keeps them (else none)."""
+        return []
+
 
 def python_request(cn: str, mail: str, key_type: str, key: PrivateKeyTypes | None = None) -> Request:
     """Key made here (never leaves the machine; or `key`, made here before) and a CSR with CN and the

@@ -16,14 +16,17 @@ from autoenroll.protocol.messages import API_PREFIX, error_body, http_status
 from autoenroll.server.enrollment import boundary
 from autoenroll.server.enrollment.api import router as enrollment_router
 from autoenroll.server.kerberos import spnego
+from autoenroll.server.utils.text import storable
 
 from . import certificates, directory, enrollment, kerberos, openapi, tenants, tokens
 
 log = logging.getLogger("autoenroll.api")
 
-class OneValueParser(Parser):
-    """A query parameter the document gives one value has one: `mail=a&mail=b` is refused (422, or the
-    guide's number on the enrollment calls), not silently read as its last value."""
+class StrictParser(Parser):
+    """What reaches a view is what the document describes: a query parameter given once, not read as its
+    last value when repeated; and in the admin API a body that is a JSON object with no NUL or lone
+    surrogate in any string (PostgreSQL refuses the one, SQLite cannot encode the other: a 500 either
+    way). The enrollment calls check their fields themselves, each with the guide's number."""
 
     def parse_querydict(self, data, list_fields, request):
         repeated = [key for key in data if key not in list_fields and len(data.getlist(key)) > 1]
@@ -32,6 +35,27 @@ class OneValueParser(Parser):
                 [{"loc": ["query", key], "msg": "given more than once", "type": "value_error"} for key in repeated]
             )
         return super().parse_querydict(data, list_fields, request)
+
+    def parse_body(self, request):
+        body = super().parse_body(request)
+        if _enrollment(request):
+            return body
+        problem = "not a JSON object" if not isinstance(body, dict) else None  # `[]` was read as an empty PATCH
+        if problem is None and _unstorable(body):
+            problem = "NUL or a lone surrogate in a string"
+        if problem:
+            raise ValidationError([{"loc": ["body"], "msg": problem, "type": "value_error"}])
+        return body
+
+
+def _unstorable(value) -> bool:
+    if isinstance(value, str):
+        return not storable(value)
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
 
 
 class AutoenrollAPI(NinjaAPI):
@@ -44,7 +68,7 @@ api = AutoenrollAPI(
     version=__version__,
     description="Automatic S/MIME enrollment for Active Directory users. See docs/protocol.md.",
     urls_namespace="api",
-    parser=OneValueParser(),
+    parser=StrictParser(),
 )
 api.add_router("/enroll", enrollment_router)
 api.add_router("/customers", tenants.router)
@@ -80,7 +104,10 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if not _enrollment(request) or exc.status_code != 400:
-        return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+        detail = str(exc)
+        if isinstance(exc.__cause__, ValidationError):  # StrictParser's reason, which django-ninja hides
+            detail += ": " + "; ".join(e["msg"] for e in exc.__cause__.errors)
+        return api.create_response(request, {"detail": detail}, status=exc.status_code)
     error = EnrollmentError(boundary.NO_REQUEST, str(exc))  # a body that is not JSON at all
     boundary.record_refusal(request, error)
     return api.create_response(request, error_body(error.code), status=400)

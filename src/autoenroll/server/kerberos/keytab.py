@@ -167,6 +167,8 @@ def read_keytab(path: str | os.PathLike[str]) -> list[KeytabEntry]:
         raise KeytabError(f"{path}: is a directory") from None
     except OSError as exc:
         raise KeytabError(f"{path}: cannot read: {exc.strerror}") from None
+    except (ValueError, UnicodeError):  # a NUL or a lone surrogate: no file can have that name
+        raise KeytabError(f"{str(path)!r}: not a usable file name") from None
     try:
         return parse_keytab(data)
     except KeytabError as exc:

@@ -53,6 +53,8 @@ class KerberosRealm(models.Model):
         a realm with a problem; a login.conf import reports them (its paths are often the old server's)."""
         from .keytab import check_keytab
 
+        if not (isinstance(self.keytab_path, str) and self.keytab_path and isinstance(self.service_principal, str)):
+            return []  # nothing to check yet: the field's own validation says what is missing
         return check_keytab(self.keytab_path, self.service_principal).errors
 
     @property

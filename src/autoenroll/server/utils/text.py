@@ -8,8 +8,13 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 
+def storable(value: str) -> bool:
+    """No NUL, no lone surrogate: what every database the server runs on can store."""
+    return "\x00" not in value and not any("\ud800" <= ch <= "\udfff" for ch in value)
+
+
 def _clean(value: str) -> str:
-    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+    if not storable(value):
         raise ValueError("NUL or a lone surrogate")
     return value
 
