@@ -305,11 +305,8 @@ class Run:
             return False  # the logon with nothing to do stays without cryptography or network
         from . import revocation
 
-        issuer = next((c for c in store.chain_for(cert) if c.subject == cert.certificate.issuer), None)
         try:
-            if issuer is None:
-                raise revocation.NoAnswer(f"{store.name} holds no issuer certificate for {cert.serial}")
-            verdict = revocation.check(cert.certificate, issuer)
+            verdict = revocation.check_installed(store, cert)
         except revocation.NoAnswer as exc:
             self.log.warning(f"check: revocation of {cert.serial} not checked: {exc}; again in an hour")
             self._next_revocation_check(cert, revocation.RETRY_AFTER)
@@ -570,11 +567,8 @@ def _revocation_status(store: Store, cert: Installed) -> str:
     """What the CA's OCSP responder says now of the current certificate, for `status`."""
     from . import revocation
 
-    issuer = next((c for c in store.chain_for(cert) if c.subject == cert.certificate.issuer), None)
-    if issuer is None:
-        return "not checked: the store holds no issuer certificate"
     try:
-        verdict = revocation.check(cert.certificate, issuer)
+        verdict = revocation.check_installed(store, cert)
     except revocation.NoAnswer as exc:
         return f"not checked: {exc}"
     if verdict.revoked:

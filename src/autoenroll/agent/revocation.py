@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import http.client
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -22,6 +23,9 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from .client import connect_to
+
+if TYPE_CHECKING:
+    from .stores import Installed, Store
 
 RETRY_AFTER = 3600  # after a check that got no usable answer
 TIMEOUT = 5.0  # the logon waits for this at most
@@ -36,6 +40,15 @@ class Verdict:
     revoked: bool
     revoked_at: datetime.datetime | None = None
     reason: str | None = None
+
+
+def check_installed(store: Store, installed: Installed) -> Verdict:
+    """`check` for a certificate of a store, with the issuer certificate the store keeps beside it."""
+    cert = installed.certificate
+    issuer = next((c for c in store.chain_for(installed) if c.subject == cert.issuer), None)
+    if issuer is None:
+        raise NoAnswer(f"{store.name} holds no issuer certificate for {installed.serial}")
+    return check(cert, issuer)
 
 
 def check(cert: x509.Certificate, issuer: x509.Certificate, timeout: float = TIMEOUT) -> Verdict:

@@ -73,12 +73,8 @@ class DCCertificate:
         from cryptography.hazmat.primitives import hashes
 
         cert = x509.load_der_x509_certificate(der)
-        digest = cert.fingerprint(hashes.SHA256()).hex().upper()
-        return cls(
-            cert.subject.rfc4514_string(),
-            cert.issuer.rfc4514_string(),
-            ":".join(digest[i : i + 2] for i in range(0, 64, 2)),
-        )
+        sha256 = cert.fingerprint(hashes.SHA256()).hex(":").upper()
+        return cls(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), sha256)
 
 
 @dataclass(frozen=True)
