@@ -130,6 +130,7 @@ def test_an_internal_error_of_the_server_is_its_error_30(make_user, server):
 def test_37_authentication_error_without_a_ticket(make_user):
     user = make_user("user1", ticket=False)
     assert_logged(user, user.run("run"), 37)
+    assert "(no ticket: log on to the domain, or run kinit)" in user.log_text()
 
 
 def test_37_authentication_error_when_ad_knows_no_such_service(make_user, server):
@@ -138,6 +139,7 @@ def test_37_authentication_error_when_ad_knows_no_such_service(make_user, server
     user.write_config(requestpath=f"https://localhost:{server.port}")  # SPN HTTP/localhost: unknown to AD
     user.extra_env["AUTOENROLL_CONNECT_TO"] = f"localhost:{server.port}:127.0.0.1"
     assert_logged(user, user.run("run"), 37)
+    assert "[domain_realm] must map the server's name to the realm of its keytab" in user.log_text()
 
 
 def test_38_request_certificate_error_when_requestpath_is_not_the_service(make_user, server):

@@ -110,9 +110,9 @@ class Negotiator:
                 self._ctx = gssapi.SecurityContext(name=name, usage="initiate", mech=spnego_oid, flags=flags)
                 out = self._ctx.step()
         except Exception as exc:  # noqa: BLE001 - GSSError / SpnegoError: no ticket, no KDC, unknown SPN
-            raise EnrollmentError(
-                AUTHENTICATION, f"no Kerberos ticket for HTTP@{self.host}: {_gss_text(exc)}"
-            ) from None
+            text = _gss_text(exc)
+            hint = _hint(text, self.host)
+            raise EnrollmentError(AUTHENTICATION, f"no Kerberos ticket for HTTP@{self.host}: {text}{hint}") from None
         return base64.b64encode(out or b"").decode("ascii")
 
     def verify(self, header: str | None) -> None:
@@ -127,6 +127,19 @@ class Negotiator:
             raise EnrollmentError(AUTHENTICATION, f"mutual authentication failed: {_gss_text(exc)}") from None
         if not complete:
             raise EnrollmentError(AUTHENTICATION, "mutual authentication did not complete")
+
+
+def _hint(text: str, host: str) -> str:
+    """What the user or the admin can do about the usual causes of error 37."""
+    lowered = text.lower()
+    if "credentials cache" in lowered or "no credentials" in lowered or "not found (filename" in lowered:
+        return " (no ticket: log on to the domain, or run kinit)"
+    if "server not found in kerberos database" in lowered:
+        return (
+            f" (the KDC this client asked knows no HTTP/{host}: with several realms, the client's krb5.conf"
+            " [domain_realm] must map the server's name to the realm of its keytab, docs/agent.md)"
+        )
+    return ""
 
 
 def _gss_text(exc: Exception) -> str:

@@ -468,12 +468,15 @@ def test_the_log_shows_the_guides_potential_reason_and_filters_by_code_and_user(
         outcome="error",
         error_code=5,
         message="Domain unauthorized..",
+        detail="mail domain example.org is not a domain of customer alpha",
         principal="other@ALPHA.EXAMPLE",
         customer=tenant_a.customer,
     )
     url = reverse("web:event_list")
     page = client_a.get(url).content.decode()
     assert "email from autoenroll request does not match with email on AD server." in page
+    assert "mail domain example.org is not a domain of customer alpha" in page  # the server's own reason
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", page)  # times to the second
     by_code = client_a.get(url, {"code": "5"}).content.decode()
     assert "The domain is unauthorized for this customer." in by_code and "user1@ALPHA.EXAMPLE" not in by_code
     by_user = client_a.get(url, {"user": "user1@"}).content.decode()

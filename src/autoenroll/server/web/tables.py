@@ -30,7 +30,8 @@ def yes_no(flag: bool) -> str:
 
 
 def when(value) -> str:
-    return f"{localtime(value):%Y-%m-%d %H:%M}" if value else ""
+    """To the second: a user's logon is sync, enroll and status within a second or two."""
+    return f"{localtime(value):%Y-%m-%d %H:%M:%S}" if value else ""
 
 
 def link(url_name: str, obj, text=None):
@@ -204,6 +205,7 @@ class EventTable(Table):
         ),
         Column("Error", lambda e: e.error_code or ""),
         Column("Message", lambda e: e.message),
+        Column("Why (the server's words)", lambda e: e.detail),
         Column("Potential reason", _reasons),
     ]
 
