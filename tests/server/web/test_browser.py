@@ -254,12 +254,15 @@ def test_the_other_pages(page, ca):
         ("74-customers", "/customers/"),
         ("75-customer-edit", f"/customers/{tenant.customer.pk}/"),
         ("76-domains", "/settings/domains/"),
+        ("77-persons", "/persons/"),
     ]:
         page.goto(url)
         expect(page.locator("h1")).to_be_visible()
         shot(page, name)
     page.goto("/log/")
     expect(page.get_by_text("email from autoenroll request does not match with email on AD server.")).to_be_visible()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Persons").click()
+    expect(page.get_by_role("link", name=tenant.certificate.serial)).to_be_visible()
 
 
 def test_creating_a_customer_admin(page, ca):

@@ -531,3 +531,18 @@ def test_the_ad_password_appears_in_no_page_and_no_log(super_admin, tenant_a, te
 def test_the_web_urls_are_all_named():
     web = next(e for e in get_resolver().url_patterns if isinstance(e, URLResolver) and e.namespace == "web")
     assert all(p.name for p in web.url_patterns)
+
+
+# --- Persons -------------------------------------------------------------------------------------------------------
+
+
+def test_the_persons_page_lists_each_users_mail_current_certificate_and_count(client_a, tenant_a, tenant_b, settings):
+    page = client_a.get(reverse("web:person_list")).content.decode()
+    person, cert = tenant_a.person, tenant_a.certificate
+    assert person.principal in page and person.mail in page
+    assert reverse("web:certificate_detail", args=[cert.pk]) in page and cert.serial in page
+    assert tenant_b.person.mail not in page  # another customer's users stay invisible
+    settings.CONFIG = settings.CONFIG.model_copy(update={"max_valid_certificates": 0})
+    assert "1 (more than 0)" in client_a.get(reverse("web:person_list")).content.decode()  # the warning
+    only_disabled = client_a.get(reverse("web:person_list"), {"enabled": "no"}).content.decode()
+    assert person.principal not in only_disabled

@@ -318,6 +318,20 @@ class EventFilterForm(forms.Form):
         return qs.select_related("customer")
 
 
+class PersonFilterForm(forms.Form):
+    user = forms.CharField(required=False, help_text="part of the principal or the mail")
+    enabled = forms.ChoiceField(required=False, choices=[("", "any"), ("yes", "enabled"), ("no", "disabled in AD")])
+
+    def filter(self, qs: QuerySet) -> QuerySet:
+        data = self.cleaned_data
+        if data["user"]:
+            text = data["user"].strip()
+            qs = qs.filter(Q(principal__icontains=text) | Q(mail__icontains=text))
+        if data["enabled"]:
+            qs = qs.filter(enabled=data["enabled"] == "yes")
+        return qs
+
+
 class RequestFilterForm(forms.Form):
     status = forms.ChoiceField(
         required=False, choices=[("", "any"), *EnrollmentRequest.Status.choices], initial="pending"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -185,6 +186,37 @@ class CertificateTable(Table):
         Column("Status", lambda c: format_html('<span class="state {}">{}</span>', c.state, c.state)),
         Column("Not after", lambda c: when(c.not_after)),
         Column("Profile", lambda c: c.get_profile_display()),
+    ]
+
+
+def _current(person) -> str:
+    if not person.current_id:
+        return ""
+    url = reverse("web:certificate_detail", args=[person.current_id])
+    return format_html('<a href="{}">{}</a>', url, person.current_serial)
+
+
+def _held(person) -> str:
+    """The count, with a warning past the bound (a runaway client, or a bound raised by hand)."""
+    if person.valid_count > settings.CONFIG.max_valid_certificates:
+        return format_html('<span class="state error">{} (more than {})</span>', person.valid_count,
+                           settings.CONFIG.max_valid_certificates)  # fmt: skip
+    return str(person.valid_count)
+
+
+class PersonTable(Table):
+    """The users synced from AD (what `persons list` prints), with what each holds."""
+
+    columns = [
+        Column("Principal", lambda p: p.principal),
+        Column("Mail", lambda p: p.mail or format_html('<span class="state error">{}</span>', "none in AD")),
+        Column("CN", lambda p: p.cn),
+        CUSTOMER,
+        Column("AD server", lambda p: p.ad_server or ""),
+        Column("Enabled in AD", lambda p: yes_no(p.enabled)),
+        Column("Current certificate", _current),
+        Column("Valid certificates", _held),
+        Column("Last logon (sync)", lambda p: when(p.synced_at)),
     ]
 
 

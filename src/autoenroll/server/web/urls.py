@@ -57,6 +57,7 @@ urlpatterns = [
         name="administrator_enable",
     ),
     path("administrators/<int:pk>/delete/", views.AdministratorDeleteView.as_view(), name="administrator_delete"),
+    path("persons/", views.PersonListView.as_view(), name="person_list"),
     # Certificates (guide 5)
     path("certificates/", views.CertificateListView.as_view(), name="certificate_list"),
     path("certificates/<int:pk>/", views.CertificateDetailView.as_view(), name="certificate_detail"),

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from django.contrib import messages
 from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
-from django.db.models.functions import TruncDate
+from django.db.models import Count, F, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, TruncDate
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -26,7 +26,7 @@ from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory import csvimport
 from autoenroll.server.directory.ldap import DirectoryClient, DirectoryError
-from autoenroll.server.directory.models import ADServer
+from autoenroll.server.directory.models import ADServer, Person
 from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos import loginconf, spnego
@@ -547,6 +547,32 @@ class EventListView(ObjectListView):
     title = "Enrollment log"
     table = tables.EventTable
     filter_form = forms.EventFilterForm
+
+
+class PersonListView(ObjectListView):
+    """The users AD described at their last logon, with the certificate they hold now."""
+
+    model = Person
+    nav = "persons"
+    title = "Persons"
+    table = tables.PersonTable
+    filter_form = forms.PersonFilterForm
+
+    def get_queryset(self):
+        valid = Certificate.objects.valid().filter(profile=Certificate.Profile.SMIME, person=OuterRef("pk"))
+        newest = valid.order_by(F("installed_at").desc(nulls_last=True), "-not_before")
+        return (
+            super()
+            .get_queryset()
+            .select_related("customer", "ad_server")
+            .annotate(
+                valid_count=Coalesce(
+                    Subquery(valid.order_by().values("person").annotate(n=Count("pk")).values("n")[:1]), Value(0)
+                ),
+                current_id=Subquery(newest.values("pk")[:1]),
+                current_serial=Subquery(newest.values("serial")[:1]),
+            )
+        )
 
 
 class RequestMixin:
