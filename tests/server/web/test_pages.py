@@ -504,11 +504,26 @@ def test_approving_a_request_issues_the_certificate(client_a, tenant_a):
     assert req.status == "issued" and req.certificate.mail == "user1@alpha.example" and req.decided_by == "admin-a"
 
 
-def test_dashboard_draws_the_three_charts_as_inline_svg(client_a, tenant_a):
+def test_dashboard_draws_the_charts_as_inline_svg_and_says_when_one_is_empty(client_a, tenant_a, tenant_b):
     page = client_a.get(reverse("web:dashboard")).content.decode()
-    assert page.count("<svg") == 3 and "<script" not in page
+    assert page.count("<svg") == 2 and "<script" not in page  # issued today, and the errors
+    assert "No valid certificate expires within 30 days." in page  # instead of an empty chart
     assert "≤ 30 days" in page and "18: Email in AD mismatch.." in page
     assert "1 request(s) wait for approval" in page
+
+
+def test_dashboard_totals_count_this_customers_rows_and_link_to_the_lists(client_a, tenant_a, tenant_b):
+    page = client_a.get(reverse("web:dashboard")).content.decode()
+    totals = re.findall(r'<li><a href="([^"]+)"><strong>(\d+)</strong> ([^<]+)</a></li>', page)
+    assert [(label, int(n)) for _, n, label in totals] == [
+        ("Persons", 1),  # tenant B's person is not counted
+        ("Valid certificates", 1),
+        ("Expiring within 30 days", 0),
+        ("Revoked", 0),
+        ("Errors today", 1),
+    ]
+    assert totals[1][0] == reverse("web:certificate_list") + "?status=issued"
+    assert client_a.get(totals[4][0].replace("&amp;", "&")).status_code == 200
 
 
 # --- the AD password never appears -------------------------------------------------------------------------------

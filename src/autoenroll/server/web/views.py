@@ -89,20 +89,43 @@ class DashboardView(RestrictedMixin, TemplateView):
                     "Certificates issued per day (last 30 days)",
                     charts.bar_chart("Certificates issued per day", issued),
                     issued,
+                    "" if any(b.value for b in issued) else "No certificate was issued in the last 30 days.",
                 ),
-                ("Certificates expiring", charts.bar_chart("Certificates expiring", expiring, height=180), expiring),
+                (
+                    "Certificates expiring",
+                    charts.bar_chart("Certificates expiring", expiring, height=180),
+                    expiring,
+                    "" if any(b.value for b in expiring) else "No valid certificate expires within 30 days.",
+                ),
                 (
                     "Most frequent errors (last 30 days)",
                     charts.hbar_chart("Most frequent errors", errors),
                     errors,
+                    "" if errors else "No error in the last 30 days.",
                 ),
             ],
             pending=restricted(EnrollmentRequest, user).filter(status=EnrollmentRequest.Status.PENDING).count(),
+            totals=self._totals(user, certs, valid, now),
         )
         return context
 
 
 # --- Settings / Autoenrollment: Kerberos realms (Super Admin, guide 2.2) -----------------------------------------
+
+    @staticmethod
+    def _totals(user, certs, valid, now) -> list[tuple[str, int, str]]:
+        """(label, count, the list it links to): the figures an admin checks first."""
+        log, certificates = reverse("web:event_list"), reverse("web:certificate_list")
+        today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+        return [
+            ("Persons", restricted(Person, user).count(), reverse("web:person_list")),
+            ("Valid certificates", valid.count(), f"{certificates}?status=issued"),
+            ("Expiring within 30 days", valid.filter(not_after__lte=now + timedelta(days=30)).count(),
+             f"{certificates}?expires_within=30"),
+            ("Revoked", certs.filter(status=Certificate.Status.REVOKED).count(), f"{certificates}?status=revoked"),
+            ("Errors today", restricted(EnrollmentEvent, user).filter(
+                outcome=EnrollmentEvent.Outcome.ERROR, created__gte=today).count(), f"{log}?outcome=error"),
+        ]  # fmt: skip
 
 
 class RealmMixin:
