@@ -102,3 +102,14 @@ def test_without_a_ticket_the_answer_is_401_negotiate(client, enrollment_ready):
     assert answer.status_code == 401
     assert answer["WWW-Authenticate"] == "Negotiate"
     assert answer.content.decode() == "This request requires HTTP authentication ()."
+    assert not EnrollmentEvent.objects.exists()  # the first leg of Negotiate is no refusal
+
+
+def test_a_refused_kerberos_token_is_in_the_enrollment_log_with_the_reason(user1, enrollment_ready):
+    """The admin sees why an agent got error 37 (here a replay) without reading server.log."""
+    token = user1.token()
+    headers = {"HTTP_AUTHORIZATION": f"Negotiate {token}", "secure": True, "content_type": "application/json"}
+    assert user1.client.post("/api/enroll/sync", data={"customeruri": "acme"}, **headers).status_code == 200
+    assert user1.client.post("/api/enroll/sync", data={"customeruri": "acme"}, **headers).status_code == 401
+    event = EnrollmentEvent.objects.filter(outcome="error").get()
+    assert event.error_code == 37 and event.detail.startswith("Kerberos refused (replay)")

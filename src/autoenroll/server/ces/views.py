@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.certificates.models import CertificateAuthority
-from autoenroll.server.enrollment import configuration
+from autoenroll.server.enrollment import boundary, configuration
 from autoenroll.server.enrollment.pipeline import Caller
 from autoenroll.server.kerberos import spnego
 
@@ -43,7 +43,8 @@ def _serve(request: HttpRequest, actions: dict, ca: CertificateAuthority | None 
         return refused
     try:
         negotiated = spnego.negotiate(request, list(configuration.current().realms))
-    except spnego.NegotiateError:
+    except spnego.NegotiateError as exc:
+        boundary.record_kerberos_refusal(request, exc)
         response = _fault(SoapFault(spnego.UNAUTHORIZED_TEXT, status=401))
         response["WWW-Authenticate"] = "Negotiate"
         return response

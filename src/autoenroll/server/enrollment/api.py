@@ -19,7 +19,7 @@ from autoenroll.protocol import messages as msg
 from autoenroll.server.kerberos import spnego
 
 from . import configuration, pipeline
-from .boundary import Long, PerPrincipalRate, Short
+from .boundary import Long, PerPrincipalRate, Short, record_kerberos_refusal
 
 log = logging.getLogger("autoenroll.enrollment")
 
@@ -35,6 +35,7 @@ class NegotiateAuth(AuthBase):
             return spnego.negotiate(request, list(configuration.current().realms))
         except spnego.NegotiateError as exc:
             request.negotiate_error = exc
+            record_kerberos_refusal(request, exc)
             return None
 
 

@@ -117,6 +117,14 @@ def record_refusal(request: HttpRequest, error: EnrollmentError) -> None:
         log.exception("cannot record the refusal of %s", request.path)
 
 
+def record_kerberos_refusal(request: HttpRequest, exc) -> None:
+    """A Kerberos token the server refused (replay, clock skew, unknown SPN, no realm ...), in the
+    enrollment log: the admin sees why an agent got error 37 without reading server.log. A request
+    without a token is the first leg of every Negotiate exchange, not a refusal."""
+    if exc.kind != "missing":
+        record_refusal(request, EnrollmentError(37, f"Kerberos refused ({exc.kind}): {exc.reason}"))
+
+
 class PerPrincipalRate(BaseThrottle):
     """At most `enroll_rate_per_minute` logon/enroll calls per principal per minute, in this server process
     (against a runaway or hostile client; an agent makes one per logon). Beyond it: 429 with Retry-After.
