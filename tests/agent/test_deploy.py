@@ -13,8 +13,8 @@ import pytest
 from autoenroll.agent import deploy
 
 
-def install_logon(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+def install_logon(tmp_path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "XDG_CONFIG_HOME": str(tmp_path / "cfg"), **extra_env}
     return subprocess.run(
         [sys.executable, "-m", "autoenroll.agent", "--config", str(tmp_path / "autoenroll.conf"), "install-logon",
          *args],
@@ -38,8 +38,32 @@ def test_systemd_user_unit_is_written_and_enabled(tmp_path):
     if shutil.which("systemd-analyze"):
         check = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
         assert "autoenroll.service" not in check.stderr or "Failed" not in check.stderr, check.stderr
+    timer = unit.parent / "autoenroll.timer"
+    parsed_timer = configparser.ConfigParser(interpolation=None)
+    parsed_timer.read(timer)
+    assert parsed_timer["Timer"]["OnCalendar"] == "daily" and parsed_timer["Install"]["WantedBy"] == "timers.target"
+    assert (unit.parent / "timers.target.wants" / "autoenroll.timer").resolve() == timer
     assert install_logon(tmp_path, "--method", "systemd", "--uninstall").returncode == 0
-    assert not unit.exists() and not link.is_symlink()
+    assert not unit.exists() and not link.is_symlink() and not timer.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux logon entries")
+def test_the_ticket_cache_of_the_installing_session_is_passed_on(tmp_path):
+    """A user service does not inherit the session's KRB5CCNAME: without it, every run is error 37."""
+    assert install_logon(tmp_path, "--method", "systemd", KRB5CCNAME="FILE:/tmp/krb5cc_1000").returncode == 0
+    parsed = configparser.ConfigParser(interpolation=None)
+    parsed.read(tmp_path / "cfg" / "systemd" / "user" / "autoenroll.service")
+    assert parsed["Service"]["Environment"] == "KRB5CCNAME=FILE:/tmp/krb5cc_1000"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux logon entries")
+def test_uninstall_removes_what_every_method_wrote(tmp_path):
+    """An autostart entry from an earlier install stayed behind when --uninstall named another method."""
+    assert install_logon(tmp_path, "--method", "autostart").returncode == 0
+    assert install_logon(tmp_path, "--method", "systemd").returncode == 0
+    removed = install_logon(tmp_path, "--uninstall").stdout
+    assert "autoenroll.desktop" in removed and "autoenroll.service" in removed and "autoenroll.timer" in removed
+    assert not any(p.is_file() or p.is_symlink() for p in (tmp_path / "cfg").rglob("autoenroll*"))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux logon entries")
@@ -55,8 +79,9 @@ def test_xdg_autostart_entry(tmp_path):
 
 
 def test_launch_agent_runs_at_load():
-    plist = plistlib.loads(deploy.launch_agent(["/usr/local/bin/autoenroll", "run"]))
-    assert plist["RunAtLoad"] is True
+    plist = plistlib.loads(deploy.launch_agent(["/usr/local/bin/autoenroll", "run"], "API:1234"))
+    assert plist["RunAtLoad"] is True and plist["StartInterval"] == 86400
+    assert plist["EnvironmentVariables"] == {"KRB5CCNAME": "API:1234"}
     assert plist["ProgramArguments"] == ["/usr/local/bin/autoenroll", "run"]
     assert plist["Label"] == "com.autoenroll.agent"
 

@@ -45,9 +45,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="enroll a new certificate even when none is due")
     run.add_argument("-v", "--verbose", action="store_true", help="also print the log lines")
     sub.add_parser("status", help="list installed certificates with issuer, serial, validity, days left")
-    logon = sub.add_parser("install-logon", help="run `autoenroll run` at every logon of this user")
+    logon = sub.add_parser("install-logon", help="run `autoenroll run` at every logon of this user and daily")
     logon.add_argument("--method", default="auto", choices=("auto", "systemd", "autostart", "launchagent"))
-    logon.add_argument("--uninstall", action="store_true", help="remove the logon entry")
+    logon.add_argument("--uninstall", action="store_true", help="remove every entry any method wrote")
     return p
 
 
