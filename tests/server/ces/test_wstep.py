@@ -213,3 +213,15 @@ def test_channel_bindings_of_the_tls_certificate_are_accepted_and_wrong_ones_ref
     assert user1.post(ces_path(ca[1]), rst(csr)).status_code == 200  # clients that bind nothing still work
     refused = user1.post(ces_path(ca[1]), rst(csr), bindings=spnego.CBT_PREFIX + b"\x02" * 32)
     assert refused.status_code == 401 and refused["WWW-Authenticate"] == "Negotiate"
+
+
+def test_a_certmonger_request_with_the_host_name_as_cn_gets_a_certificate_for_the_ad_mail(user1, ready, ca):
+    """certmonger puts the host name in the subject CN and no SAN. The policy says the subject is built
+    from AD, so its names are ignored, as AD CS ignores them; the certificate names the AD user."""
+    _, csr = make_csr(cn="workstation7.test.com")
+    response = user1.post(ces_path(ca[1]), rst(csr))
+    assert response.status_code == 200, response.content
+    _, leaf, _ = issued_parts(etree.fromstring(response.content))
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.RFC822Name) == ["user1@test.com"]
+    assert "workstation7" not in leaf.subject.rfc4514_string()

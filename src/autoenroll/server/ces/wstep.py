@@ -385,7 +385,9 @@ def _issue(rst: etree._Element, ctx: Context) -> etree._Element:
         "email": person.mail,
         "csr": pem,
     }
-    enrollment = pipeline.enroll(ctx.caller, data, template=template.certificate_template(), replaces=renewing)
+    enrollment = pipeline.enroll(
+        ctx.caller, data, template=template.certificate_template(), replaces=renewing, subject_from_ad=True
+    )
     return answer(enrollment, ctx)
 
 

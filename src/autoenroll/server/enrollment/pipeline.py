@@ -241,16 +241,24 @@ def _parse_csr(csr_text) -> tuple[x509.CertificateSigningRequest, pki.PublicKey]
         raise EnrollmentError(15, str(exc)) from None
 
 
-def _csr_identity_check(csr: x509.CertificateSigningRequest, mail: str, cn: str, sam_account_name: str) -> None:
+def _csr_identity_check(
+    csr: x509.CertificateSigningRequest, mail: str, cn: str, sam_account_name: str, *, subject_from_ad: bool = False
+) -> None:
     """Refuse a CSR that asks for another identity (18/19) or for more than an S/MIME certificate (15);
-    one whose subject or extensions cannot be read is an invalid CSR (15), not a crash."""
+    one whose subject or extensions cannot be read is an invalid CSR (15), not a crash.
+
+    `subject_from_ad`: the client was told the subject is built from AD (MS-XCEP's policy carries no
+    "enrollee supplies subject" flag), so its subject names are ignored, as AD CS ignores them; what it
+    asks for in the extensions (another mailbox, more usages, a CA) is still refused."""
     try:
-        _check_identity(csr, mail, cn, sam_account_name)
+        if not subject_from_ad:
+            _check_subject(csr, mail, cn, sam_account_name)
+        _check_extensions(csr, mail)
     except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         raise EnrollmentError(15, f"unreadable CSR content: {type(exc).__name__}: {exc}") from None
 
 
-def _check_identity(csr: x509.CertificateSigningRequest, mail: str, cn: str, sam_account_name: str) -> None:
+def _check_subject(csr: x509.CertificateSigningRequest, mail: str, cn: str, sam_account_name: str) -> None:
     shown, mail = mail, mail.lower()
     for attr in csr.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
         if str(attr.value).lower() != mail:
@@ -262,6 +270,10 @@ def _check_identity(csr: x509.CertificateSigningRequest, mail: str, cn: str, sam
                 raise EnrollmentError(18, f"CSR CN {value} != AD mail {shown}")
         elif value.lower() not in {cn.lower(), sam_account_name.lower()}:
             raise EnrollmentError(19, f"CSR CN {value!r} != AD CN {cn!r}")
+
+
+def _check_extensions(csr: x509.CertificateSigningRequest, mail: str) -> None:
+    shown, mail = mail, mail.lower()
     for ext in csr.extensions:
         value = ext.value
         if isinstance(value, x509.SubjectAlternativeName):
@@ -400,10 +412,12 @@ def enroll(
     data: dict,
     template: x509.MSCertificateTemplate | None = None,
     replaces: Certificate | None = None,
+    subject_from_ad: bool = False,
 ) -> EnrollmentRequest:
     """Check the CSR against the person synced moments ago and issue (or hold it for approval).
-    `template` is the Windows certificate template to name in the certificate and `replaces` the
-    certificate a Windows renewal was signed with (MS-WSTEP only; never from the JSON)."""
+    `template` is the Windows certificate template to name in the certificate, `replaces` the
+    certificate a Windows renewal was signed with, and `subject_from_ad` says the CSR's subject names
+    are not the client's to choose (MS-WSTEP only; never from the JSON)."""
     conf = configuration.current()
     with _Audit(Step.ENROLL, caller) as audit:
         customer = _customer(conf, data, caller, audit)
@@ -428,7 +442,7 @@ def enroll(
         if org is not None:
             _check_mail_domain(conf, customer, person.mail, org)
         csr, public_key = _parse_csr(data["csr"])
-        _csr_identity_check(csr, person.mail, person.cn, person.sam_account_name)
+        _csr_identity_check(csr, person.mail, person.cn, person.sam_account_name, subject_from_ad=subject_from_ad)
         try:
             with transaction.atomic():
                 locked = lifecycle.locked_person(customer.pk, caller.principal, authority.key_sha256(public_key))
