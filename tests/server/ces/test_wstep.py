@@ -225,3 +225,18 @@ def test_a_certmonger_request_with_the_host_name_as_cn_gets_a_certificate_for_th
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.RFC822Name) == ["user1@test.com"]
     assert "workstation7" not in leaf.subject.rfc4514_string()
+
+
+@pytest.mark.parametrize("key_type", ["ec-p256", "rsa-1024"])
+def test_a_key_the_policy_did_not_announce_is_refused(user1, ready, ca, key_type):
+    """The policy announces RSA of at least 2048 bits (MS-XCEP); an EC or a short RSA key is not what a
+    client that read it would send, and is not issued."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(65537, 1024) if key_type == "rsa-1024" else pki.generate_private_key(key_type)
+    _, csr = make_csr(key)
+    response = user1.post(ces_path(ca[1]), rst(csr))
+    assert response.status_code == 500
+    assert fault_of(response.content)["reason"] == "Error 15: Invalid CSR.."
+    assert "asks for RSA of at least 2048 bits" in EnrollmentEvent.objects.get(outcome="error").detail
+    assert not Certificate.objects.exists()

@@ -373,6 +373,14 @@ def _issue(rst: etree._Element, ctx: Context) -> etree._Element:
     template = templates.find(name, oid) if (name or oid) else templates.USER
     if template is None or template.for_computers:
         raise _refuse(ctx, 15, f"template {name or oid!r} is not offered", customer=customer)
+    try:
+        key = request.csr.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise _refuse(ctx, 15, f"unreadable public key: {exc}", customer=customer) from None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < template.minimal_key_length:
+        # what the policy (MS-XCEP) announced: the client chose its key by it
+        wanted = f"RSA of at least {template.minimal_key_length} bits"
+        raise _refuse(ctx, 15, f"template {template.common_name} asks for {wanted}", customer=customer)
     renewing = _renewed_certificate(ctx, request, customer)
     synced = pipeline.sync(ctx.caller, {"customeruri": customer.uri})
     person = synced.person
