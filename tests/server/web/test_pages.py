@@ -561,3 +561,18 @@ def test_the_persons_page_lists_each_users_mail_current_certificate_and_count(cl
     assert "1 (more than 0)" in client_a.get(reverse("web:person_list")).content.decode()  # the warning
     only_disabled = client_a.get(reverse("web:person_list"), {"enabled": "no"}).content.decode()
     assert person.principal not in only_disabled
+
+
+def test_the_realm_page_checks_a_keytab_as_keytab_check_does(super_client, tmp_path, client_a):
+    """Test button of the Autoenrollment page: a keytab that went missing after the realm was saved."""
+    spn = "HTTP/ccm.test.com@TEST.COM"
+    keytab = ktutil_keytab(tmp_path / "ccm.keytab", spn)
+    realm = KerberosRealm.objects.create(domain="test.com", keytab_path=str(keytab), service_principal=spn)
+    url = reverse("web:realm_check", args=[realm.pk])
+    assert url in super_client.get(reverse("web:realm_list")).content.decode()
+    good = super_client.get(url).content.decode()
+    assert "Usable:" in good and "aes256-cts" in good.lower()
+    keytab.unlink()
+    bad = super_client.get(url).content.decode()
+    assert "Not usable:" in bad and "no such file" in bad
+    assert client_a.get(url).status_code in (403, 404)  # a Customer Admin does not see realms

@@ -76,7 +76,12 @@ class RealmTable(Table):
         Column("Keytab File Name", lambda r: r.keytab_path),
         Column("Service Principal Name", lambda r: r.service_principal),
         Column("Customer", lambda r: r.customer or ""),
-        Column("", lambda r: buttons(("Edit", "realm_edit", r), ("Delete", "realm_delete", r))),
+        Column(
+            "",
+            lambda r: buttons(
+                ("Check keytab", "realm_check", r), ("Edit", "realm_edit", r), ("Delete", "realm_delete", r)
+            ),
+        ),
     ]
 
 

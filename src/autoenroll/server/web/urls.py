@@ -15,6 +15,7 @@ urlpatterns = [
     path("settings/autoenrollment/add/", views.RealmEditView.as_view(), name="realm_add"),
     path("settings/autoenrollment/<int:pk>/", views.RealmEditView.as_view(), name="realm_edit"),
     path("settings/autoenrollment/<int:pk>/delete/", views.RealmDeleteView.as_view(), name="realm_delete"),
+    path("settings/autoenrollment/<int:pk>/check/", views.RealmCheckView.as_view(), name="realm_check"),
     path("settings/autoenrollment/login.conf", views.LoginConfView.as_view(), name="loginconf"),
     path(
         "settings/autoenrollment/login.conf/download", views.LoginConfDownloadView.as_view(), name="loginconf_download"

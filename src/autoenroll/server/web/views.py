@@ -30,6 +30,7 @@ from autoenroll.server.directory.models import ADServer, Person
 from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos import loginconf, spnego
+from autoenroll.server.kerberos.keytab import check_keytab
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.kerberos.services import import_entries
 from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
@@ -161,6 +162,16 @@ class RealmEditView(RealmMixin, ObjectEditView):
 
 class RealmDeleteView(RealmMixin, ObjectDeleteView):
     pass
+
+
+class RealmCheckView(RealmMixin, RestrictedMixin, View):
+    """The keytab check of `autoenroll-server keytab check`, for one realm: its keys (principal, kvno,
+    enctypes), and what would make the server refuse tickets (errors) or weaken it (warnings)."""
+
+    def get(self, request, pk):
+        realm = get_object_or_404(self.get_queryset(), pk=pk)
+        report = check_keytab(realm.keytab_path, realm.service_principal)
+        return render(request, "web/realm_check.html", {"realm": realm, "report": report, "nav": self.nav})
 
 
 def _login_conf(user) -> str:
