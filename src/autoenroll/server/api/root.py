@@ -22,6 +22,7 @@ from . import certificates, directory, enrollment, kerberos, openapi, tenants, t
 
 log = logging.getLogger("autoenroll.api")
 
+
 class StrictParser(Parser):
     """What reaches a view is what the document describes: a query parameter given once, not read as its
     last value when repeated; and in the admin API a body that is a JSON object with no NUL or lone

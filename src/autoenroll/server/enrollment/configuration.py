@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import CertificateAuthority
@@ -38,7 +39,11 @@ class Configuration:
         return next((s for servers in self.ad_servers.values() for s in servers if s.pk == pk), None)
 
     def customer(self, pk: int) -> Customer | None:
-        return next((c for c in self.customers.values() if c.pk == pk), None)
+        return self._customers_by_id.get(pk)
+
+    @cached_property
+    def _customers_by_id(self) -> dict[int, Customer]:
+        return {c.pk: c for c in self.customers.values()}
 
 
 def load(number: int) -> Configuration:

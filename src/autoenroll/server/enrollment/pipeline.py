@@ -550,9 +550,10 @@ def report_with_token(token: str, data: dict, remote_addr: str | None = None) ->
         raise BadStatusToken("invalid or expired status token") from None
     conf = configuration.current()
     person = next(iter(Person.objects.raw(_PERSON_BY_ID, [person_id])), None)
-    if person is None or conf.customer(person.customer_id) is None:
+    customer = conf.customer(person.customer_id) if person is not None else None
+    if customer is None:
         raise BadStatusToken("the token's person no longer exists")
-    person.customer, person.ad_server = conf.customer(person.customer_id), conf.ad_server(person.ad_server_id)
+    person.customer, person.ad_server = customer, conf.ad_server(person.ad_server_id)
     caller = Caller(principal=person.principal, remote_addr=remote_addr)
     with _Audit(Step.STATUS, caller) as audit:
         audit.refs.update(customer=person.customer, person=person)
