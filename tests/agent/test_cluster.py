@@ -138,12 +138,16 @@ def test_three_servers_behind_haproxy_survive_a_kill_9_under_load(samba_ad, tmp_
             victim.start()
             codes = [code for r in results for code in r.result(timeout=600)]
         assert codes.count(0) >= len(codes) // 2, codes  # those cut off by the kill may fail; the rest not
-        assert all(logons(n) >= 1 for n in nodes), [logons(n) for n in nodes]
-        assert before_restart >= 1 and logons(victim) > before_restart  # it served before and after
+        assert before_restart >= 1, before_restart
 
+        # The storm may end before the balancer's check (every 300 ms, rise 1) sees the restarted node
+        # up again; give it a few checks, so the round robin below reaches all three.
+        time.sleep(1.5)
         for user in users:  # converged: the next logon of everyone succeeds
             result = user.run("run", "--force")
             assert result.returncode == 0, user.log_text()[-3000:]
+        assert logons(victim) > before_restart  # the restarted node serves again
+        assert all(logons(n) >= 1 for n in nodes), [logons(n) for n in nodes]
         crls = [subprocess.Popen([sys.executable, "-m", "autoenroll.server.cli", "crl", "--due"], env=n.env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for n in nodes]  # fmt: skip
         for proc in crls:
