@@ -238,14 +238,14 @@ def test_smime_certificate_signed_in_the_token_passes_pkilint_and_openssl(token_
 
 def test_crl_signed_in_the_token_verifies(token_chain, tmp_path):
     h = token_chain.hierarchy
-    crl = issue_crl(token_chain.issuing_backend, 7, [RevokedEntry(4242, NOW, "key_compromise")])
+    crl = x509.load_der_x509_crl(issue_crl(token_chain.issuing_backend, 7, [RevokedEntry(4242, NOW, "key_compromise")]))
     assert crl.is_signature_valid(h.issuing_certificate.public_key())
     assert lint_crl(crl.public_bytes(serialization.Encoding.DER)) == []
     crl_pem = _pem(tmp_path / "smime.crl", crl)
     check = run_openssl("crl", "-in", crl_pem, "-noout", "-CAfile", token_chain.issuing_pem)
     assert check.returncode == 0 and "verify OK" in check.stdout + check.stderr, check.stdout + check.stderr
     # And a full revocation check of the leaf with both CRLs, the root's signed in the token too.
-    root_crl = issue_crl(token_chain.root_backend, 1, [])
+    root_crl = x509.load_der_x509_crl(issue_crl(token_chain.root_backend, 1, []))
     assert root_crl.is_signature_valid(h.root_certificate.public_key())
     crls = _pem(tmp_path / "crls.pem", crl, root_crl)
     verify = run_openssl(
@@ -355,7 +355,7 @@ def test_concurrent_signatures_share_one_token_session(token_chain):
 
 def _sign_in_child(chain: TokenChain, queue: multiprocessing.Queue) -> None:
     try:
-        crl = issue_crl(chain.issuing_backend, 9, [])
+        crl = x509.load_der_x509_crl(issue_crl(chain.issuing_backend, 9, []))
         queue.put(crl.public_bytes(serialization.Encoding.DER))
     except BaseException as exc:  # noqa: BLE001 - sent to the parent
         queue.put(repr(exc))

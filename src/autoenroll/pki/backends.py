@@ -4,7 +4,7 @@ Profiles (:mod:`autoenroll.pki.profiles`) decide *what* goes into a certificate;
 a backend only signs. Keeping the interface this small means an HSM (PKCS#11) or an
 external CA can be plugged in later by dotted path, like Django's ``STORAGES``,
 without touching the profiles. Every signature of the project goes through
-:meth:`CABackend.sign` / :meth:`CABackend.sign_crl`.
+:meth:`CABackend.sign` / :meth:`CABackend.sign_data`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from .keys import PKIError, PrivateKey, read_encrypted_key, signature_hash_for_key
+from .keys import PKIError, PrivateKey, read_encrypted_key, sign_data, signature_hash_for_key
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -56,8 +56,11 @@ class CABackend(Protocol):
         """Sign a fully built certificate template with the CA key."""
         ...
 
-    def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
-        """Sign a fully built CRL template with the CA key."""
+    def sign_data(self, data: bytes) -> bytes:
+        """The CA key's signature over ``data`` as X.509 carries it, with the hash of
+        :func:`~autoenroll.pki.keys.signature_hash_for_key`: for a TBS the project encodes itself
+        (a CRL of a million entries, which cryptography's builder would hold as a million objects).
+        The caller checks the result against the CA certificate."""
         ...
 
 
@@ -88,13 +91,8 @@ class _PrivateKeyBackend:
             ) from None
         return cert
 
-    def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
-        """Sign ``builder`` and check the CRL signature with the CA public key."""
-        key = self._private_key()
-        crl = builder.sign(key, signature_hash_for_key(key))
-        if crl.issuer != self.certificate.subject or not crl.is_signature_valid(key.public_key()):
-            raise SigningError("signed CRL does not match the CA certificate")
-        return crl
+    def sign_data(self, data: bytes) -> bytes:
+        return sign_data(self._private_key(), data)
 
     def _check_key_matches(self, key: PrivateKey) -> None:
         if self._certificate is not None and self._certificate.public_key() != key.public_key():
@@ -202,6 +200,6 @@ def load_backend(dotted_path: str = DEFAULT_BACKEND, /, **options: Any) -> CABac
     except TypeError as exc:
         raise BackendConfigurationError(f"bad options for CA backend {dotted_path}: {exc}") from None
     # Static lookup: a runtime_checkable isinstance() would evaluate the ``certificate`` property.
-    if any(inspect.getattr_static(backend, attr, None) is None for attr in ("certificate", "sign", "sign_crl")):
+    if any(inspect.getattr_static(backend, attr, None) is None for attr in ("certificate", "sign", "sign_data")):
         raise BackendConfigurationError(f"{dotted_path} does not implement CABackend")
     return backend

@@ -9,15 +9,17 @@ path). Reason names are the server's ``RevocationReason`` values, which are the 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
-from .backends import CABackend
-from .keys import PKIError
+from .backends import CABackend, SigningError
+from .keys import PKIError, key_type_of, signature_hash_for_key, throwaway_key, verify_data
 
 __all__ = [
     "CRL_RENEWAL_FRACTION",
@@ -69,9 +71,8 @@ def _utc(value: dt.datetime, what: str) -> dt.datetime:
     return value.astimezone(dt.UTC).replace(microsecond=0)
 
 
-@dataclass(frozen=True, slots=True)
-class RevokedEntry:
-    """One revoked certificate as the CRL and the OCSP responder state it."""
+class RevokedEntry(NamedTuple):
+    """One revoked certificate as the CRL and the OCSP responder state it (a tuple: a CRL may hold a million)."""
 
     serial: int
     revoked_at: dt.datetime
@@ -81,12 +82,12 @@ class RevokedEntry:
 def crl_builder(
     issuer: x509.Certificate,
     number: int,
-    entries: Iterable[RevokedEntry],
     *,
     this_update: dt.datetime | None = None,
     validity: dt.timedelta = DEFAULT_CRL_VALIDITY,
 ) -> x509.CertificateRevocationListBuilder:
-    """An unsigned v2 CRL of ``issuer``: CRL number, AKI, one entry per revoked serial."""
+    """The header of a v2 CRL of ``issuer`` (issuer, dates, CRL number, AKI), without entries:
+    :func:`issue_crl` encodes those itself."""
     if not 0 <= number <= MAX_CRL_NUMBER:
         raise CRLError(f"CRL number must be between 0 and 2**159-1, got {number}")
     if not dt.timedelta(hours=1) <= validity <= dt.timedelta(days=10):
@@ -96,7 +97,7 @@ def crl_builder(
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
         raise CRLError(f"issuer {issuer.subject.rfc4514_string()} has no subjectKeyIdentifier") from None
-    builder = (
+    return (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.subject)
         .last_update(this_update)
@@ -104,21 +105,6 @@ def crl_builder(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .add_extension(x509.CRLNumber(number), critical=False)
     )
-    seen: set[int] = set()
-    for entry in entries:
-        if entry.serial in seen:
-            raise CRLError(f"serial {entry.serial:x} is listed twice")
-        seen.add(entry.serial)
-        revoked = (
-            x509.RevokedCertificateBuilder()
-            .serial_number(entry.serial)
-            .revocation_date(_utc(entry.revoked_at, "revocation time"))
-        )
-        flag = reason_flag(entry.reason)
-        if flag is not None:
-            revoked = revoked.add_extension(x509.CRLReason(flag), critical=False)
-        builder = builder.add_revoked_certificate(revoked.build())
-    return builder
 
 
 def issue_crl(
@@ -128,9 +114,124 @@ def issue_crl(
     *,
     this_update: dt.datetime | None = None,
     validity: dt.timedelta = DEFAULT_CRL_VALIDITY,
-) -> x509.CertificateRevocationList:
-    """Build and sign the CRL number ``number`` of ``ca`` (the backend self-checks the signature)."""
-    return ca.sign_crl(crl_builder(ca.certificate, number, entries, this_update=this_update, validity=validity))
+) -> bytes:
+    """The CRL number ``number`` of ``ca``, signed and checked against the CA certificate, in DER.
+
+    The header comes from :func:`crl_builder` (a draft signed with a throwaway key of the CA's type, which
+    fixes the signature algorithm); the entries are DER-encoded here as they stream in, and the CA signs the
+    finished TBS once (:meth:`CABackend.sign_data`). A million entries take seconds and a few hundred MB,
+    where cryptography's builder holds Python objects per entry and encodes them again to check them."""
+    issuer = ca.certificate
+    key = throwaway_key(key_type_of(issuer.public_key()))
+    draft = crl_builder(issuer, number, this_update=this_update, validity=validity).sign(
+        key, signature_hash_for_key(key)
+    )
+    head, extensions = _split_before_extensions(draft.tbs_certlist_bytes)
+    revoked = _encode_entries(entries)
+    tbs = _tlv(0x30, head + (_tlv(0x30, revoked) if revoked else b"") + extensions)
+    signature = ca.sign_data(tbs)
+    try:
+        verify_data(issuer.public_key(), signature, tbs)  # type: ignore[arg-type]
+    except InvalidSignature:
+        raise SigningError("the signed CRL does not verify against the CA certificate") from None
+    algorithm = _algorithm_identifier(draft.public_bytes(serialization.Encoding.DER))
+    der = _tlv(0x30, tbs + algorithm + _tlv(0x03, b"\x00" + signature))
+    if x509.load_der_x509_crl(der).issuer != issuer.subject:  # and it parses
+        raise SigningError("the signed CRL does not name the CA certificate's subject")
+    return der
+
+
+# --- DER, for the entries -------------------------------------------------------------------------
+
+
+def _length(size: int) -> bytes:
+    if size < 0x80:
+        return bytes((size,))
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(octets),)) + octets
+
+
+def _tlv(tag: int, content: bytes | bytearray) -> bytes:
+    return bytes((tag,)) + _length(len(content)) + content
+
+
+def _read_tlv(der: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start of content, end) of the DER element at ``at``."""
+    tag, first = der[at], der[at + 1]
+    if first < 0x80:
+        return tag, at + 2, at + 2 + first
+    count = first & 0x7F
+    start = at + 2 + count
+    return tag, start, start + int.from_bytes(der[at + 2 : start], "big")
+
+
+def _split_before_extensions(tbs: bytes) -> tuple[bytes, bytes]:
+    """The content of an entry-less TBSCertList, cut where revokedCertificates belongs: before
+    crlExtensions ([0]), after version, signature, issuer, thisUpdate and nextUpdate."""
+    _, at, end = _read_tlv(tbs, 0)
+    start = at
+    while at < end:
+        tag, _, after = _read_tlv(tbs, at)
+        if tag == 0xA0:
+            return tbs[start:at], tbs[at:end]
+        at = after
+    raise CRLError("the drafted CRL has no extensions")
+
+
+def _algorithm_identifier(certificate_list: bytes) -> bytes:
+    """The signatureAlgorithm element of a DER CertificateList (the one after its TBS)."""
+    _, at, _ = _read_tlv(certificate_list, 0)
+    _, _, after_tbs = _read_tlv(certificate_list, at)
+    _, _, end = _read_tlv(certificate_list, after_tbs)
+    return certificate_list[after_tbs:end]
+
+
+def _encode_entries(entries: Iterable[RevokedEntry]) -> bytearray:
+    """The entries' DER, each SEQUENCE { serial INTEGER, revocationDate Time, crlEntryExtensions OPTIONAL },
+    one after the other in one buffer (no object per entry is kept)."""
+    out = bytearray()
+    seen: set[int] = set()
+    for serial, revoked_at, reason in entries:
+        if serial in seen:
+            raise CRLError(f"serial {serial:x} is listed twice")
+        seen.add(serial)
+        if not 0 < serial < 2**159:  # RFC 5280 4.1.2.2: positive, at most 20 octets
+            raise CRLError(f"serial {serial:x} is not a positive integer of at most 20 octets")
+        extension = _REASON_DER.get(reason)
+        if extension is None:
+            reason_flag(reason)  # not one of ours: raises the error that names them
+        if revoked_at.tzinfo is not dt.UTC:
+            revoked_at = _utc(revoked_at, "revocation time")
+        octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # a leading 0 bit: positive
+        if revoked_at.year < 2050:  # RFC 5280 5.1.2.6: UTCTime through 2049, then GeneralizedTime
+            if revoked_at.year < 1950:
+                raise CRLError(f"revocation time {revoked_at} is before 1950")
+            when = b"\x17\x0d%02d%02d%02d%02d%02d%02dZ" % (
+                revoked_at.year % 100, revoked_at.month, revoked_at.day,
+                revoked_at.hour, revoked_at.minute, revoked_at.second,
+            )  # fmt: skip
+        else:
+            when = b"\x18\x0f%04d%02d%02d%02d%02d%02dZ" % (
+                revoked_at.year, revoked_at.month, revoked_at.day,
+                revoked_at.hour, revoked_at.minute, revoked_at.second,
+            )  # fmt: skip
+        body = b"\x02" + bytes((len(octets),)) + octets + when + extension
+        out.append(0x30)
+        out.append(len(body))  # at most 54 octets: a one-octet length
+        out += body
+    return out
+
+
+#: RFC 5280 5.3.1 CRLReason values of the reasons this product revokes for.
+_REASON_CODES: Final = {"key_compromise": 1, "affiliation_changed": 3, "superseded": 4, "cessation_of_operation": 5}
+#: Each reason's crlEntryExtensions, encoded: a reasonCode (OID 2.5.29.21, ENUMERATED), none for unspecified.
+_REASON_DER: Final = {
+    "unspecified": b"",
+    **{
+        name: _tlv(0x30, _tlv(0x30, bytes.fromhex("0603551d15") + _tlv(0x04, bytes((0x0A, 1, code)))))
+        for name, code in _REASON_CODES.items()
+    },
+}
 
 
 def crl_needs_refresh(
@@ -159,12 +260,11 @@ class CRLFacts:
 
 
 def crl_facts(crl: x509.CertificateRevocationList | bytes) -> CRLFacts:
-    """Facts of a CRL object or its DER encoding."""
+    """Facts of a CRL object or its DER encoding (given the DER, it is not encoded again: it may be 50 MB)."""
     if isinstance(crl, bytes):
-        crl = x509.load_der_x509_crl(crl)
-    der = crl.public_bytes(serialization.Encoding.DER)
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(der)
+        der, crl = crl, x509.load_der_x509_crl(crl)
+    else:
+        der = crl.public_bytes(serialization.Encoding.DER)
     next_update = crl.next_update_utc
     if next_update is None:
         raise CRLError("the CRL has no nextUpdate")
@@ -174,6 +274,6 @@ def crl_facts(crl: x509.CertificateRevocationList | bytes) -> CRLFacts:
         this_update=crl.last_update_utc,
         next_update=next_update,
         entries=len(crl),
-        sha256=digest.finalize().hex(),
+        sha256=hashlib.sha256(der).hexdigest(),
         size=len(der),
     )

@@ -41,9 +41,9 @@ from .keys import (
     PrivateKey,
     PublicKey,
     UnsupportedKeyType,
-    generate_private_key,
     key_type_of,
     signature_hash_for_key,
+    throwaway_key,
 )
 from .profiles import (
     DEFAULT_ISSUING_CA_VALIDITY_DAYS,
@@ -403,18 +403,6 @@ def _token_key_type(key: Any) -> str:
 
 # --- signing -----------------------------------------------------------------------------------
 
-_THROWAWAY: dict[str, PrivateKey] = {}
-_THROWAWAY_LOCK = threading.Lock()
-
-
-def _throwaway_key(key_type: str) -> PrivateKey:
-    """A process-wide key of ``key_type`` that only fixes the signature algorithm of a TBS."""
-    with _THROWAWAY_LOCK:
-        key = _THROWAWAY.get(key_type)
-        if key is None:
-            key = _THROWAWAY[key_type] = generate_private_key(key_type, ca=True)
-        return key
-
 
 def _replace_signature(der: bytes, spec: Any, signature: bytes, what: str) -> bytes:
     """Re-encode a Certificate / CertificateList with ``signature`` as its signatureValue."""
@@ -535,7 +523,7 @@ class PKCS11Backend:
         return self._run(lambda key: bytes(key.sign(data, mechanism=mechanism)))
 
     def _prepare(self) -> tuple[PrivateKey, hashes.HashAlgorithm]:
-        key = _throwaway_key(self.key_type())
+        key = throwaway_key(self.key_type())
         return key, signature_hash_for_key(key)
 
     def sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
@@ -558,22 +546,9 @@ class PKCS11Backend:
             ) from None
         return cert
 
-    def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
-        """Sign ``builder`` with the token key and check the CRL signature with the CA public key."""
-        throwaway, hash_algorithm = self._prepare()
-        draft = builder.sign(throwaway, hash_algorithm)
-        tbs = draft.tbs_certlist_bytes
-        signature = self._token_sign(tbs, hash_algorithm)
-        der = _replace_signature(draft.public_bytes(Encoding.DER), rfc5280.CertificateList(), signature, "CRL")
-        crl = x509.load_der_x509_crl(der)
-        public_key = self.certificate.public_key()
-        if (
-            crl.tbs_certlist_bytes != tbs
-            or crl.issuer != self.certificate.subject
-            or not crl.is_signature_valid(public_key)  # type: ignore[arg-type]
-        ):
-            raise SigningError(f"CRL signed by {self.uri.describe()} does not verify against the CA certificate")
-        return crl
+    def sign_data(self, data: bytes) -> bytes:
+        """The token key's signature over ``data`` (a TBS this project encoded itself, such as a large CRL's)."""
+        return self._token_sign(data, signature_hash_for_key(throwaway_key(self.key_type())))
 
 
 # --- creating CA keys in a token ---------------------------------------------------------------

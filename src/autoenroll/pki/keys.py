@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as asymmetric_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pyasn1.codec.der import encoder as der_encoder
@@ -41,7 +43,10 @@ __all__ = [
     "generate_private_key",
     "key_type_of",
     "read_encrypted_key",
+    "sign_data",
+    "verify_data",
     "signature_hash_for_key",
+    "throwaway_key",
     "write_encrypted_key",
 ]
 
@@ -121,6 +126,36 @@ def signature_hash_for_key(key: PrivateKey | PublicKey) -> hashes.HashAlgorithm:
     if key_type in ("ec-p384", "rsa-4096"):
         return hashes.SHA384()
     return hashes.SHA256()
+
+
+def sign_data(key: PrivateKey, data: bytes) -> bytes:
+    """``key``'s signature over ``data`` as X.509 carries it (PKCS#1 v1.5 or a DER ECDSA-Sig-Value), with
+    :func:`signature_hash_for_key`: what a CA signs when it encodes a TBS itself (a large CRL)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, asymmetric_padding.PKCS1v15(), signature_hash_for_key(key))
+    return key.sign(data, ec.ECDSA(signature_hash_for_key(key)))
+
+
+def verify_data(public_key: PublicKey, signature: bytes, data: bytes) -> None:
+    """Check a :func:`sign_data` signature; raises cryptography's ``InvalidSignature``."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        public_key.verify(signature, data, asymmetric_padding.PKCS1v15(), signature_hash_for_key(public_key))
+    else:
+        public_key.verify(signature, data, ec.ECDSA(signature_hash_for_key(public_key)))
+
+
+_THROWAWAY: dict[str, PrivateKey] = {}
+_THROWAWAY_LOCK = threading.Lock()
+
+
+def throwaway_key(key_type: str) -> PrivateKey:
+    """A process-wide key of ``key_type`` that signs only drafts: cryptography encodes a TBS only when it
+    signs, and a draft signed with a key of the CA's type carries the CA's signature algorithm."""
+    with _THROWAWAY_LOCK:
+        key = _THROWAWAY.get(key_type)
+        if key is None:
+            key = _THROWAWAY[key_type] = generate_private_key(key_type, ca=True)
+        return key
 
 
 # --- encrypted PKCS#8 (PBES2) -------------------------------------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "OCSPAnswer",
     "OCSPResponder",
     "OCSPSigner",
+    "Presigned",
     "decode_get_request",
     "issue_ocsp_responder_certificate",
     "ocsp_responder_builder",
@@ -56,6 +57,8 @@ DEFAULT_RESPONDER_VALIDITY_DAYS: Final = 30
 RESPONDER_RENEWAL_FRACTION: Final = 1 / 3
 #: thisUpdate..nextUpdate of a response: S/MIME BR 4.9.10 wants between 8 hours and 10 days.
 DEFAULT_OCSP_RESPONSE_VALIDITY: Final = dt.timedelta(hours=24)
+#: A response signed ahead is served until this long before its nextUpdate (then it is signed on request).
+PRESIGNED_MARGIN: Final = dt.timedelta(hours=1)
 #: A one-certificate request is ~100 bytes; anything this large is not a request we answer.
 MAX_OCSP_REQUEST_SIZE: Final = 16 * 1024
 #: RFC 8954: a nonce is 1 to 32 octets; longer ones are answered without a nonce.
@@ -191,12 +194,22 @@ class OCSPSigner:
 
 
 @dataclass(frozen=True, slots=True)
+class Presigned:
+    """A response signed ahead (:meth:`OCSPResponder.presign`): SHA-1 CertID, no nonce."""
+
+    der: bytes
+    this_update: dt.datetime
+    next_update: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CertStatus:
-    """What the CA's records say about one serial number."""
+    """What the CA's records say about one serial number, and a response signed ahead that says the same."""
 
     status: ocsp.OCSPCertStatus
     revoked_at: dt.datetime | None = None
     reason: str = "unspecified"
+    presigned: Presigned | None = None
 
     @classmethod
     def revoked(cls, revoked_at: dt.datetime, reason: str = "unspecified") -> CertStatus:
@@ -313,32 +326,56 @@ class OCSPResponder:
             return unsuccessful_response(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         serial = request.serial_number
         state = lookup(serial)
-        this_update = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+        now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+        ahead, echo = state.presigned, False
+        if ahead is not None and request.hash_algorithm.name == "sha1" and now < ahead.next_update - PRESIGNED_MARGIN:
+            signed = ahead  # served as signed ahead, without the request's nonce (RFC 8954 lets a responder)
+        else:
+            echo = nonce is not None and 1 <= len(nonce) <= _MAX_NONCE
+            cert_id = (request.issuer_name_hash, request.issuer_key_hash, request.hash_algorithm)
+            signed = self._sign(cert_id, serial, state, now, nonce if echo else None)
+        return OCSPAnswer(
+            signed.der,
+            ocsp.OCSPResponseStatus.SUCCESSFUL,
+            serial=serial,
+            cert_status=state.status,
+            this_update=signed.this_update,
+            next_update=signed.next_update,
+            nonce=echo,
+        )
+
+    def presign(self, serial: int, state: CertStatus, *, now: dt.datetime | None = None) -> Presigned:
+        """The response for ``serial`` signed ahead of any request: SHA-1 CertID (what RFC 5019 clients
+        send), no nonce, as large CAs serve them (and HTTP caches can keep them)."""
+        now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+        sha1 = hashes.SHA1()  # noqa: S303 -- an identifier, not a signature
+        return self._sign((*self._cert_ids["sha1"], sha1), serial, state, now, None)
+
+    def _sign(
+        self,
+        cert_id: tuple[bytes, bytes, hashes.HashAlgorithm],
+        serial: int,
+        state: CertStatus,
+        this_update: dt.datetime,
+        nonce: bytes | None,
+    ) -> Presigned:
         next_update = min(this_update + self.validity, self.signer.certificate.not_valid_after_utc)
         revoked = state.status == ocsp.OCSPCertStatus.REVOKED
         if revoked and state.revoked_at is None:
             raise ValueError(f"lookup says {serial:x} is revoked without a revocation time")
+        name_hash, key_hash, algorithm = cert_id
         builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
-            issuer_name_hash=request.issuer_name_hash,
-            issuer_key_hash=request.issuer_key_hash,
+            issuer_name_hash=name_hash,
+            issuer_key_hash=key_hash,
             serial_number=serial,
-            algorithm=request.hash_algorithm,
+            algorithm=algorithm,
             cert_status=state.status,
             this_update=this_update,
             next_update=next_update,
             revocation_time=state.revoked_at.astimezone(dt.UTC).replace(microsecond=0) if revoked else None,
             revocation_reason=reason_flag(state.reason) if revoked else None,
         )
-        echo = nonce is not None and 1 <= len(nonce) <= _MAX_NONCE
-        if echo:
+        if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
         response = self.signer.sign(builder)
-        return OCSPAnswer(
-            response.public_bytes(serialization.Encoding.DER),
-            ocsp.OCSPResponseStatus.SUCCESSFUL,
-            serial=serial,
-            cert_status=state.status,
-            this_update=this_update,
-            next_update=next_update,
-            nonce=echo,
-        )
+        return Presigned(response.public_bytes(serialization.Encoding.DER), this_update, next_update)

@@ -11,16 +11,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from django.db import transaction
 from django.utils import timezone
 
 from autoenroll import pki
 from autoenroll.server.certificates import authority, publication
-from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.certificates.models import Certificate, PresignedOCSPResponse, RevocationReason
 from autoenroll.server.enrollment import lifecycle
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("autoenroll.server.certificates.urls")]
 
 OCSP_REQUEST = "application/ocsp-request"
+DER = serialization.Encoding.DER
 
 
 def ocsp_request(cert: Certificate, issuer_pem: str, *, nonce: bytes | None = None, serial: int | None = None) -> bytes:
@@ -181,6 +183,107 @@ def test_responses_pass_pkilint(client, issue, ca, ocsp_lint):
         ocsp_request(good, ca[1].certificate_pem, serial=12345678901234567890),
     ):
         assert ocsp_lint(post(client, der).content) == []
+
+
+# --- responses signed ahead (issue 17) -------------------------------------------------------------
+
+
+def _no_signing(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("an OCSP response was signed on the request path")
+
+    monkeypatch.setattr(pki.OCSPSigner, "sign", refuse)
+
+
+def test_responses_signed_ahead_are_served_as_stored_without_signing(client, issue, ca, monkeypatch):
+    good, revoked = issue("g@test.com"), issue("r@test.com")
+    lifecycle.revoke([revoked], RevocationReason.KEY_COMPROMISE, by="test")
+    assert publication.presign_ocsp() == 2
+    assert publication.presign_ocsp() == 0  # nothing is due any more
+    _no_signing(monkeypatch)
+    for cert, expected in ((good, ocsp.OCSPCertStatus.GOOD), (revoked, ocsp.OCSPCertStatus.REVOKED)):
+        stored = bytes(PresignedOCSPResponse.objects.get(certificate=cert).der)
+        response = post(client, ocsp_request(cert, ca[1].certificate_pem))
+        assert response.content == stored and status(response).certificate_status == expected
+        # GET answers carry what an HTTP cache needs (RFC 5019 6.2); a nonce is not echoed when signed ahead.
+        get = client.get(f"/ocsp/test-smime/{quote(base64.b64encode(ocsp_request(cert, ca[1].certificate_pem)))}")
+        assert get.content == stored and "max-age=" in get["Cache-Control"] and get["ETag"]
+        with_nonce = post(client, ocsp_request(cert, ca[1].certificate_pem, nonce=b"n" * 16))
+        assert with_nonce.content == stored
+        assert not any(isinstance(e.value, x509.OCSPNonce) for e in status(with_nonce).extensions)
+
+
+def test_a_sha256_cert_id_is_answered_by_signing_on_request(client, issue, ca):
+    cert = issue()
+    publication.presign_ocsp()
+    issuer = x509.load_pem_x509_certificate(ca[1].certificate_pem.encode())
+    leaf = x509.load_pem_x509_certificate(cert.pem.encode())
+    der = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA256()).build().public_bytes(DER)
+    answer = status(post(client, der))
+    assert answer.hash_algorithm.name == "sha256" and answer.certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_a_revocation_drops_the_answer_signed_ahead_in_its_transaction(client, issue, ca, monkeypatch):
+    """No window where OCSP and the CRL disagree: inside the revoking transaction, before it commits, the
+    good answer signed ahead is already gone, and what this connection sees says revoked everywhere."""
+    cert = issue()
+    publication.presign_ocsp()
+    request = ocsp_request(cert, ca[1].certificate_pem)
+    with transaction.atomic():
+        lifecycle.revoke([cert], RevocationReason.KEY_COMPROMISE, by="test")
+        assert not PresignedOCSPResponse.objects.filter(certificate=cert).exists()
+        assert status(post(client, request)).certificate_status == ocsp.OCSPCertStatus.REVOKED
+        crl = x509.load_der_x509_crl(bytes(publication.current_crl(ca[1]).der))
+        assert crl.get_revoked_certificate_by_serial_number(int(cert.serial, 16)) is not None
+    assert publication.presign_ocsp() == 1
+    _no_signing(monkeypatch)
+    assert status(post(client, request)).certificate_status == ocsp.OCSPCertStatus.REVOKED
+
+
+def test_an_answer_signed_ahead_that_states_another_status_is_never_served(client, issue, ca):
+    """A refresher that signed "good" just before a revocation committed, and stored it after: the status
+    read with the answer decides, and the next round replaces it."""
+    cert = issue()
+    publication.presign_ocsp()
+    good = PresignedOCSPResponse.objects.get(certificate=cert)
+    lifecycle.revoke([cert], RevocationReason.SUPERSEDED, by="test")
+    good.save()  # stored again behind the revocation's back
+    request = ocsp_request(cert, ca[1].certificate_pem)
+    assert status(post(client, request)).certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert publication.presign_ocsp() == 1
+    assert PresignedOCSPResponse.objects.get(certificate=cert).status == Certificate.Status.REVOKED
+
+
+def test_an_answer_signed_ahead_is_refreshed_before_its_next_update(client, issue, ca, monkeypatch):
+    cert = issue()
+    publication.presign_ocsp()
+    first = PresignedOCSPResponse.objects.get(certificate=cert)
+    lifetime = first.next_update - first.this_update
+    # Half its lifetime later (and a little): due again; an hour before nextUpdate it is not served any more.
+    later = first.this_update + lifetime / 2 + dt.timedelta(minutes=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert publication.presign_ocsp() >= 1
+    second = PresignedOCSPResponse.objects.get(certificate=cert)
+    assert second.this_update == later.replace(microsecond=0) and second.next_update > first.next_update
+    assert bytes(second.der) != bytes(first.der)
+    response = ocsp.load_der_ocsp_response(bytes(second.der))
+    assert response.this_update_utc == second.this_update and response.next_update_utc == second.next_update
+
+
+def test_an_answer_signed_ahead_near_its_next_update_is_signed_anew_on_request(client, issue, ca):
+    cert = issue()
+    publication.presign_ocsp()
+    PresignedOCSPResponse.objects.filter(certificate=cert).update(next_update=timezone.now() + dt.timedelta(minutes=30))
+    answer = status(post(client, ocsp_request(cert, ca[1].certificate_pem)))
+    assert answer.next_update_utc > timezone.now() + dt.timedelta(hours=2)
+
+
+def test_answers_signed_ahead_pass_pkilint(client, issue, ca, ocsp_lint):
+    issue("g@test.com")
+    lifecycle.revoke([issue("r@test.com")], RevocationReason.AFFILIATION_CHANGED, by="test")
+    assert publication.presign_ocsp() == 2
+    for row in PresignedOCSPResponse.objects.all():
+        assert ocsp_lint(bytes(row.der)) == [], row
 
 
 # --- the delegated responder certificate ----------------------------------------------------------

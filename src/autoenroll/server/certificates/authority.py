@@ -23,7 +23,7 @@ from autoenroll import pki
 from autoenroll.server.config import ServerConfig
 from autoenroll.server.directory.models import Person
 
-from .models import Certificate, CertificateAuthority, RevocationReason
+from .models import Certificate, CertificateAuthority, PresignedOCSPResponse, RevocationReason
 
 
 class CAError(Exception):
@@ -362,13 +362,16 @@ _NEXT_GENERATION = (
 )
 
 
+_DROP_PRESIGNED = f"DELETE FROM {PresignedOCSPResponse._meta.db_table} WHERE certificate_id IN ({{ids}})"  # noqa: S608
+
+
 def revoke_rows(certificates: list[Certificate], reason: str, *, by: str) -> list[Certificate]:
     """Mark those of `certificates` still issued revoked and make each CA's CRL stale, inside the
     caller's transaction; returns those revoked now (updated in place). Only
     `enrollment.lifecycle.revoke` calls this: it adds the audit events and AD's side.
 
-    OCSP answers from the rows at once; the CRL is regenerated off the request path and is never
-    served stale meanwhile (`publication.current_crl`)."""
+    OCSP answers from the rows at once (their responses signed ahead are dropped here); the CRL is
+    regenerated off the request path and is never served stale meanwhile (`publication.current_crl`)."""
     _check_reason(reason)
     if not certificates:
         return []
@@ -388,4 +391,7 @@ def revoke_rows(certificates: list[Certificate], reason: str, *, by: str) -> lis
     with connection.cursor() as cursor:
         for ca_id, count in per_ca.items():
             cursor.execute(_NEXT_GENERATION, [count, ca_id])
+        if rows:  # their answers signed ahead said "good"; the responder signs the next ones
+            drop = _DROP_PRESIGNED.format(ids=", ".join(["%s"] * len(rows)))
+            cursor.execute(drop, [c.pk for c in rows])
     return rows

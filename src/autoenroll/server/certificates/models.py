@@ -157,3 +157,25 @@ class RevocationList(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ca} CRL #{self.number}"
+
+
+class PresignedOCSPResponse(models.Model):
+    """An OCSP response signed ahead for one certificate (SHA-1 CertID, no nonce), served without signing.
+
+    `status` is the certificate status it states: the responder serves it only while the certificate row
+    still says the same (read in the same statement), so a revocation is never hidden by an older answer;
+    the revocation also deletes it, and the refresher (`publication.presign_ocsp`) signs the next one."""
+
+    certificate = models.OneToOneField(
+        Certificate, primary_key=True, on_delete=models.CASCADE, related_name="presigned_ocsp"
+    )
+    status = models.CharField(max_length=16, choices=Certificate.Status.choices)
+    der = models.BinaryField()
+    this_update = models.DateTimeField()
+    next_update = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "pre-signed OCSP response"
+
+    def __str__(self) -> str:
+        return f"OCSP {self.status} for {self.certificate_id} until {self.next_update:%Y-%m-%d %H:%M}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from autoenroll.server.config import ServerConfig
 from autoenroll.server.utils.exclusive import host_lock, one_at_a_time
 
 from . import authority
-from .models import Certificate, CertificateAuthority, RevocationList
+from .models import Certificate, CertificateAuthority, PresignedOCSPResponse, RevocationList
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +57,30 @@ def crl_is_current(ca: CertificateAuthority, crl: RevocationList | None, now: dt
     return not pki.crl_needs_refresh(crl.this_update, crl.next_update, now or timezone.now())
 
 
-def _revoked_entries(ca: CertificateAuthority, now: dt.datetime) -> list[pki.RevokedEntry]:
+def _revoked_entries(ca: CertificateAuthority, now: dt.datetime) -> Iterator[pki.RevokedEntry]:
+    """The entries of `ca`'s next CRL, streamed (a server-side cursor on PostgreSQL): a million rows are
+    never in memory as rows or model instances at once."""
     # An entry stays until it has appeared on at least one CRL issued after the certificate
     # expired (RFC 5280 5.2.6/5.3): a CRL lives DEFAULT_CRL_VALIDITY and is renewed at half of it.
-    cutoff = now - DEFAULT_CRL_VALIDITY
-    rows = (
-        Certificate.objects.filter(ca=ca, status=Certificate.Status.REVOKED, not_after__gt=cutoff)
-        .order_by()
-        .values_list("serial", "revoked_at", "revocation_reason")
-    )
-    return [pki.RevokedEntry(int(serial, 16), revoked_at, reason) for serial, revoked_at, reason in rows.iterator()]
+    cutoff = connection.ops.adapt_datetimefield_value(now - DEFAULT_CRL_VALIDITY)
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(_REVOKED_SQL, [ca.pk, Certificate.Status.REVOKED, cutoff])
+        while rows := cursor.fetchmany(10_000):
+            for serial, revoked_at, reason in rows:
+                yield pki.RevokedEntry(int(serial, 16), _utc(revoked_at), reason)
+
+
+def _utc(value: dt.datetime | str) -> dt.datetime:
+    """A timestamp read with plain SQL: SQLite answers Django's text, without a zone (it is UTC)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+_REVOKED_SQL = (
+    f"SELECT serial, revoked_at, revocation_reason FROM {Certificate._meta.db_table} "  # noqa: S608 -- constant names
+    "WHERE ca_id = %s AND status = %s AND not_after > %s"
+)
 
 
 def publish_crl(
@@ -94,8 +109,8 @@ def publish_crl(
                 "crl_number", "revocation_generation"
             )[0]
         backend = authority.backend_for(ca, config.ca_passphrase_bytes())
-        crl = pki.issue_crl(backend, number, _revoked_entries(ca, now), this_update=now)
-        facts = pki.crl_facts(crl)
+        der = pki.issue_crl(backend, number, _revoked_entries(ca, now), this_update=now)
+        facts = pki.crl_facts(der)
         with transaction.atomic():
             row = RevocationList.objects.create(
                 ca=ca,
@@ -104,7 +119,7 @@ def publish_crl(
                 next_update=facts.next_update,
                 generation=generation,
                 entries=facts.entries,
-                der=crl.public_bytes(serialization.Encoding.DER),
+                der=der,
             )
             stale = RevocationList.objects.filter(ca=ca).order_by("-number").values_list("pk", flat=True)[CRLS_KEPT:]
             RevocationList.objects.filter(pk__in=list(stale)).delete()
@@ -146,7 +161,8 @@ def refresh_crls(config: ServerConfig | None = None, *, force: bool = False) -> 
 
 
 def status_of(ca: CertificateAuthority, serial: int) -> CertStatus:
-    """What `ca`'s records say about `serial`: the same rows the CRL is made from.
+    """What `ca`'s records say about `serial`: the same rows the CRL is made from, with the response signed
+    ahead for it when that response still states the row's status.
 
     One indexed lookup per OCSP request, in plain SQL: the ORM's query compilation would cost
     more than the query and the signature together.
@@ -156,22 +172,22 @@ def status_of(ca: CertificateAuthority, serial: int) -> CertStatus:
         cursor.execute(_STATUS_SQL, [ca.pk, hex_serial])
         row = cursor.fetchone()
     if row is not None:
-        status, revoked_at, reason = row
+        status, revoked_at, reason, ahead_status, der, this_update, next_update = row
+        presigned = None
+        if ahead_status == status:  # an answer signed before a revocation is never served after it
+            presigned = pki.Presigned(bytes(der), _utc(this_update), _utc(next_update))
         if status != Certificate.Status.REVOKED:
-            return GOOD
-        if isinstance(revoked_at, str):
-            revoked_at = dt.datetime.fromisoformat(revoked_at)
-        if revoked_at.tzinfo is None:
-            revoked_at = revoked_at.replace(tzinfo=dt.UTC)
-        return CertStatus.revoked(revoked_at, reason)
+            return CertStatus(ocsp.OCSPCertStatus.GOOD, presigned=presigned)
+        return CertStatus(ocsp.OCSPCertStatus.REVOKED, _utc(revoked_at), reason, presigned)
     if CertificateAuthority.objects.filter(parent=ca, serial=hex_serial).exists():
         return GOOD  # a subordinate CA certificate (CA certificates are not revocable here)
     return UNKNOWN
 
 
 _STATUS_SQL = (
-    f"SELECT status, revoked_at, revocation_reason FROM {Certificate._meta.db_table} "  # noqa: S608 -- constant names
-    "WHERE ca_id = %s AND serial = %s"
+    "SELECT c.status, c.revoked_at, c.revocation_reason, o.status, o.der, o.this_update, o.next_update "  # noqa: S608
+    f"FROM {Certificate._meta.db_table} c LEFT JOIN {PresignedOCSPResponse._meta.db_table} o "
+    "ON o.certificate_id = c.id WHERE c.ca_id = %s AND c.serial = %s"
 )
 
 _CA_ID_SQL = f"SELECT id FROM {CertificateAuthority._meta.db_table} WHERE name = %s"  # noqa: S608 -- constant
@@ -276,6 +292,69 @@ def clear_responder_cache() -> None:
     with _responders_lock:
         _responders.clear()
         _cas.clear()
+
+
+#: Responses signed ahead per batch, and the time a round of `presign_ocsp` may take per CA.
+PRESIGN_BATCH = 1_000
+PRESIGN_ROUND = dt.timedelta(seconds=5)
+
+
+def presign_ocsp(config: ServerConfig | None = None, *, round_time: dt.timedelta = PRESIGN_ROUND) -> int:
+    """Sign ahead the OCSP response of each certificate that has none, whose response states another status,
+    or whose response has less than half its lifetime left; at most `round_time` per CA (the CRL watcher of
+    `serve` calls this every round, so a large CA is filled over several). One server at a time per CA.
+    Returns how many were signed."""
+    config = _config(config)
+    signed = 0
+    for ca in CertificateAuthority.objects.order_by("pk"):
+        with one_at_a_time(config.data_dir, "ocsp-presign", ca.pk, wait=False) as mine:
+            if not mine:
+                continue
+            responder = responder_for(ca, config)
+            deadline = timezone.now() + round_time
+            while timezone.now() < deadline:
+                done = _presign_batch(ca, responder)
+                signed += done
+                if done < PRESIGN_BATCH:
+                    break
+    return signed
+
+
+def _presign_batch(ca: CertificateAuthority, responder: pki.OCSPResponder) -> int:
+    now = timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:  # a responder certificate is never asked about (id-pkix-ocsp-nocheck)
+        due = adapt(now + responder.validity / 2)
+        cursor.execute(_DUE_SQL, [ca.pk, Certificate.Profile.OCSP_RESPONDER, adapt(now), due, PRESIGN_BATCH])
+        rows = cursor.fetchall()
+    made = []
+    for pk, serial, status, revoked_at, reason in rows:
+        if status == Certificate.Status.REVOKED:
+            state = CertStatus(ocsp.OCSPCertStatus.REVOKED, _utc(revoked_at), reason)
+        else:
+            state = GOOD
+        ahead = responder.presign(int(serial, 16), state, now=now)
+        made.append(
+            PresignedOCSPResponse(
+                certificate_id=pk,
+                status=status,
+                der=ahead.der,
+                this_update=ahead.this_update,
+                next_update=ahead.next_update,
+            )
+        )
+    with transaction.atomic():
+        PresignedOCSPResponse.objects.filter(certificate_id__in=[r.certificate_id for r in made]).delete()
+        PresignedOCSPResponse.objects.bulk_create(made)
+    return len(made)
+
+
+_DUE_SQL = (
+    f"SELECT c.id, c.serial, c.status, c.revoked_at, c.revocation_reason FROM {Certificate._meta.db_table} c "  # noqa: S608
+    f"LEFT JOIN {PresignedOCSPResponse._meta.db_table} o ON o.certificate_id = c.id "
+    "WHERE c.ca_id = %s AND c.profile <> %s AND c.not_after > %s "
+    "AND (o.certificate_id IS NULL OR o.status <> c.status OR o.next_update < %s) LIMIT %s"
+)
 
 
 def answer_ocsp(ca_name: str, request_der: bytes, config: ServerConfig | None = None) -> pki.OCSPAnswer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -85,14 +86,25 @@ def _ocsp_response(answer: pki.OCSPAnswer, *, cacheable: bool) -> HttpResponse:
 @csrf_exempt
 def ocsp_view(request: HttpRequest, slug: str, encoded: str | None = None) -> HttpResponse:
     """OCSP over POST (body: DER request) and GET (`/ocsp/<ca>/<url-encoded base64 request>`)."""
-    if request.method == "POST":
+    return ocsp_exchange(request.method or "", slug, encoded, request.META.get("CONTENT_LENGTH"), lambda: request.body)
+
+
+def ocsp_exchange(
+    method: str, slug: str, encoded: str | None, content_length: str | None, read_body: Callable[[], bytes]
+) -> HttpResponse:
+    """The OCSP answer to one HTTP request: what the view answers, and what the publication listener answers
+    without Django's middleware (`wsgi.PublicationHandler`)."""
+    if method == "POST":
         if encoded:
             return HttpResponseNotAllowed(["GET"])
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > pki.ocsp.MAX_OCSP_REQUEST_SIZE:
+        try:
+            length = int(content_length or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= pki.ocsp.MAX_OCSP_REQUEST_SIZE:
             return _ocsp_response(pki.unsuccessful_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST), cacheable=False)
-        der = request.body
-    elif request.method in ("GET", "HEAD"):
+        der = read_body()
+    elif method in ("GET", "HEAD"):
         try:
             der = pki.decode_get_request(encoded or "")
         except pki.MalformedOCSPRequest:
@@ -100,8 +112,8 @@ def ocsp_view(request: HttpRequest, slug: str, encoded: str | None = None) -> Ht
     else:
         return HttpResponseNotAllowed(["GET", "POST"])
     answer = publication.answer_ocsp(slug, der)
-    log.debug("OCSP %s %s serial %s: %s", request.method, slug, answer.serial, publication.ocsp_serial_summary(answer))
-    return _ocsp_response(answer, cacheable=request.method != "POST" and not answer.nonce)
+    log.debug("OCSP %s %s serial %s: %s", method, slug, answer.serial, publication.ocsp_serial_summary(answer))
+    return _ocsp_response(answer, cacheable=method != "POST" and not answer.nonce)
 
 
 # --- certificate downloads -----------------------------------------------------------------------

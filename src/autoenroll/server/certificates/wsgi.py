@@ -6,15 +6,46 @@ enrollment API, with their cookies and Kerberos tickets, are never reachable wit
 
 import os
 
+from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
+from django.urls import Resolver404, resolve
 
 PUBLICATION_URLCONF = "autoenroll.server.certificates.urls"
 
 
 class PublicationHandler(WSGIHandler):
+    """OCSP requests, the publication listener's bulk (every mail client that checks a signature asks), are
+    answered without Django's middleware: sessions, CSRF, sign-in lockout and static files are nothing a
+    relying party uses, and they cost more than reading an answer signed ahead."""
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/ocsp/") and path.isascii():
+            try:
+                match = resolve(path, PUBLICATION_URLCONF)
+            except Resolver404:
+                match = None
+            if match is not None:
+                return self._ocsp(environ, start_response, **match.kwargs)
+        return super().__call__(environ, start_response)
+
     def get_response(self, request):
         request.urlconf = PUBLICATION_URLCONF
         return super().get_response(request)
+
+    def _ocsp(self, environ, start_response, slug: str, encoded: str | None = None):
+        from .views import ocsp_exchange
+
+        signals.request_started.send(sender=self.__class__, environ=environ)  # database connection upkeep
+        try:
+            length = environ.get("CONTENT_LENGTH")
+            response = ocsp_exchange(
+                environ["REQUEST_METHOD"], slug, encoded, length, lambda: environ["wsgi.input"].read(int(length or 0))
+            )
+        finally:
+            signals.request_finished.send(sender=self.__class__)
+        start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+        return [response.content]
 
 
 def get_publication_application() -> PublicationHandler:

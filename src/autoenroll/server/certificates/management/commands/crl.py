@@ -26,7 +26,8 @@ class Command(BaseCommand):
             "--watch",
             type=int,
             metavar="SECONDS",
-            help="keep running: every SECONDS, regenerate the CRLs that are due (what `serve` runs)",
+            help="keep running: every SECONDS, regenerate the CRLs that are due and sign ahead the OCSP responses "
+            "that are due (what `serve` runs)",
         )
 
     def handle(self, *args, ca, due, watch, **options) -> None:
@@ -62,7 +63,7 @@ class Command(BaseCommand):
     def _watch(self, seconds: int) -> None:
         from django.db import close_old_connections
 
-        self.stdout.write(f"regenerating due CRLs every {seconds} s")
+        self.stdout.write(f"regenerating due CRLs and OCSP responses every {seconds} s")
         while True:
             close_old_connections()
             try:
@@ -70,4 +71,9 @@ class Command(BaseCommand):
                     self.stdout.write(f"{crl.ca.name}: CRL #{crl.number}, nextUpdate {crl.next_update:%Y-%m-%d %H:%M}")
             except Exception as exc:  # keep watching: the next round may succeed
                 self.stderr.write(f"CRL refresh failed: {exc}")
+            try:
+                if signed := publication.presign_ocsp(settings.CONFIG):
+                    self.stdout.write(f"{signed} OCSP responses signed ahead")
+            except Exception as exc:  # the responder signs on request meanwhile
+                self.stderr.write(f"signing OCSP responses ahead failed: {exc}")
             time.sleep(seconds)
