@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     except ModuleNotFoundError as exc:
         _not_installed(exc.name or "django")
     try:
+        if argv[1:2] == ["serve"]:  # before anything imports prometheus-client (system checks import the URLs)
+            from autoenroll.server.startup import prepare_metrics
+
+            prepare_metrics()
         django.setup()
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"autoenroll-server: invalid setting: {exc}\n")

@@ -64,6 +64,8 @@ class ServerConfig(BaseModel):
     # Largest clock difference accepted between a client's Kerberos authenticator and this server.
     kerberos_clockskew: Annotated[int, Field(ge=0, le=3600)] = 300
     log_level: str = "INFO"
+    # Bearer token Prometheus sends to GET /metrics on the HTTPS listener; unset: /metrics answers 404.
+    metrics_token: SecretStr | None = None
 
     @field_validator("public_url", "publication_url")
     @classmethod
@@ -155,6 +157,9 @@ class ServerConfig(BaseModel):
         raise ConfigError(
             f"{ENV_PREFIX}CA_PASSPHRASE or {ENV_PREFIX}CA_PASSPHRASE_FILE must be set to unlock the CA keys"
         )
+
+    def metrics_token_value(self) -> str:
+        return self.metrics_token.get_secret_value() if self.metrics_token is not None else ""
 
     def secret_key_value(self) -> str:
         """Django's SECRET_KEY: configured, or generated once into the data directory (mode 0600)."""

@@ -5,9 +5,11 @@ from django.urls import include, path
 
 from .api.root import api
 from .health import healthz
+from .metrics import metrics_view
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/", api.urls),
     path("", include("autoenroll.server.certificates.urls")),  # CRL, OCSP, CA downloads (also over HTTPS)
     path("", include("autoenroll.server.ces.urls")),  # MS-XCEP / MS-WSTEP for Windows and certmonger

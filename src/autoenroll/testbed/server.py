@@ -173,6 +173,7 @@ def start_server(
         AUTOENROLL_LISTEN=f"127.0.0.1:{port}",
         AUTOENROLL_PUBLICATION_LISTEN=f"127.0.0.1:{publication_port}",
         AUTOENROLL_WORKERS=str(workers),
+        AUTOENROLL_METRICS_TOKEN=secrets.token_urlsafe(24),  # Prometheus's bearer token for GET /metrics
         KRB5_CONFIG=str(dc.krb5_conf),
     )
     server_env.update(env or {})  # the caller's settings win (a joined server's shared passphrase, say)

@@ -27,6 +27,8 @@ from ldap3.core.exceptions import (
 )
 from ldap3.utils.conv import escape_filter_chars
 
+from autoenroll.server import metrics
+
 log = logging.getLogger(__name__)
 
 ACCOUNTDISABLE = 0x2
@@ -115,7 +117,8 @@ class CircuitBreaker:
 
     PROBE_EVERY = 1.0  # seconds
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self._up = metrics.AD_SERVER_UP.labels(name)  # what the last request found, for the monitoring
         self._lock = threading.Lock()
         self._failure: DirectoryError | None = None
         self._next_probe = 0.0
@@ -132,6 +135,7 @@ class CircuitBreaker:
         try:
             yield
         except DirectoryError as exc:
+            self._up.set(0 if exc.stage in UNREACHABLE else 1)
             if exc.stage in UNREACHABLE:
                 with self._lock:
                     if self._failure is None:
@@ -139,6 +143,7 @@ class CircuitBreaker:
                     self._failure, self._next_probe = exc, time.monotonic() + self.PROBE_EVERY
             raise
         else:
+            self._up.set(1)
             with self._lock:
                 if self._failure is not None:
                     log.warning("AD server answers again")
@@ -161,7 +166,7 @@ class DirectoryClient:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
         self._pool_size = pool_size
-        self.breaker = CircuitBreaker()
+        self.breaker = CircuitBreaker(f"{settings.address}:{settings.port}")
         self.opened = 0  # connections opened so far (binds): for tests and metrics
 
     # Connection ---------------------------------------------------------------------------

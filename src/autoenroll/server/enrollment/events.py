@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from autoenroll.protocol import EnrollmentError
+from autoenroll.server import metrics
 
 from .models import EnrollmentEvent
 
@@ -28,6 +29,7 @@ def record_success(step: str, principal: str, **refs) -> EnrollmentEvent:
     log.info("%s %s: success", step, principal)
     row = event(step, principal, **refs)
     row.save(force_insert=True)
+    metrics.count_step(step)
     return row
 
 
@@ -35,4 +37,5 @@ def record_error(step: str, principal: str, error: EnrollmentError, **refs) -> E
     log.warning("%s %s: error %d %s %s", step, principal, error.code, error.message, error.detail)
     row = event(step, principal, error=error, **refs)
     row.save(force_insert=True)
+    metrics.count_step(step, error.code)
     return row

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from autoenroll import pki
 from autoenroll.protocol import EnrollmentError
+from autoenroll.server import metrics
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate, CertificateAuthority, RevocationReason
 from autoenroll.server.config import ConfigError
@@ -154,6 +155,7 @@ def issue(
     if person.held + 1 > max_valid_certificates():
         _bound(person, certificate)
     transaction.on_commit(lambda: publish(person, add_pem=certificate.pem))
+    transaction.on_commit(lambda: metrics.CERTIFICATES_ISSUED.labels(certificate.profile).inc())
     return Issued(certificate, new=True)
 
 
@@ -246,9 +248,15 @@ def _revoke(
         EnrollmentEvent.objects.bulk_create(events, batch_size=batch_size)
         if done:
             transaction.on_commit(lambda: _unpublish(done))
+            transaction.on_commit(lambda: _count_revoked(done, reason))
     for c in done:
         log.info("certificate %s revoked by %s (%s)", c.serial, by, c.revocation_reason)
     return done
+
+
+def _count_revoked(certificates: list[Certificate], reason: str) -> None:
+    metrics.CERTIFICATES_REVOKED.labels(reason).inc(len(certificates))
+    metrics.ENROLLMENT_STEPS.labels(Step.REVOKE, EnrollmentEvent.Outcome.SUCCESS, "").inc(len(certificates))
 
 
 def _unpublish(certificates: list[Certificate]) -> None:
@@ -329,6 +337,8 @@ def _event_row(
 
 
 def _event(step: str, person: Person | None, **fields) -> EnrollmentEvent:
+    """An event saved inside the caller's transaction: counted for the metrics once it commits."""
     row = _event_row(step, person, **fields)
     row.save(force_insert=True)
+    transaction.on_commit(lambda: metrics.count_step(step, row.error_code, outcome=row.outcome))
     return row

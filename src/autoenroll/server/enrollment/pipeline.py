@@ -10,6 +10,7 @@ issuing, superseding and revoking go through `lifecycle`.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,7 @@ from autoenroll import pki
 from autoenroll.protocol import EnrollmentError
 from autoenroll.protocol import messages as msg
 from autoenroll.protocol.principals import user_principal
+from autoenroll.server import metrics
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory.ldap import DirectoryUser
@@ -75,15 +77,18 @@ class SyncResult:
 
 
 class _Audit:
-    """Collects what a step resolved so that every refusal is recorded with it (after any rollback)."""
+    """Collects what a step resolved so that every refusal is recorded with it (after any rollback), and
+    times the call (`call`: the protocol call it serves, its step by default) for the metrics."""
 
-    def __init__(self, step: str, caller: Caller) -> None:
-        self.step, self.caller, self.refs = step, caller, {}
+    def __init__(self, step: str, caller: Caller, call: str | None = None) -> None:
+        self.step, self.caller, self.refs, self.call = step, caller, {}, call or step
+        self._started = time.perf_counter()
 
     def __enter__(self) -> _Audit:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        metrics.ENROLLMENT_CALL_SECONDS.labels(self.call).observe(time.perf_counter() - self._started)
         if isinstance(exc, EnrollmentError):
             record_error(self.step, self.caller.principal, exc, remote_addr=self.caller.remote_addr, **self.refs)
         return False
@@ -324,7 +329,7 @@ def logon(caller: Caller, data: dict) -> Logon:
     Serialised per person (the person's row is locked while the certificate is made); the same key sent
     again gets the same certificate back, so a retry after a lost answer converges."""
     conf = configuration.current()
-    with _Audit(Step.SYNC, caller) as audit:
+    with _Audit(Step.SYNC, caller, call="logon") as audit:
         found = _ask_directory(conf, caller, data, audit)
         user = found.user
         if not user.mail:
@@ -389,6 +394,7 @@ def _hold(caller: Caller, person: Person, org: Organization | None, csr_text: st
         remote_addr=caller.remote_addr,
         message="waiting for approval",
     )
+    metrics.count_step(Step.ENROLL, outcome=EnrollmentEvent.Outcome.PENDING)
     return request
 
 
@@ -476,7 +482,7 @@ def enroll(
 
 def poll(caller: Caller, request_id: str) -> EnrollmentRequest:
     """The agent asks again for a pending request; only its own requests are visible to it."""
-    with _Audit(Step.ENROLL, caller) as audit:
+    with _Audit(Step.ENROLL, caller, call="poll") as audit:
         _principal(caller)
         request = (
             EnrollmentRequest.objects.select_related("certificate", "person", "customer")
@@ -555,7 +561,7 @@ def report_with_token(token: str, data: dict, remote_addr: str | None = None) ->
         raise BadStatusToken("the token's person no longer exists")
     person.customer, person.ad_server = customer, conf.ad_server(person.ad_server_id)
     caller = Caller(principal=person.principal, remote_addr=remote_addr)
-    with _Audit(Step.STATUS, caller) as audit:
+    with _Audit(Step.STATUS, caller, call="logon_status") as audit:
         audit.refs.update(customer=person.customer, person=person)
         if _text(data.get("serial")) and _serial(data.get("serial"), "serial") != serial:
             raise EnrollmentError(24, f"the status token is for certificate {serial}, not {data.get('serial')}")
