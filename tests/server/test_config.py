@@ -20,6 +20,12 @@ def test_environment_wins_over_the_config_file(tmp_path):
     assert config.certificate_days == 200 and config.public_url == "https://ccm.test.com"
 
 
+def test_expiry_notice_days_are_a_list_largest_first():
+    config = load_config({"AUTOENROLL_EXPIRY_NOTICE_DAYS": "7, 60,7,1"})
+    assert config.expiry_notice_days == [60, 7, 1]
+    assert load_config({}).expiry_notice_days == [30, 15, 2]
+
+
 def test_postgresql_url_is_accepted():
     config = load_config({"AUTOENROLL_DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/autoenroll"})
     assert config.effective_database_url.startswith("postgresql://")
@@ -35,6 +41,11 @@ def test_postgresql_url_is_accepted():
         ({"AUTOENROLL_CA_KEY_TYPE": "dsa-1024"}, "AUTOENROLL_CA_KEY_TYPE"),
         ({"AUTOENROLL_DATABASE_URL": "mysql://x/y"}, "AUTOENROLL_DATABASE_URL"),
         ({"AUTOENROLL_WORKERS": "0"}, "AUTOENROLL_WORKERS"),
+        ({"AUTOENROLL_SMTP_HOST": "mail.acme.example"}, "AUTOENROLL_MAIL_FROM"),
+        ({"AUTOENROLL_SMTP_HOST": "m", "AUTOENROLL_MAIL_FROM": "a@b", "AUTOENROLL_SMTP_USER": "u"}, "smtp_starttls"),
+        ({"AUTOENROLL_EXPIRY_NOTICE_DAYS": "30,0"}, "AUTOENROLL_EXPIRY_NOTICE_DAYS"),
+        ({"AUTOENROLL_EXPIRY_NOTICE_DAYS": ","}, "AUTOENROLL_EXPIRY_NOTICE_DAYS"),
+        ({"AUTOENROLL_SMTP_PORT": "70000"}, "AUTOENROLL_SMTP_PORT"),
     ],
 )
 def test_a_bad_value_names_the_setting(environ, named):

@@ -66,6 +66,15 @@ class ServerConfig(BaseModel):
     log_level: str = "INFO"
     # Bearer token Prometheus sends to GET /metrics on the HTTPS listener; unset: /metrics answers 404.
     metrics_token: SecretStr | None = None
+    # Expiry notices (`notify`): the SMTP server that relays them; no host, no mail.
+    smtp_host: str = ""
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: SecretStr | None = None
+    mail_from: str = ""
+    # Days before notAfter at which the holder of a certificate not yet renewed is mailed, once each.
+    expiry_notice_days: list[Annotated[int, Field(ge=1, le=365)]] = Field(default_factory=lambda: [30, 15, 2])
 
     @field_validator("public_url", "publication_url")
     @classmethod
@@ -110,6 +119,21 @@ class ServerConfig(BaseModel):
         if value is not None and urlsplit(value).scheme not in ("sqlite", "postgres", "postgresql"):
             raise ValueError("must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME")
         return value
+
+    @field_validator("expiry_notice_days")
+    @classmethod
+    def _notice_days(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("needs at least one number of days (30,15,2 by default)")
+        return sorted(set(value), reverse=True)
+
+    @model_validator(mode="after")
+    def _mail(self) -> ServerConfig:
+        if self.smtp_host and "@" not in self.mail_from:
+            raise ValueError("mail_from (AUTOENROLL_MAIL_FROM) must be an address when smtp_host is set")
+        if self.smtp_user and not self.smtp_starttls:
+            raise ValueError("smtp_user needs smtp_starttls: the password must not cross the network in clear")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:
@@ -187,7 +211,8 @@ def _env_values(environ: dict[str, str]) -> dict[str, object]:
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
-        values[name] = [h.strip() for h in raw.split(",") if h.strip()] if name == "allowed_hosts" else raw
+        lists = ("allowed_hosts", "expiry_notice_days")
+        values[name] = [h.strip() for h in raw.split(",") if h.strip()] if name in lists else raw
     return values
 
 
@@ -209,8 +234,11 @@ def load_config(environ: dict[str, str] | None = None) -> ServerConfig:
         return ServerConfig(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "settings"
-        name = f"{ENV_PREFIX}{field.upper()}" if field in ServerConfig.model_fields else field
+        loc = [str(p) for p in err["loc"]]
+        if loc and loc[0] in ServerConfig.model_fields:  # AUTOENROLL_EXPIRY_NOTICE_DAYS[1] for an item
+            name = ENV_PREFIX + loc[0].upper() + "".join(f"[{p}]" for p in loc[1:])
+        else:
+            name = ".".join(loc) or "settings"
         raise ConfigError(f"{name}: {err['msg']}") from None
 
 

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "autoenroll.server.certificates",
     "autoenroll.server.enrollment",
     "autoenroll.server.ces",
+    "autoenroll.server.notices",
     "autoenroll.server.web",
     "autoenroll.server.api",
 ]
@@ -71,7 +72,8 @@ WSGI_APPLICATION = "autoenroll.server.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # An admin overrides a template (the expiry notices' texts, say) by a file of the same name here.
+        "DIRS": [CONFIG.data_dir / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

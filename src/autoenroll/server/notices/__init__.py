@@ -1,0 +1,1 @@
+"""Expiry notices: the holder of a certificate not yet renewed is mailed before it lapses, the admins daily."""

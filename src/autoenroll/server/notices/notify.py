@@ -1,0 +1,186 @@
+"""The expiry notices job: `autoenroll-server notify` (cron) and `notify --watch` (what `serve` runs).
+
+A holder is mailed when a valid S/MIME certificate of theirs that has no successor (no valid certificate of the
+same person ends later) comes within one of `expiry_notice_days` (30, 15 and 2 by default) of its notAfter:
+the nearest threshold reached, once. A missed run sends the nearest one only, never a 30-day notice after a
+15-day one. Each customer's admins get one digest a day of what expires within the largest threshold.
+
+Mails go through Django's SMTP backend with the configured server (STARTTLS and login when set); the texts are
+templates (`notices/expiry_*.txt`) an admin overrides in `<data_dir>/templates/notices/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.config import ServerConfig
+from autoenroll.server.tenants.models import Customer, CustomerAdmin
+from autoenroll.server.utils.exclusive import one_at_a_time
+
+from .models import ExpiryDigest, ExpiryNotice
+
+log = logging.getLogger("autoenroll.notices")
+
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+MAIL_ERRORS = (smtplib.SMTPException, OSError, ssl.SSLError)
+
+
+class NoticeError(Exception):
+    """Mail cannot be sent at all (no SMTP server configured, or it refuses us)."""
+
+
+@dataclass
+class NotifyReport:
+    notices: int = 0
+    digests: int = 0
+    failed: list[str] = field(default_factory=list)
+    elsewhere: bool = False  # another server was running the job
+
+
+def smtp_connection(config: ServerConfig):
+    """A connection to the configured SMTP server (not opened yet); NoticeError when none is configured."""
+    if not config.smtp_host:
+        raise NoticeError("no SMTP server: set smtp_host and mail_from (AUTOENROLL_SMTP_HOST, AUTOENROLL_MAIL_FROM)")
+    return get_connection(
+        SMTP_BACKEND,
+        host=config.smtp_host,
+        port=config.smtp_port,
+        username=config.smtp_user or None,
+        password=config.smtp_password.get_secret_value() if config.smtp_password else None,
+        use_tls=config.smtp_starttls,
+        timeout=20,
+        fail_silently=False,
+    )
+
+
+def check_smtp(config: ServerConfig) -> str:
+    """Connect, STARTTLS and log in as configured, then hang up: what `serve` and `notify --check` do at start."""
+    connection = smtp_connection(config)
+    try:
+        connection.open()
+    except MAIL_ERRORS as exc:
+        raise NoticeError(f"SMTP server {config.smtp_host}:{config.smtp_port}: {exc}") from None
+    connection.close()
+    tls = ", STARTTLS" if config.smtp_starttls else ""
+    login = f", logged in as {config.smtp_user}" if config.smtp_user else ""
+    return f"SMTP server {config.smtp_host}:{config.smtp_port} answers{tls}{login}"
+
+
+def _expiring(now: dt.datetime, horizon: dt.timedelta):
+    """Valid S/MIME certificates ending within `horizon` whose holder has no later valid certificate."""
+    successor = Certificate.objects.valid(now).filter(
+        person=OuterRef("person"), profile=Certificate.Profile.SMIME, not_after__gt=OuterRef("not_after")
+    )
+    return (
+        Certificate.objects.valid(now)
+        .filter(profile=Certificate.Profile.SMIME, person__isnull=False, not_after__lte=now + horizon)
+        .exclude(Exists(successor))
+        .select_related("person__customer")
+        .order_by("not_after")
+    )
+
+
+def _days_left(certificate: Certificate, now: dt.datetime) -> int:
+    return max(0, (certificate.not_after - now).days)
+
+
+def run(config: ServerConfig | None = None, *, now: dt.datetime | None = None) -> NotifyReport:
+    """Send what is due now; one server at a time (the others skip their round)."""
+    config = config or settings.CONFIG
+    with one_at_a_time(config.data_dir, "notify", wait=False) as mine:
+        if not mine:
+            return NotifyReport(elsewhere=True)
+        connection = smtp_connection(config)
+        report = NotifyReport()
+        now = now or timezone.now()
+        try:
+            _notify_holders(config, connection, now, report)
+            _digests(config, connection, now, report)
+        finally:
+            connection.close()
+        return report
+
+
+def _notify_holders(config: ServerConfig, connection, now: dt.datetime, report: NotifyReport) -> None:
+    thresholds = config.expiry_notice_days  # largest first
+    for certificate in _expiring(now, dt.timedelta(days=thresholds[0])):
+        person = certificate.person
+        left = certificate.not_after - now
+        days = min(d for d in thresholds if left <= dt.timedelta(days=d))  # the nearest threshold reached
+        if not person.mail or certificate.expiry_notices.filter(days__lte=days).exists():
+            continue
+        try:
+            with transaction.atomic():
+                notice = ExpiryNotice.objects.create(certificate=certificate, days=days, recipient=person.mail)
+        except IntegrityError:
+            continue  # another server claimed it a moment ago
+        context = {
+            "person": person,
+            "certificate": certificate,
+            "customer": person.customer,
+            "days_left": _days_left(certificate, now),
+            "threshold": days,
+        }
+        try:
+            _send(connection, config, [person.mail], "notices/expiry_holder", context)
+        except MAIL_ERRORS as exc:
+            notice.delete()  # not sent: the next run tries again
+            report.failed.append(f"{person.mail}: {exc}")
+            log.warning("expiry notice to %s failed: %s", person.mail, exc)
+            continue
+        ExpiryNotice.objects.filter(pk=notice.pk).update(sent_at=timezone.now())
+        report.notices += 1
+        log.info("%d-day expiry notice sent to %s for certificate %s", days, person.mail, certificate.serial)
+
+
+def _digests(config: ServerConfig, connection, now: dt.datetime, report: NotifyReport) -> None:
+    horizon = config.expiry_notice_days[0]
+    per_customer: dict[int, list[dict]] = {}
+    for certificate in _expiring(now, dt.timedelta(days=horizon)).prefetch_related("expiry_notices"):
+        notified = [n.days for n in certificate.expiry_notices.all() if n.sent_at is not None]
+        per_customer.setdefault(certificate.person.customer_id, []).append(
+            {"certificate": certificate, "days_left": _days_left(certificate, now), "notified": min(notified or [0])}
+        )
+    today = now.date()
+    for customer in Customer.objects.filter(pk__in=per_customer).order_by("pk"):
+        recipients = sorted(
+            {a.user.email for a in CustomerAdmin.objects.filter(customer=customer).select_related("user")} - {""}
+        )
+        if not recipients:
+            continue
+        entries = per_customer[customer.pk]
+        try:
+            with transaction.atomic():
+                digest = ExpiryDigest.objects.create(
+                    customer=customer, day=today, recipients=", ".join(recipients), certificates=len(entries)
+                )
+        except IntegrityError:
+            continue  # already sent today
+        context = {"customer": customer, "entries": entries, "horizon": horizon, "today": today}
+        try:
+            _send(connection, config, recipients, "notices/expiry_digest", context)
+        except MAIL_ERRORS as exc:
+            digest.delete()
+            report.failed.append(f"digest for {customer.uri}: {exc}")
+            log.warning("expiry digest for %s failed: %s", customer.uri, exc)
+            continue
+        ExpiryDigest.objects.filter(pk=digest.pk).update(sent_at=timezone.now())
+        report.digests += 1
+
+
+def _send(connection, config: ServerConfig, to: list[str], template: str, context: dict) -> None:
+    subject = " ".join(render_to_string(f"{template}_subject.txt", context).split())
+    body = render_to_string(f"{template}.txt", context).strip() + "\n"
+    EmailMessage(subject, body, config.mail_from, to, connection=connection).send()
