@@ -130,16 +130,31 @@ class StoredState(Collector):
         yield from (ca_expiry, responder_expiry, crl_age, crl_next)
 
 
-def registry() -> CollectorRegistry:
-    """What one scrape reports: every process's counters (multiprocess files under `serve`, or this process's
-    own elsewhere) and the stored state."""
-    scrape = CollectorRegistry()
+def ad_servers_seen() -> dict[str, bool]:
+    """"address:port" of each AD server this server asked since it started, and whether it answered last."""
+    seen: dict[str, bool] = {}
+    for family in _counted().collect():
+        if family.name == "autoenroll_ad_server_up":
+            for sample in family.samples:
+                seen[sample.labels["server"]] = sample.value == 1
+    return seen
+
+
+def _counted() -> CollectorRegistry:
+    """What the processes counted: every process's files under `serve`, this process's own elsewhere."""
+    counted = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(scrape)
+        multiprocess.MultiProcessCollector(counted)
     else:
         for collector in (ENROLLMENT_STEPS, ENROLLMENT_CALL_SECONDS, CERTIFICATES_ISSUED, CERTIFICATES_REVOKED,
                           AD_SERVER_UP):  # fmt: skip
-            scrape.register(collector)
+            counted.register(collector)
+    return counted
+
+
+def registry() -> CollectorRegistry:
+    """What one scrape reports: what the processes counted and the stored state."""
+    scrape = _counted()
     scrape.register(StoredState())
     return scrape
 

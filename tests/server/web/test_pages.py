@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 
 import pytest
 from cryptography import x509
 from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
+from django.utils import timezone
 
+from autoenroll.server import metrics
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory import csvimport
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos import loginconf
 from autoenroll.server.kerberos.models import KerberosRealm
+from autoenroll.server.notices.models import ExpiryNotice
 from autoenroll.server.tenants.models import Organization
 from autoenroll.testbed import samba
 from checks import ktutil_keytab
@@ -519,11 +523,13 @@ def test_dashboard_totals_count_this_customers_rows_and_link_to_the_lists(client
         ("Persons", 1),  # tenant B's person is not counted
         ("Valid certificates", 1),
         ("Expiring within 30 days", 0),
+        ("Not renewed, expiring", 0),
         ("Revoked", 0),
         ("Errors today", 1),
     ]
     assert totals[1][0] == reverse("web:certificate_list") + "?status=issued"
-    assert client_a.get(totals[4][0].replace("&amp;", "&")).status_code == 200
+    assert totals[3][0] == reverse("web:expiring_list")
+    assert client_a.get(totals[5][0].replace("&amp;", "&")).status_code == 200
 
 
 # --- the AD password never appears -------------------------------------------------------------------------------
@@ -561,6 +567,32 @@ def test_the_persons_page_lists_each_users_mail_current_certificate_and_count(cl
     assert "1 (more than 0)" in client_a.get(reverse("web:person_list")).content.decode()  # the warning
     only_disabled = client_a.get(reverse("web:person_list"), {"enabled": "no"}).content.decode()
     assert person.principal not in only_disabled
+
+
+def test_the_expiring_page_lists_what_is_not_renewed_of_this_customer_only(client_a, tenant_a, tenant_b):
+    soon = timezone.now() + timedelta(days=10)
+    Certificate.objects.filter(pk__in=[tenant_a.certificate.pk, tenant_b.certificate.pk]).update(not_after=soon)
+    page = client_a.get(reverse("web:expiring_list")).content.decode()
+    assert tenant_a.certificate.serial in page and "no SMTP server configured" in page
+    assert tenant_b.certificate.serial not in page  # another customer's
+    assert 'aria-current="page">Expiring<' in page
+    ExpiryNotice.objects.create(certificate=tenant_a.certificate, days=15, recipient="x@alpha.example",
+                                sent_at=timezone.now())  # fmt: skip
+    assert "15-day notice" in client_a.get(reverse("web:expiring_list")).content.decode()
+    dashboard = client_a.get(reverse("web:dashboard")).content.decode()
+    assert re.search(r"<strong>1</strong> Not renewed, expiring", dashboard)
+
+
+def test_the_dashboard_says_whether_each_ad_server_answered(client_a, tenant_a, tenant_b):
+    server = tenant_a.ad_server
+    metrics.AD_SERVER_UP.clear()  # as a server that just started (other tests asked this address)
+    page = client_a.get(reverse("web:dashboard")).content.decode()
+    assert f"{server.address}:{server.port}" in page and "not asked since the server started" in page
+    assert reverse("web:adserver_edit", args=[tenant_b.ad_server.pk]) not in page  # another customer's
+    metrics.AD_SERVER_UP.labels(f"{server.address}:{server.port}").set(0)
+    assert "not answering" in client_a.get(reverse("web:dashboard")).content.decode()
+    metrics.AD_SERVER_UP.labels(f"{server.address}:{server.port}").set(1)
+    assert ">answering<" in client_a.get(reverse("web:dashboard")).content.decode()
 
 
 def test_the_realm_page_checks_a_keytab_as_keytab_check_does(super_client, tmp_path, client_a):

@@ -78,7 +78,7 @@ def check_smtp(config: ServerConfig) -> str:
     return f"SMTP server {config.smtp_host}:{config.smtp_port} answers{tls}{login}"
 
 
-def _expiring(now: dt.datetime, horizon: dt.timedelta):
+def expiring(now: dt.datetime, horizon: dt.timedelta):
     """Valid S/MIME certificates ending within `horizon` whose holder has no later valid certificate."""
     successor = Certificate.objects.valid(now).filter(
         person=OuterRef("person"), profile=Certificate.Profile.SMIME, not_after__gt=OuterRef("not_after")
@@ -115,7 +115,7 @@ def run(config: ServerConfig | None = None, *, now: dt.datetime | None = None) -
 
 def _notify_holders(config: ServerConfig, connection, now: dt.datetime, report: NotifyReport) -> None:
     thresholds = config.expiry_notice_days  # largest first
-    for certificate in _expiring(now, dt.timedelta(days=thresholds[0])):
+    for certificate in expiring(now, dt.timedelta(days=thresholds[0])):
         person = certificate.person
         left = certificate.not_after - now
         days = min(d for d in thresholds if left <= dt.timedelta(days=d))  # the nearest threshold reached
@@ -148,7 +148,7 @@ def _notify_holders(config: ServerConfig, connection, now: dt.datetime, report: 
 def _digests(config: ServerConfig, connection, now: dt.datetime, report: NotifyReport) -> None:
     horizon = config.expiry_notice_days[0]
     per_customer: dict[int, list[dict]] = {}
-    for certificate in _expiring(now, dt.timedelta(days=horizon)).prefetch_related("expiry_notices"):
+    for certificate in expiring(now, dt.timedelta(days=horizon)).prefetch_related("expiry_notices"):
         notified = [n.days for n in certificate.expiry_notices.all() if n.sent_at is not None]
         per_customer.setdefault(certificate.person.customer_id, []).append(
             {"certificate": certificate, "days_left": _days_left(certificate, now), "notified": min(notified or [0])}

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.middleware.csrf import get_token
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
@@ -191,6 +192,26 @@ class CertificateTable(Table):
         Column("Status", lambda c: format_html('<span class="state {}">{}</span>', c.state, c.state)),
         Column("Not after", lambda c: when(c.not_after)),
         Column("Profile", lambda c: c.get_profile_display()),
+    ]
+
+
+def _notified(certificate) -> str:
+    if certificate.notified_days is None:
+        return "not yet" if settings.CONFIG.smtp_host else "no SMTP server configured"
+    return f"{certificate.notified_days}-day notice, {when(certificate.notified_at)}"
+
+
+class ExpiringTable(Table):
+    """What the expiry notices are about: the holder, the days left, the last logon, the notice sent."""
+
+    columns = [
+        Column("Serial", lambda c: link("certificate_detail", c, c.serial)),
+        Column("Mail", lambda c: c.mail),
+        Column("Customer", lambda c: c.person.customer if c.person else "", super_admin_only=True),
+        Column("Not after", lambda c: when(c.not_after)),
+        Column("Days left", lambda c: str(max(0, (c.not_after - timezone.now()).days))),
+        Column("Last logon (sync)", lambda c: when(c.person.synced_at) if c.person else ""),
+        Column("Holder notified", _notified),
     ]
 
 

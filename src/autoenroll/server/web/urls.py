@@ -61,6 +61,7 @@ urlpatterns = [
     path("persons/", views.PersonListView.as_view(), name="person_list"),
     # Certificates (guide 5)
     path("certificates/", views.CertificateListView.as_view(), name="certificate_list"),
+    path("certificates/expiring/", views.ExpiringListView.as_view(), name="expiring_list"),
     path("certificates/<int:pk>/", views.CertificateDetailView.as_view(), name="certificate_detail"),
     path("certificates/<int:pk>/pem", views.CertificateDownloadView.as_view(kind="pem"), name="certificate_pem"),
     path("certificates/<int:pk>/der", views.CertificateDownloadView.as_view(kind="der"), name="certificate_der"),

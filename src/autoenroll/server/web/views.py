@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.core.exceptions import PermissionDenied
@@ -22,6 +23,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import DetailView, TemplateView, View
 
 from autoenroll.protocol import CATALOGUE, EnrollmentError
+from autoenroll.server import metrics
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory import csvimport
@@ -33,6 +35,8 @@ from autoenroll.server.kerberos import loginconf, spnego
 from autoenroll.server.kerberos.keytab import check_keytab
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.kerberos.services import import_entries
+from autoenroll.server.notices.models import ExpiryNotice
+from autoenroll.server.notices.notify import expiring
 from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
 from autoenroll.server.utils.fields import cipher
 from autoenroll.server.utils.restrict import restrict_administrators, restricted
@@ -107,11 +111,19 @@ class DashboardView(RestrictedMixin, TemplateView):
             ],
             pending=restricted(EnrollmentRequest, user).filter(status=EnrollmentRequest.Status.PENDING).count(),
             totals=self._totals(user, certs, valid, now),
+            ad_servers=self._ad_health(user),
         )
         return context
 
 
 # --- Settings / Autoenrollment: Kerberos realms (Super Admin, guide 2.2) -----------------------------------------
+
+    @staticmethod
+    def _ad_health(user) -> list[tuple[ADServer, bool | None]]:
+        """Each AD server the user sees, and whether it answered the last request this server made to it
+        (None: not asked since the server started); the same figure as /metrics' autoenroll_ad_server_up."""
+        seen = metrics.ad_servers_seen()
+        return [(s, seen.get(f"{s.address}:{s.port}")) for s in restricted(ADServer, user).order_by("pk")]
 
     @staticmethod
     def _totals(user, certs, valid, now) -> list[tuple[str, int, str]]:
@@ -123,6 +135,8 @@ class DashboardView(RestrictedMixin, TemplateView):
             ("Valid certificates", valid.count(), f"{certificates}?status=issued"),
             ("Expiring within 30 days", valid.filter(not_after__lte=now + timedelta(days=30)).count(),
              f"{certificates}?expires_within=30"),
+            ("Not renewed, expiring", expiring(now, timedelta(days=settings.CONFIG.expiry_notice_days[0]))
+             .filter(pk__in=certs.values("pk")).count(), reverse("web:expiring_list")),
             ("Revoked", certs.filter(status=Certificate.Status.REVOKED).count(), f"{certificates}?status=revoked"),
             ("Errors today", restricted(EnrollmentEvent, user).filter(
                 outcome=EnrollmentEvent.Outcome.ERROR, created__gte=today).count(), f"{log}?outcome=error"),
@@ -511,6 +525,28 @@ class CertificateMixin:
 class CertificateListView(CertificateMixin, ObjectListView):
     table = tables.CertificateTable
     filter_form = forms.CertificateFilterForm
+
+
+class ExpiringListView(CertificateMixin, ObjectListView):
+    """Certificates that lapse within the first expiry notice's horizon and were not renewed (what the expiry
+    notices mail about): who never logs on to a domain computer shows here, with when they last did."""
+
+    nav = "expiring"
+    title = "Expiring certificates (not renewed)"
+    table = tables.ExpiringTable
+
+    def get_queryset(self):
+        now = timezone.now()
+        horizon = timedelta(days=settings.CONFIG.expiry_notice_days[0])
+        notified = ExpiryNotice.objects.filter(certificate=OuterRef("pk"), sent_at__isnull=False).order_by("days")
+        return (
+            super()
+            .get_queryset()
+            .filter(pk__in=expiring(now, horizon).values("pk"))
+            .annotate(notified_days=Subquery(notified.values("days")[:1]),
+                      notified_at=Subquery(notified.values("sent_at")[:1]))  # fmt: skip
+            .order_by("not_after")
+        )
 
 
 class CertificateDetailView(CertificateMixin, RestrictedMixin, DetailView):
