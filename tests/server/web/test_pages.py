@@ -587,11 +587,11 @@ def test_the_dashboard_says_whether_each_ad_server_answered(client_a, tenant_a, 
     server = tenant_a.ad_server
     metrics.AD_SERVER_UP.clear()  # as a server that just started (other tests asked this address)
     page = client_a.get(reverse("web:dashboard")).content.decode()
-    assert f"{server.address}:{server.port}" in page and "not asked since the server started" in page
+    assert f"{server.address}:{server.effective_port}" in page and "not asked since the server started" in page
     assert reverse("web:adserver_edit", args=[tenant_b.ad_server.pk]) not in page  # another customer's
-    metrics.AD_SERVER_UP.labels(f"{server.address}:{server.port}").set(0)
+    metrics.AD_SERVER_UP.labels(f"{server.address}:{server.effective_port}").set(0)
     assert "not answering" in client_a.get(reverse("web:dashboard")).content.decode()
-    metrics.AD_SERVER_UP.labels(f"{server.address}:{server.port}").set(1)
+    metrics.AD_SERVER_UP.labels(f"{server.address}:{server.effective_port}").set(1)
     assert ">answering<" in client_a.get(reverse("web:dashboard")).content.decode()
 
 

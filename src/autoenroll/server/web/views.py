@@ -123,7 +123,7 @@ class DashboardView(RestrictedMixin, TemplateView):
         """Each AD server the user sees, and whether it answered the last request this server made to it
         (None: not asked since the server started); the same figure as /metrics' autoenroll_ad_server_up."""
         seen = metrics.ad_servers_seen()
-        return [(s, seen.get(f"{s.address}:{s.port}")) for s in restricted(ADServer, user).order_by("pk")]
+        return [(s, seen.get(f"{s.address}:{s.effective_port}")) for s in restricted(ADServer, user).order_by("pk")]
 
     @staticmethod
     def _totals(user, certs, valid, now) -> list[tuple[str, int, str]]:

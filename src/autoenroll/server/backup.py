@@ -1,0 +1,310 @@
+"""`autoenroll-server backup FILE` and `restore FILE`: come back after a lost disk with the CA and the record of
+what it issued.
+
+A backup is a gzip'd tar, written while the server serves:
+
+* the database as the database makes a consistent copy of itself: SQLite's online backup, or `pg_dump`
+  (one snapshot);
+* the files of the data directory that matter: the CA certificates and their keys (encrypted with the CA
+  passphrase, as on disk), the OCSP responders' keys (likewise), the TLS certificate, the admin's templates;
+* `secrets.enc`: Django's SECRET_KEY (it encrypts the AD login passwords in the database) and the TLS key,
+  encrypted with a key derived from the CA passphrase;
+* `manifest.json`: what was taken, for `restore` to check.
+
+Never the CA passphrase: without it a backup opens nothing. `restore` goes into an empty data directory (and
+an empty PostgreSQL database), needs the same passphrase, moves the CA key paths to the new directory, and
+continues each CA's CRL numbers above anything the lost server can have issued after the backup.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+
+from autoenroll import pki, version
+from autoenroll.server.config import ServerConfig
+
+FORMAT = 1
+#: Data directory entries a backup carries (besides the database and the secrets).
+DATA_ENTRIES = ("ca", "ocsp", "templates", "tls/server.pem")
+
+
+class BackupError(Exception):
+    """The backup cannot be made or restored; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    created: str
+    database: str
+    certificates: int
+    crl_numbers: dict[str, int]
+    data_dir: str
+
+    def as_json(self, salt: bytes) -> bytes:
+        return json.dumps({"format": FORMAT, "version": version(), "salt": base64.b64encode(salt).decode(),
+                           **self.__dict__}, indent=2).encode()  # fmt: skip
+
+
+def _cipher(passphrase: bytes, salt: bytes) -> Fernet:
+    kdf = PBKDF2HMAC(hashes.SHA256(), 32, salt, pki.PBKDF2_ITERATIONS)
+    return Fernet(base64.urlsafe_b64encode(kdf.derive(passphrase)))
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _pg_tool(name: str) -> str:
+    """pg_dump / pg_restore: on the PATH, or the newest of Debian's /usr/lib/postgresql/*/bin."""
+    found = shutil.which(name)
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
+    if candidates:
+        return str(candidates[-1])
+    if found:
+        return found
+    raise BackupError(f"{name} is not installed (Debian: apt install postgresql-client)")
+
+
+def backup(config: ServerConfig, target: Path) -> Manifest:
+    """Write the backup to `target` (mode 0600; replaced only once complete)."""
+    from autoenroll.server.certificates.models import CertificateAuthority
+
+    passphrase = config.ca_passphrase_bytes()
+    salt = os.urandom(16)
+    target = Path(target)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".backup-") as work:
+        work_dir = Path(work)
+        vendor = connection.vendor
+        database = work_dir / ("database.pgdump" if vendor == "postgresql" else "database.sqlite3")
+        if vendor == "postgresql":  # pg_dump dumps the snapshot the facts were read in
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("SELECT pg_export_snapshot()")
+                snapshot = cursor.fetchone()[0]
+                certificates, crl_numbers = _facts(cursor)
+                _pg_dump(config, database, snapshot)
+        else:  # the facts are read from the copy itself
+            _sqlite_backup(config, database)
+            with contextlib.closing(sqlite3.connect(database)) as copy:
+                certificates, crl_numbers = _facts(copy.cursor())
+        manifest = Manifest(
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            database=vendor,
+            certificates=certificates,
+            crl_numbers=crl_numbers,
+            data_dir=str(config.data_dir),
+        )
+        cas = list(CertificateAuthority.objects.order_by("pk"))
+        secrets = {"secret_key": config.secret_key_value()}
+        if config.tls_key_path.is_file():
+            secrets["tls_key"] = config.tls_key_path.read_text()
+        fd = os.open(work_dir / "backup.tar.gz", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            _add_bytes(tar, "manifest.json", manifest.as_json(salt))
+            tar.add(database, database.name)
+            _add_bytes(tar, "secrets.enc", _cipher(passphrase, salt).encrypt(json.dumps(secrets).encode()))
+            for entry in DATA_ENTRIES:
+                path = config.data_dir / entry
+                if path.exists():
+                    tar.add(path, f"files/{entry}", filter=_without_locks)
+            for ca in cas:  # keys kept outside the data directory (an HSM's URI is no file: the token is its backup)
+                key = Path(ca.key_path) if ca.key_path and not ca.key_path.startswith("pkcs11:") else None
+                if key is not None and key.is_file() and not key.is_relative_to(config.data_dir):
+                    tar.add(key, f"keys/{ca.name}.key")
+        os.replace(work_dir / "backup.tar.gz", target)
+    return manifest
+
+
+def _facts(cursor) -> tuple[int, dict[str, int]]:
+    """What the copy holds: its certificates and each CA's last CRL number."""
+    from autoenroll.server.certificates.models import Certificate, CertificateAuthority
+
+    cursor.execute(f"SELECT COUNT(*) FROM {Certificate._meta.db_table}")  # noqa: S608 - the model's table
+    certificates = cursor.fetchone()[0]
+    cursor.execute(f"SELECT name, crl_number FROM {CertificateAuthority._meta.db_table}")  # noqa: S608
+    return certificates, dict(cursor.fetchall())
+
+
+def _without_locks(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    return None if info.name.endswith("/.lock") else info
+
+
+def _sqlite_backup(config: ServerConfig, database: Path) -> None:
+    """SQLite's online backup API: a consistent copy while other processes write."""
+    source = sqlite3.connect(_sqlite_path(config))
+    copy = sqlite3.connect(database)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+
+
+def _pg_dump(config: ServerConfig, database: Path, snapshot: str) -> None:
+    done = subprocess.run(
+        [_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--snapshot={snapshot}", f"--file={database}",
+         f"--dbname={_pg_url(config)}"],
+        capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise BackupError(f"pg_dump failed: {done.stderr.strip()[-1000:]}")
+
+
+def _pg_url(config: ServerConfig) -> str:
+    url = config.effective_database_url
+    return "postgresql://" + url.split("://", 1)[1]  # libpq knows postgresql:// and postgres://
+
+
+# --- restore -------------------------------------------------------------------------------------------------
+
+
+def restore(config: ServerConfig, source: Path) -> dict:
+    """Restore `source` into this (empty) data directory and database; returns the manifest."""
+    from autoenroll.server.certificates.models import Certificate, CertificateAuthority
+
+    with tarfile.open(source, "r:gz") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        if manifest.get("format") != FORMAT:
+            raise BackupError(f"{source} is not an autoenroll backup of format {FORMAT}")
+        if manifest["database"] != connection.vendor:
+            raise BackupError(
+                f"the backup holds a {manifest['database']} database and this server uses {connection.vendor}: "
+                "restore into the same kind of database"
+            )
+        _check_empty(config)
+        try:
+            secrets = json.loads(
+                _cipher(config.ca_passphrase_bytes(), base64.b64decode(manifest["salt"])).decrypt(
+                    tar.extractfile("secrets.enc").read()
+                )
+            )
+        except InvalidToken:
+            raise BackupError("the CA passphrase does not open this backup: use the passphrase of its server") from None
+        if config.secret_key is not None and config.secret_key.get_secret_value() != secrets["secret_key"]:
+            raise BackupError(
+                "AUTOENROLL_SECRET_KEY differs from the backed-up server's: the AD passwords in the database "
+                "would not decrypt; unset it (the backup's is restored) or set the old value"
+            )
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            for member in tar.getmembers():
+                if member.name.startswith(("files/", "keys/")):
+                    tar.extract(member, _staging(config), filter="data")
+            database = tar.extractfile(
+                "database.pgdump" if manifest["database"] == "postgresql" else "database.sqlite3"
+            )
+            _restore_database(config, database, manifest["database"])
+        except BaseException:
+            shutil.rmtree(_staging(config), ignore_errors=True)  # the files only go in with the database
+            raise
+    _place_files(config, secrets)
+    connection.close()
+    call_command("migrate", verbosity=0)  # a backup of an older version gets this version's schema
+    old_dir = Path(manifest["data_dir"])
+    for ca in CertificateAuthority.objects.all():
+        moved = _moved_key(config, ca.name, ca.key_path, old_dir)
+        if moved is not None:
+            CertificateAuthority.objects.filter(pk=ca.pk).update(key_path=str(moved))
+    # CRL numbers never go back: the lost server may have issued CRLs after the backup; continue above any
+    # number it can have reached, from the Unix time of the restore.
+    CertificateAuthority.objects.update(crl_number=Greatest(F("crl_number"), int(time.time())))
+    restored = Certificate.objects.count()
+    if restored != manifest["certificates"]:
+        raise BackupError(f"restored {restored} certificates, the backup says {manifest['certificates']}")
+    return manifest
+
+
+def _staging(config: ServerConfig) -> Path:
+    return config.data_dir / ".restore"
+
+
+def _sqlite_path(config: ServerConfig) -> Path:
+    return Path(config.effective_database_url.removeprefix("sqlite:///"))
+
+
+def _check_empty(config: ServerConfig) -> None:
+    if connection.vendor == "sqlite":  # (asking SQLite for its tables would create the file)
+        path = _sqlite_path(config)
+        not_empty = path.exists() and path.stat().st_size > 0
+    else:
+        not_empty = bool(connection.introspection.table_names())
+    if not_empty:
+        raise BackupError("the database is not empty: restore into a new data directory and an empty database")
+    for entry in DATA_ENTRIES:  # (not secret_key: loading the settings generated one for this process)
+        if (config.data_dir / entry).exists():
+            raise BackupError(f"{config.data_dir / entry} exists: restore into an empty data directory")
+
+
+def _restore_database(config: ServerConfig, database, vendor: str) -> None:
+    connection.close()
+    if vendor == "postgresql":
+        with tempfile.NamedTemporaryFile(dir=config.data_dir, suffix=".pgdump") as dump:
+            shutil.copyfileobj(database, dump)
+            dump.flush()
+            done = subprocess.run(
+                [_pg_tool("pg_restore"), "--no-owner", "--exit-on-error", "--single-transaction",
+                 f"--dbname={_pg_url(config)}", dump.name],
+                capture_output=True, text=True, timeout=3600,
+            )  # fmt: skip
+        if done.returncode != 0:
+            raise BackupError(f"pg_restore failed: {done.stderr.strip()[-1000:]}")
+        return
+    path = _sqlite_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as out:  # created 0600
+        shutil.copyfileobj(database, out)
+    os.replace(out.name, path)
+
+
+def _place_files(config: ServerConfig, secrets: dict) -> None:
+    staging = _staging(config)
+    for entry in DATA_ENTRIES:
+        path = staging / "files" / entry
+        if path.exists():
+            (config.data_dir / entry).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.replace(path, config.data_dir / entry)
+    if (staging / "keys").exists():
+        (config.data_dir / "ca").mkdir(exist_ok=True, mode=0o700)
+        for key in (staging / "keys").iterdir():
+            os.replace(key, config.data_dir / "ca" / key.name)
+    shutil.rmtree(staging)
+    for name, text in (("secret_key", secrets["secret_key"] + "\n"), ("tls/server.key", secrets.get("tls_key"))):
+        if text:
+            path = config.data_dir / name
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as out:  # created 0600
+                out.write(text)
+            os.replace(out.name, path)
+
+
+def _moved_key(config: ServerConfig, ca_name: str, key_path: str, old_dir: Path) -> Path | None:
+    """Where a CA's key file is after the restore (None: not a file, an HSM's URI)."""
+    if not key_path or key_path.startswith("pkcs11:"):
+        return None
+    old = Path(key_path)
+    if old.is_relative_to(old_dir):
+        return config.data_dir / old.relative_to(old_dir)
+    return config.data_dir / "ca" / f"{ca_name}.key"

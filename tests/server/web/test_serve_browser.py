@@ -1,0 +1,70 @@
+"""The admin pages in Chromium against the real `autoenroll-server serve` (gunicorn, WhiteNoise), as an admin
+meets them after the README's commands: not Django's test server, which serves static files by itself and
+hid once that `serve` answered 404 for every stylesheet."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from autoenroll.testbed.server import SERVER_HOST, start_server
+
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, shot
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [
+    pytest.mark.samba,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed"),
+    pytest.mark.skipif(
+        os.environ.get("AUTOENROLL_DATABASE_URL", "").startswith("postgresql"),
+        reason="runs against a real server with its own database, once (SQLite phase)",
+    ),
+]
+
+PASSWORD = "Admin-Passw0rd-For-Serve"
+NAV_DISPLAY = """getComputedStyle(document.querySelector('nav[aria-label="Main"] > ul')).display"""
+
+
+@pytest.fixture(scope="module")
+def live(samba_ad, tmp_path_factory):
+    work = tmp_path_factory.mktemp("serve-browser")
+    with start_server(work, samba_ad, customer="acme", env={"HOME": str(work)}, workers=1) as server:
+        server.cli("admins", "add", "root", "--super", "--password-file", "-", input_text=PASSWORD + "\n")
+        yield server
+
+
+def test_an_admin_signs_in_and_every_page_is_styled(live):
+    args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {SERVER_HOST} 127.0.0.1"]
+    base = f"https://{SERVER_HOST}:{live.port}"
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True, timeout=TIMEOUT_MS)
+        try:
+            context = browser.new_context(ignore_https_errors=True)  # the test bed's root is not the browser's
+            context.set_default_timeout(TIMEOUT_MS)
+            page = context.new_page()
+            failed = []
+            page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+            page.goto(f"{base}/login/")
+            page.fill("#id_username", "root")
+            page.fill("#id_password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/")
+            for path, heading in (
+                ("/", "Dashboard"),
+                ("/certificates/expiring/", "Expiring certificates"),
+                ("/persons/", "Persons"),
+                ("/settings/adservers/", "AD Server"),
+            ):
+                page.goto(base + path)
+                assert heading.lower() in page.inner_text("h1").lower(), (path, page.inner_text("h1"))
+                # The stylesheet applied: the navigation is laid out by style.css, not the browser's defaults.
+                display = page.evaluate(NAV_DISPLAY)
+                assert display == "flex", (path, display)
+                if path == "/certificates/expiring/":
+                    shot(page, "90-serve-expiring")
+            assert not failed, failed
+        finally:
+            browser.close()
