@@ -43,6 +43,16 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed"),
 ]
+#: The marks of a browser test against a real `serve` of its own (with the test AD): run once, in the
+#: SQLite phase of scripts/test.
+ON_REAL_SERVE = [
+    pytest.mark.samba,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed"),
+    pytest.mark.skipif(
+        os.environ.get("AUTOENROLL_DATABASE_URL", "").startswith("postgresql"),
+        reason="runs against a real server with its own database, once (SQLite phase)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

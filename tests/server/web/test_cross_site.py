@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import threading
 
 import pytest
@@ -26,18 +25,11 @@ import pytest
 from autoenroll.testbed.server import SERVER_HOST, start_server
 from enroll_helpers import make_csr
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, ON_REAL_SERVE, TIMEOUT_MS
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.samba,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed"),
-    pytest.mark.skipif(
-        os.environ.get("AUTOENROLL_DATABASE_URL", "").startswith("postgresql"),
-        reason="runs against a real server with its own database, once (SQLite phase)",
-    ),
-]
+pytestmark = ON_REAL_SERVE
 
 
 def _attack_page(target: str, csr: str) -> str:

@@ -4,25 +4,15 @@ hid once that `serve` answered 404 for every stylesheet."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from autoenroll.testbed.server import SERVER_HOST, start_server
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, shot
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, ON_REAL_SERVE, TIMEOUT_MS, shot
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.samba,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed"),
-    pytest.mark.skipif(
-        os.environ.get("AUTOENROLL_DATABASE_URL", "").startswith("postgresql"),
-        reason="runs against a real server with its own database, once (SQLite phase)",
-    ),
-]
+pytestmark = ON_REAL_SERVE
 
 PASSWORD = "Admin-Passw0rd-For-Serve"
 NAV_DISPLAY = """getComputedStyle(document.querySelector('nav[aria-label="Main"] > ul')).display"""
