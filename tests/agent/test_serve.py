@@ -82,3 +82,18 @@ def test_prometheus_scrapes_the_metrics_of_every_worker(server, make_user, samba
     assert list(up.values()) == [1] and next(iter(up)).startswith(f"{samba_ad.ip}:"), up
     cas = {dict(labels)["role"] for name, labels in seen if name == "autoenroll_ca_not_after_seconds"}
     assert cas == {"root", "issuing"}
+
+
+def test_the_audit_trail_of_a_real_logon_verifies(server, make_user, samba_ad):
+    """serve runs the sealer; an agent's logon ends up chained, signed and intact."""
+    samba_ad.add_user("audit1", "Passw0rd!Audit1", mail="audit1@test.com")
+    user = make_user("audit1")
+    assert user.run("run").returncode == 0, user.log_text()[-2000:]
+    for _ in range(30):
+        if "another server" not in server.cli("audit", "seal"):
+            break
+        time.sleep(1)
+    printed = server.cli("audit", "verify")
+    assert printed.startswith("intact:") and " 0 records" not in printed, printed
+    exported = server.cli("audit", "export").splitlines()
+    assert any('"subject":"enrollment event' in line and "audit1@TEST.COM" in line for line in exported)

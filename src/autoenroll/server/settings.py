@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "autoenroll.server.enrollment",
     "autoenroll.server.ces",
     "autoenroll.server.notices",
+    "autoenroll.server.audit",
     "autoenroll.server.web",
     "autoenroll.server.api",
 ]

@@ -4,25 +4,45 @@ from __future__ import annotations
 
 import logging
 
+from django.utils import timezone
+
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server import metrics
+from autoenroll.server.audit import trail
 
 from .models import EnrollmentEvent
 
 log = logging.getLogger("autoenroll.enrollment")
 
 
-def event(step: str, principal: str, *, error: EnrollmentError | None = None, message: str = "", **refs):
-    """An event row, not yet saved: a success, or a refusal with the guide's number and the reason."""
-    return EnrollmentEvent(
+def event(
+    step: str,
+    principal: str,
+    *,
+    error: EnrollmentError | None = None,
+    message: str = "",
+    outcome: str | None = None,
+    **refs,
+) -> EnrollmentEvent:
+    """An event row, not yet saved: a success, a refusal with the guide's number and the reason, or `outcome`
+    (pending). Written with its MAC for the audit trail (audit.trail.event_mac)."""
+    row = EnrollmentEvent(
+        created=timezone.now(),
         step=step,
-        outcome=EnrollmentEvent.Outcome.ERROR if error else EnrollmentEvent.Outcome.SUCCESS,
+        outcome=outcome or (EnrollmentEvent.Outcome.ERROR if error else EnrollmentEvent.Outcome.SUCCESS),
         error_code=error.code if error else None,
         message=(error.message if error else message)[:500],
         detail=error.detail[:4000] if error else "",
         principal=principal,
         **refs,
     )
+    if row.remote_addr:  # as the database will store it (IPv6 written out), so the MAC matches what is read back
+        row.remote_addr = _REMOTE_ADDR.get_prep_value(row.remote_addr)
+    row.mac = trail.event_mac(row)
+    return row
+
+
+_REMOTE_ADDR = EnrollmentEvent._meta.get_field("remote_addr")
 
 
 def record_success(step: str, principal: str, **refs) -> EnrollmentEvent:

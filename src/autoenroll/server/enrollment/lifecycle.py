@@ -182,13 +182,18 @@ _INSTALLED = (
 
 
 def supersede(
-    installed: Certificate, replaced: Certificate | None, *, by: str, remote_addr: str | None = None
+    installed: Certificate,
+    replaced: Certificate | None,
+    *,
+    by: str,
+    remote_addr: str | None = None,
+    message: str = "",
 ) -> bool:
     """The agent installed `installed`: record it (with the status event), and revoke `replaced`
     (superseded), once. Idempotent: reporting again, or after `replaced` was revoked already, changes
     nothing and is not an error. Returns whether this call revoked `replaced`."""
     person = installed.person
-    reported = _event_row(Step.STATUS, person, certificate=installed, remote_addr=remote_addr)
+    reported = _event_row(Step.STATUS, person, certificate=installed, remote_addr=remote_addr, message=message)
     with transaction.atomic(savepoint=False):  # the caller's transaction when there is one
         with connection.cursor() as cursor:
             cursor.execute(_INSTALLED, [timezone.now(), replaced.pk if replaced else None, installed.pk])

@@ -6,6 +6,7 @@ import uuid
 
 from cryptography import x509
 from django.db import models
+from django.utils import timezone
 
 from autoenroll.protocol import CATALOGUE
 from autoenroll.server.certificates.models import Certificate
@@ -26,7 +27,7 @@ class EnrollmentEvent(models.Model):
         ERROR = "error", "Error"
         PENDING = "pending", "Pending"
 
-    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
     step = models.CharField(max_length=16, choices=Step.choices)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     error_code = models.PositiveSmallIntegerField(
@@ -42,6 +43,9 @@ class EnrollmentEvent(models.Model):
         Certificate, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    mac = models.CharField(
+        max_length=64, blank=True, help_text="HMAC of the content, written by the server (audit trail)."
+    )
 
     class Meta:
         ordering = ["-created", "-pk"]

@@ -34,7 +34,7 @@ from autoenroll.server.directory.sync import read_user, store_person
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Customer, Organization
 
-from . import configuration, lifecycle
+from . import configuration, events, lifecycle
 from .configuration import Configuration
 from .events import record_error, record_success
 from .models import EnrollmentEvent, EnrollmentRequest
@@ -384,16 +384,16 @@ def _request_row(person: Person, org: Organization | None, csr_text: str, templa
 def _hold(caller: Caller, person: Person, org: Organization | None, csr_text: str, template=None) -> EnrollmentRequest:
     """A customer that requires approval: the request waits, and says so in the log."""
     request = _request_row(person, org, csr_text, template)
-    EnrollmentEvent.objects.create(
-        step=Step.ENROLL,
+    events.event(
+        Step.ENROLL,
+        caller.principal,
         outcome=EnrollmentEvent.Outcome.PENDING,
-        principal=caller.principal,
         customer=person.customer,
         organization=org,
         person=person,
         remote_addr=caller.remote_addr,
         message="waiting for approval",
-    )
+    ).save(force_insert=True)
     metrics.count_step(Step.ENROLL, outcome=EnrollmentEvent.Outcome.PENDING)
     return request
 
@@ -611,7 +611,12 @@ def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> 
     installed = mine.get(serial)
     if installed is None or installed.state != "issued":
         raise EnrollmentError(24, f"no valid certificate {serial} of {caller.principal}")
-    replaced = mine.get(old_serial) if old_serial else None
+    replaced, note = mine.get(old_serial) if old_serial else None, ""
+    if old_serial and replaced is None and not Certificate.objects.filter(serial=old_serial).exists():
+        # Never issued here: held since before a restore from backup, or from another CA. Nothing to revoke;
+        # the installation is real and is recorded (refusing it would fail this agent's every renewal).
+        note = f"replaced certificate {old_serial} is unknown here: nothing to revoke"
+        old_serial = None
     if old_serial and (replaced is None or replaced.ca_id != installed.ca_id):
         raise EnrollmentError(24, f"{old_serial} is not a certificate of {caller.principal}")
     installed.person = person  # its events and AD entry are the person's, as loaded here
@@ -619,7 +624,7 @@ def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> 
         replaced.person = person
     try:  # the report's event commits with what it did (supersede records it)
         revoked = lifecycle.supersede(
-            installed, replaced, by=f"renewal by {caller.principal}", remote_addr=caller.remote_addr
+            installed, replaced, by=f"renewal by {caller.principal}", remote_addr=caller.remote_addr, message=note
         )
     except DatabaseError as exc:
         raise EnrollmentError(23, f"{type(exc).__name__}: {exc}") from None

@@ -24,6 +24,7 @@ from autoenroll.server.startup import prepare_kerberos
 #: OCSP answers at once, the S/MIME BRs allow 24 hours for the CRL) and before nextUpdate (they live 7 days).
 CRL_WATCH_SECONDS = 30
 NOTIFY_WATCH_SECONDS = 600
+AUDIT_WATCH_SECONDS = 60
 
 
 class _Gunicorn(BaseApplication):
@@ -159,6 +160,7 @@ class Command(BaseCommand):
                 )
             )
             children.append(_child("crl", "--watch", str(CRL_WATCH_SECONDS)))
+            children.append(_child("audit", "seal", "--watch", str(AUDIT_WATCH_SECONDS)))
             if config.smtp_host:  # checks the SMTP server at once, then mails what is due every few minutes
                 children.append(_child("notify", "--watch", str(NOTIFY_WATCH_SECONDS)))
         self.stdout.write(f"serving {config.public_url} on https://{opts['bind'][0]} with {workers} workers")

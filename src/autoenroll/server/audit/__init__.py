@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail: enrollment events and configuration changes, chained and signed."""

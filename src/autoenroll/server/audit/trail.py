@@ -1,0 +1,267 @@
+"""Writing, sealing and verifying the audit trail.
+
+* Every enrollment event carries, from the moment it is written, an HMAC of its content keyed by the
+  server's SECRET_KEY (`event_mac`, called by `enrollment.events`): no hot-path lock, a few microseconds.
+* Every configuration change (customers, domains, organizations, AD servers, realms, CAs, administrators)
+  is written as an audit record in the change's transaction (`watch_configuration`).
+* The sealer (`seal`, run by `serve` every minute, one server at a time) copies new events into the
+  trail, chains the records not chained yet (`hash` = SHA-256(previous hash + MAC)) and signs a checkpoint
+  of the chain's end with the issuing CA's key.
+* `verify` walks the chain and names the first record changed, deleted or inserted behind the server's
+  back, and every enrollment event that no longer matches its copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+
+from autoenroll import pki
+from autoenroll.server.config import ServerConfig
+from autoenroll.server.utils.exclusive import one_at_a_time
+
+from .models import AuditCheckpoint, AuditRecord
+
+GENESIS = "0" * 64
+#: Events copied and records chained per sealing transaction.
+BATCH = 5_000
+#: How long an event may wait for the sealer before `verify` says it is missing from the trail.
+SEALING_GRACE = dt.timedelta(hours=1)
+
+
+@cache
+def _key(secret_key: str) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"autoenroll audit trail v1").derive(secret_key.encode())
+
+
+def _mac(*parts: object) -> str:
+    text = "\x1f".join("" if p is None else str(p) for p in parts)
+    return hmac.new(_key(settings.SECRET_KEY), text.encode(), hashlib.sha256).hexdigest()
+
+
+def event_mac(event) -> str:
+    """The MAC an enrollment event is written with (its id is not known yet, so it is not in it)."""
+    return _mac(
+        "event", event.created.isoformat(), event.step, event.outcome, event.error_code, event.principal,
+        event.customer_id, event.organization_id, event.person_id, event.certificate_id, event.remote_addr,
+        event.message, event.detail,
+    )  # fmt: skip
+
+
+def _record_mac(record: AuditRecord) -> str:
+    return _mac("record", record.kind, record.created.isoformat(), record.subject, record.data)
+
+
+def _chained(prev: str, mac: str) -> str:
+    return hashlib.sha256((prev + mac).encode()).hexdigest()
+
+
+def _canonical(data: dict) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+# --- configuration changes -----------------------------------------------------------------------------------
+
+
+def _audited_models() -> tuple:
+    from autoenroll.server.enrollment.configuration import WATCHED
+    from autoenroll.server.tenants.models import CustomerAdmin
+
+    return (*WATCHED, CustomerAdmin)
+
+
+def _fields(instance) -> dict:
+    """The row's values, secrets left out (an encrypted field says only that it is set)."""
+    from autoenroll.server.utils.fields import EncryptedTextField
+
+    values = {}
+    for f in instance._meta.concrete_fields:
+        value = getattr(instance, f.attname)
+        values[f.attname] = ("(set)" if value else "") if isinstance(f, EncryptedTextField) else value
+    return values
+
+
+def record_change(sender, instance, created: bool | None = None, **kwargs) -> None:
+    """Signal receiver: a configuration row was saved or deleted (in the change's transaction)."""
+    action = "deleted" if created is None else ("created" if created else "changed")
+    record = AuditRecord(
+        created=timezone.now(),
+        kind="config",
+        subject=f"{sender._meta.label} {instance.pk} {action}",
+        data=_canonical(_fields(instance)),
+    )
+    record.mac = _record_mac(record)
+    record.save(force_insert=True)
+
+
+def watch_configuration() -> None:
+    for model in _audited_models():
+        post_save.connect(record_change, sender=model, dispatch_uid=f"audit-save-{model._meta.label}")
+        post_delete.connect(record_change, sender=model, dispatch_uid=f"audit-delete-{model._meta.label}")
+
+
+# --- sealing -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SealReport:
+    copied: int = 0
+    chained: int = 0
+    checkpoint: int | None = None
+    elsewhere: bool = False
+
+
+def _event_data(event) -> dict:
+    return {
+        "id": event.pk, "created": event.created.isoformat(), "step": event.step, "outcome": event.outcome,
+        "error_code": event.error_code, "principal": event.principal, "customer_id": event.customer_id,
+        "organization_id": event.organization_id, "person_id": event.person_id,
+        "certificate_id": event.certificate_id, "remote_addr": event.remote_addr, "message": event.message,
+        "detail": event.detail, "mac": event.mac,
+    }  # fmt: skip
+
+
+def seal(config: ServerConfig | None = None) -> SealReport:
+    """Copy the new events, chain what is not chained, sign a checkpoint; one server at a time."""
+    from autoenroll.server.certificates import authority
+    from autoenroll.server.enrollment.models import EnrollmentEvent
+
+    config = config or settings.CONFIG
+    with one_at_a_time(config.data_dir, "audit", wait=False) as mine:
+        if not mine:
+            return SealReport(elsewhere=True)
+        report = SealReport()
+        with transaction.atomic():
+            copied = AuditRecord.objects.filter(event_id=OuterRef("pk"))
+            for event in EnrollmentEvent.objects.filter(~Exists(copied)).order_by("pk")[:BATCH]:
+                record = AuditRecord(
+                    created=event.created, kind="event", subject=f"enrollment event {event.pk}",
+                    data=_canonical(_event_data(event)), event_id=event.pk,
+                )  # fmt: skip
+                record.mac = _record_mac(record)
+                record.save(force_insert=True)
+                report.copied += 1
+            last = AuditRecord.objects.filter(position__isnull=False).order_by("-position").first()
+            prev, position = (last.hash, last.position) if last else (GENESIS, 0)
+            pending = list(AuditRecord.objects.filter(position__isnull=True).order_by("pk")[:BATCH])
+            for record in pending:
+                position += 1
+                record.position, record.prev, record.hash = position, prev, _chained(prev, record.mac)
+                prev = record.hash
+            AuditRecord.objects.bulk_update(pending, ["position", "prev", "hash"])
+            report.chained = len(pending)
+            if pending:
+                ca = authority.issuing_ca()
+                checkpoint = AuditCheckpoint(position=position, hash=prev, created=timezone.now(), ca=ca)
+                backend = authority.backend_for(ca, config.ca_passphrase_bytes())
+                checkpoint.signature = backend.sign_data(checkpoint.signed_text())
+                checkpoint.save(force_insert=True)
+                report.checkpoint = position
+        return report
+
+
+# --- verifying -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    records: int = 0
+    checkpoints: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def verify(now: dt.datetime | None = None) -> VerifyReport:
+    """Walk the chain from its start; every problem, the first one first."""
+    from autoenroll.server.enrollment.models import EnrollmentEvent
+
+    now = now or timezone.now()
+    report = VerifyReport()
+    signed_at = set(AuditCheckpoint.objects.values_list("position", flat=True))
+    hashes_at: dict[int, str] = {}  # the chain's hash where a checkpoint signed it
+    prev, expected = GENESIS, 1
+    for record in AuditRecord.objects.filter(position__isnull=False).order_by("position").iterator():
+        report.records += 1
+        where = f"record #{record.position} ({record.subject})"
+        if record.position != expected:
+            report.problems.append(f"records #{expected} to #{record.position - 1} were deleted (before {where})")
+        elif record.mac != _record_mac(record):
+            report.problems.append(f"{where} was changed: its content does not match its MAC")
+        elif record.prev != prev or record.hash != _chained(record.prev, record.mac):
+            report.problems.append(f"{where} does not follow the record before it: inserted or rewritten")
+        prev, expected = record.hash, record.position + 1
+        if record.position in signed_at:
+            hashes_at[record.position] = record.hash
+        if record.kind == "event":
+            report.problems.extend(_check_event(record))
+    for record in AuditRecord.objects.filter(position__isnull=True, created__lt=now - SEALING_GRACE):
+        report.problems.append(f"record {record.pk} ({record.subject}) is in no chain: inserted behind the server")
+    report.problems.extend(_check_checkpoints(hashes_at, report))
+    copied = AuditRecord.objects.filter(event_id=OuterRef("pk"))
+    for event in EnrollmentEvent.objects.filter(~Exists(copied), created__lt=now - SEALING_GRACE).order_by("pk"):
+        report.problems.append(f"enrollment event {event.pk} is not in the audit trail: inserted behind the server")
+    return report
+
+
+def _check_event(record: AuditRecord) -> Iterator[str]:
+    from autoenroll.server.enrollment.models import EnrollmentEvent
+
+    copy = json.loads(record.data)
+    event = EnrollmentEvent.objects.filter(pk=record.event_id).first()
+    if event is None:
+        yield f"enrollment event {record.event_id} was deleted (its copy is record #{record.position})"
+    elif _canonical(_event_data(event)) != record.data:
+        yield f"enrollment event {record.event_id} was changed after it was recorded (record #{record.position})"
+    elif copy["mac"] != event_mac(event):
+        yield f"enrollment event {record.event_id} was not written by the server: its MAC is wrong"
+
+
+def _check_checkpoints(hashes_at: dict[int, str], report: VerifyReport) -> Iterator[str]:
+    keys: dict[int, object] = {}
+    for checkpoint in AuditCheckpoint.objects.select_related("ca").order_by("position"):
+        report.checkpoints += 1
+        key = keys.setdefault(
+            checkpoint.ca_id, x509.load_pem_x509_certificate(checkpoint.ca.certificate_pem.encode()).public_key()
+        )
+        try:
+            pki.verify_data(key, bytes(checkpoint.signature), checkpoint.signed_text())
+        except InvalidSignature:
+            yield f"checkpoint at #{checkpoint.position} is not signed by {checkpoint.ca.name}: forged"
+            continue
+        if hashes_at.get(checkpoint.position) != checkpoint.hash:
+            yield f"the chain up to #{checkpoint.position} is not the one signed at {checkpoint.created:%Y-%m-%d %H:%M}"
+
+
+def export() -> Iterator[str]:
+    """The trail as JSON lines, for a SIEM: each record in chain order, then the checkpoints."""
+    for record in AuditRecord.objects.filter(position__isnull=False).order_by("position").iterator():
+        yield _canonical({
+            "type": "record", "position": record.position, "created": record.created.isoformat(),
+            "kind": record.kind, "subject": record.subject, "data": json.loads(record.data), "mac": record.mac,
+            "prev": record.prev, "hash": record.hash,
+        })  # fmt: skip
+    for checkpoint in AuditCheckpoint.objects.select_related("ca").order_by("position"):
+        yield _canonical({
+            "type": "checkpoint", "position": checkpoint.position, "hash": checkpoint.hash,
+            "created": checkpoint.created.isoformat(), "ca": checkpoint.ca.name,
+            "signature": base64.b64encode(bytes(checkpoint.signature)).decode(),
+        })  # fmt: skip

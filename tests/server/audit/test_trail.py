@@ -1,0 +1,131 @@
+"""The audit trail: what the server writes is chained and signed; rows changed, deleted or inserted behind its
+back (straight SQL through the ORM's update/delete/create, as someone with database access would) are named."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from autoenroll.protocol import EnrollmentError
+from autoenroll.server.audit import trail
+from autoenroll.server.audit.models import AuditCheckpoint, AuditRecord
+from autoenroll.server.enrollment import events
+from autoenroll.server.enrollment.models import EnrollmentEvent
+from autoenroll.server.tenants.models import Customer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sealed(ca, acme):
+    """A customer changed twice and four enrollment events, sealed in two rounds (two checkpoints)."""
+    events.record_success("sync", "ann@TEST.COM", customer=acme, remote_addr="::ffff:10.0.0.1")
+    events.record_error("enroll", "ann@TEST.COM", EnrollmentError(18, "mail mismatch"), customer=acme)
+    assert trail.seal().checkpoint is not None
+    Customer.objects.filter(pk=acme.pk).first().save()  # an admin's Save: a configuration change
+    events.record_success("enroll", "bob@TEST.COM", customer=acme, remote_addr="10.0.0.2")
+    events.record_success("status", "bob@TEST.COM", customer=acme)
+    assert trail.seal().chained >= 3
+    report = trail.verify()
+    assert report.intact, report.problems
+    return report
+
+
+def first_problem() -> str:
+    report = trail.verify(now=timezone.now() + dt.timedelta(days=1))  # past the sealing grace
+    assert not report.intact
+    return report.problems[0]
+
+
+def test_events_and_configuration_changes_are_chained_and_signed(sealed):
+    kinds = list(AuditRecord.objects.order_by("position").values_list("kind", flat=True))
+    assert kinds.count("event") == 4 and kinds.count("config") >= 2  # the customer's creation and its Save
+    assert list(AuditRecord.objects.order_by("position").values_list("position", flat=True)) == list(
+        range(1, len(kinds) + 1)
+    )
+    assert sealed.checkpoints == 2 and trail.seal().chained == 0  # nothing new: no checkpoint either
+    assert EnrollmentEvent.objects.exclude(mac="").count() == 4
+
+
+def test_export_is_json_lines_a_siem_can_check(sealed):
+    lines = [json.loads(line) for line in trail.export()]
+    records = [r for r in lines if r["type"] == "record"]
+    assert [r["position"] for r in records] == list(range(1, len(records) + 1))
+    prev = trail.GENESIS
+    for r in records:  # the chain checks out from the export alone
+        assert r["prev"] == prev and r["hash"] == hashlib.sha256((prev + r["mac"]).encode()).hexdigest()
+        prev = r["hash"]
+    assert lines[-1]["type"] == "checkpoint" and lines[-1]["hash"] == prev and lines[-1]["signature"]
+
+
+def _record_of(outcome: str) -> AuditRecord:
+    return AuditRecord.objects.get(event_id=EnrollmentEvent.objects.get(outcome=outcome).pk)
+
+
+def test_a_changed_record_is_named(sealed):
+    record = _record_of("error")
+    AuditRecord.objects.filter(pk=record.pk).update(data=record.data.replace("mail mismatch", "all fine"))
+    assert (
+        first_problem() == f"record #{record.position} ({record.subject}) was changed: its content does not "
+        "match its MAC"
+    )
+
+
+def test_a_deleted_record_is_named(sealed):
+    AuditRecord.objects.filter(position=3).delete()
+    assert first_problem().startswith("records #3 to #3 were deleted")
+
+
+def test_an_inserted_record_is_named(sealed):
+    last = AuditRecord.objects.order_by("-position").first()
+    AuditRecord.objects.create(created=timezone.now(), kind="config", subject="tenants.Customer 1 changed",
+                               data="{}", mac="0" * 64, position=last.position + 1, prev=last.hash,
+                               hash=hashlib.sha256((last.hash + "0" * 64).encode()).hexdigest())  # fmt: skip
+    AuditRecord.objects.create(created=timezone.now(), kind="config", subject="forged", data="{}", mac="1" * 64)
+    report = trail.verify(now=timezone.now() + dt.timedelta(days=1))
+    assert f"record #{last.position + 1} (tenants.Customer 1 changed) was changed" in report.problems[0]
+    assert any("(forged) is in no chain" in p for p in report.problems)
+
+
+def test_the_enrollment_log_edited_deleted_or_forged_is_named(sealed):
+    ann, error, bob, status = EnrollmentEvent.objects.order_by("pk")
+    EnrollmentEvent.objects.filter(pk=error.pk).update(error_code=None, outcome="success")
+    EnrollmentEvent.objects.filter(pk=status.pk).delete()
+    forged = EnrollmentEvent.objects.create(step="enroll", outcome="success", principal="eve@TEST.COM")
+    problems = trail.verify(now=timezone.now() + dt.timedelta(days=1)).problems
+    assert f"enrollment event {error.pk} was changed after it was recorded" in " ".join(problems)
+    assert f"enrollment event {status.pk} was deleted" in " ".join(problems)
+    assert f"enrollment event {forged.pk} is not in the audit trail" in " ".join(problems)
+    trail.seal()  # the sealer copies the forged row like any other: its missing MAC still gives it away
+    problems = trail.verify(now=timezone.now() + dt.timedelta(days=1)).problems
+    assert f"enrollment event {forged.pk} was not written by the server" in " ".join(problems)
+
+
+def test_a_chain_rewritten_with_the_secret_key_still_fails_its_signed_checkpoints(sealed):
+    """Someone with SECRET_KEY recomputes every MAC and hash after changing a record; the checkpoints were
+    signed with the CA key, which needs the passphrase."""
+    record = _record_of("error")
+    record.data = record.data.replace("ann@TEST.COM", "mallory@TEST.COM")
+    record.mac = trail._record_mac(record)
+    prev = record.prev
+    for r in [record, *AuditRecord.objects.filter(position__gt=record.position).order_by("position")]:
+        r.prev, r.hash = prev, trail._chained(prev, r.mac)
+        prev = r.hash
+        r.save()
+    problems = trail.verify().problems
+    assert any("is not the one signed" in p for p in problems), problems
+    AuditCheckpoint.objects.update(hash=prev)  # and the checkpoints too: their signatures no longer match
+    assert any("is not signed by" in p for p in trail.verify().problems)
+
+
+def test_the_command_says_intact_or_names_the_first_problem(sealed, capsys):
+    call_command("audit", "verify")
+    assert "intact:" in capsys.readouterr().out
+    AuditRecord.objects.filter(position=1).delete()
+    with pytest.raises(Exception, match="tampered with: .* first: records #1 to #1 were deleted"):
+        call_command("audit", "verify")
