@@ -11,9 +11,11 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from autoenroll import pki
+from autoenroll.protocol import EnrollmentError
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory.models import ADServer, Person
+from autoenroll.server.enrollment import events
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Customer, CustomerAdmin, EmailDomain, Organization
@@ -72,14 +74,8 @@ def make_tenant(uri: str, mail_domain: str) -> Tenant:
     )
     key = pki.generate_private_key("ec-p256")
     cert = authority.issue_smime(django_settings.CONFIG, key.public_key(), person.mail, person=person)
-    event = EnrollmentEvent.objects.create(
-        step="enroll",
-        outcome="error",
-        error_code=18,
-        message="Email in AD mismatch..",
-        principal=person.principal,
-        customer=customer,
-        person=person,
+    event = events.record_error(  # as the server writes it (with its MAC, for the audit trail)
+        "enroll", person.principal, EnrollmentError(18, "mail mismatch"), customer=customer, person=person
     )
     _, csr = make_csr("User One")
     request = EnrollmentRequest.objects.create(customer=customer, person=person, organization=org, csr_pem=csr)

@@ -16,7 +16,7 @@ from .conftest import AD_PASSWORD, USER_PASSWORD, Tenant
 
 pytestmark = pytest.mark.django_db
 
-SUPER_ADMIN_ONLY = {"realm", "loginconf", "customer"}  # URL name prefixes
+SUPER_ADMIN_ONLY = {"realm", "loginconf", "customer", "audit"}  # URL name prefixes
 POST_ONLY = {"adserver_verify", "logout"}
 #: What of customer B the walk may not reveal in any page of customer A's admin.
 B_MARKERS = ("beta.example", "BETA.EXAMPLE", "beta sales")

@@ -13,6 +13,8 @@ from django.urls import URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from autoenroll.server import metrics
+from autoenroll.server.audit import trail
+from autoenroll.server.audit.models import AuditRecord
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory import csvimport
 from autoenroll.server.directory.models import ADServer
@@ -593,6 +595,17 @@ def test_the_dashboard_says_whether_each_ad_server_answered(client_a, tenant_a, 
     assert "not answering" in client_a.get(reverse("web:dashboard")).content.decode()
     metrics.AD_SERVER_UP.labels(f"{server.address}:{server.effective_port}").set(1)
     assert ">answering<" in client_a.get(reverse("web:dashboard")).content.decode()
+
+
+def test_the_audit_page_shows_the_trail_and_verifies_it(super_client, client_a, tenant_a):
+    trail.seal()
+    page = super_client.get(reverse("web:audit_list")).content.decode()
+    assert "enrollment event" in page and "tenants.Customer" in page
+    assert "Intact" in super_client.get(reverse("web:audit_list"), {"verify": "1"}).content.decode()
+    AuditRecord.objects.filter(position=1).delete()
+    tampered = super_client.get(reverse("web:audit_list"), {"verify": "1"}).content.decode()
+    assert "Tampered with" in tampered and "records #1 to #1 were deleted" in tampered
+    assert client_a.get(reverse("web:audit_list")).status_code == 403  # it spans customers
 
 
 def test_the_realm_page_checks_a_keytab_as_keytab_check_does(super_client, tmp_path, client_a):

@@ -25,6 +25,7 @@ CUSTOMER_PATHS: dict[str, str | None] = {
     "kerberos.kerberosrealm": None,
     "enrollment.enrollmentevent": "customer",
     "enrollment.enrollmentrequest": "customer",
+    "audit.auditrecord": None,
 }
 
 

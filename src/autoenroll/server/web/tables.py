@@ -215,6 +215,18 @@ class ExpiringTable(Table):
     ]
 
 
+class AuditTable(Table):
+    """The trail as `audit export` writes it: chained records with their position, the rest waiting."""
+
+    columns = [
+        Column("Position", lambda r: str(r.position) if r.position else "not sealed yet"),
+        Column("Time", lambda r: when(r.created)),
+        Column("Kind", lambda r: r.kind),
+        Column("Subject", lambda r: r.subject),
+        Column("Hash", lambda r: format_html("<code>{}…</code>", r.hash[:16]) if r.hash else ""),
+    ]
+
+
 def _current(person) -> str:
     if not person.current_id:
         return ""

@@ -69,6 +69,7 @@ urlpatterns = [
     path("certificates/<int:pk>/revoke/", views.CertificateRevokeView.as_view(), name="certificate_revoke"),
     # Enrollment log (guide 8.1.1) and pending requests
     path("log/", views.EventListView.as_view(), name="event_list"),
+    path("audit/", views.AuditListView.as_view(), name="audit_list"),
     path("requests/", views.RequestListView.as_view(), name="request_list"),
     path("requests/<uuid:pk>/approve/", views.RequestDecideView.as_view(action="approve"), name="request_approve"),
     path("requests/<uuid:pk>/reject/", views.RequestDecideView.as_view(action="reject"), name="request_reject"),

@@ -24,6 +24,8 @@ from django.views.generic import DetailView, TemplateView, View
 
 from autoenroll.protocol import CATALOGUE, EnrollmentError
 from autoenroll.server import metrics
+from autoenroll.server.audit import trail
+from autoenroll.server.audit.models import AuditRecord
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory import csvimport
@@ -547,6 +549,26 @@ class ExpiringListView(CertificateMixin, ObjectListView):
                       notified_at=Subquery(notified.values("sent_at")[:1]))  # fmt: skip
             .order_by("not_after")
         )
+
+
+class AuditListView(ObjectListView):
+    """The audit trail, newest first, and what `audit verify` says of it (Super Admins: it spans customers)."""
+
+    model = AuditRecord
+    super_admin_only = True
+    nav = "audit"
+    title = "Audit trail"
+    table = tables.AuditTable
+    actions_template = "web/audit_verify.html"
+
+    def get_queryset(self):
+        return super().get_queryset().order_by(F("position").desc(nulls_first=True), "-pk")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        if "verify" in self.request.GET:
+            context["verify"] = trail.verify()
+        return context
 
 
 class CertificateDetailView(CertificateMixin, RestrictedMixin, DetailView):
