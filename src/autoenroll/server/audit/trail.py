@@ -199,7 +199,8 @@ def verify(now: dt.datetime | None = None) -> VerifyReport:
     signed_at = set(AuditCheckpoint.objects.values_list("position", flat=True))
     hashes_at: dict[int, str] = {}  # the chain's hash where a checkpoint signed it
     prev, expected = GENESIS, 1
-    for record in AuditRecord.objects.filter(position__isnull=False).order_by("position").iterator():
+    copies: list[AuditRecord] = []  # event records, checked against the log a batch at a time
+    for record in AuditRecord.objects.filter(position__isnull=False).order_by("position").iterator(2000):
         report.records += 1
         where = f"record #{record.position} ({record.subject})"
         if record.position != expected:
@@ -212,7 +213,11 @@ def verify(now: dt.datetime | None = None) -> VerifyReport:
         if record.position in signed_at:
             hashes_at[record.position] = record.hash
         if record.kind == "event":
-            report.problems.extend(_check_event(record))
+            copies.append(record)
+            if len(copies) == 2000:
+                report.problems.extend(_check_events(copies))
+                copies = []
+    report.problems.extend(_check_events(copies))
     for record in AuditRecord.objects.filter(position__isnull=True, created__lt=now - SEALING_GRACE):
         report.problems.append(f"record {record.pk} ({record.subject}) is in no chain: inserted behind the server")
     report.problems.extend(_check_checkpoints(hashes_at, report))
@@ -222,17 +227,19 @@ def verify(now: dt.datetime | None = None) -> VerifyReport:
     return report
 
 
-def _check_event(record: AuditRecord) -> Iterator[str]:
+def _check_events(copies: list[AuditRecord]) -> Iterator[str]:
+    """Each enrollment event still as it was copied into the trail, and written by the server."""
     from autoenroll.server.enrollment.models import EnrollmentEvent
 
-    copy = json.loads(record.data)
-    event = EnrollmentEvent.objects.filter(pk=record.event_id).first()
-    if event is None:
-        yield f"enrollment event {record.event_id} was deleted (its copy is record #{record.position})"
-    elif _canonical(_event_data(event)) != record.data:
-        yield f"enrollment event {record.event_id} was changed after it was recorded (record #{record.position})"
-    elif copy["mac"] != event_mac(event):
-        yield f"enrollment event {record.event_id} was not written by the server: its MAC is wrong"
+    events = EnrollmentEvent.objects.in_bulk([record.event_id for record in copies])
+    for record in copies:
+        event = events.get(record.event_id)
+        if event is None:
+            yield f"enrollment event {record.event_id} was deleted (its copy is record #{record.position})"
+        elif _canonical(_event_data(event)) != record.data:
+            yield f"enrollment event {record.event_id} was changed after it was recorded (record #{record.position})"
+        elif json.loads(record.data)["mac"] != event_mac(event):
+            yield f"enrollment event {record.event_id} was not written by the server: its MAC is wrong"
 
 
 def _check_checkpoints(hashes_at: dict[int, str], report: VerifyReport) -> Iterator[str]:
