@@ -121,11 +121,6 @@ def _notify_holders(config: ServerConfig, connection, now: dt.datetime, report: 
         days = min(d for d in thresholds if left <= dt.timedelta(days=d))  # the nearest threshold reached
         if not person.mail or certificate.expiry_notices.filter(days__lte=days).exists():
             continue
-        try:
-            with transaction.atomic():
-                notice = ExpiryNotice.objects.create(certificate=certificate, days=days, recipient=person.mail)
-        except IntegrityError:
-            continue  # another server claimed it a moment ago
         context = {
             "person": person,
             "certificate": certificate,
@@ -133,16 +128,12 @@ def _notify_holders(config: ServerConfig, connection, now: dt.datetime, report: 
             "days_left": _days_left(certificate, now),
             "threshold": days,
         }
-        try:
-            _send(connection, config, [person.mail], "notices/expiry_holder", context)
-        except MAIL_ERRORS as exc:
-            notice.delete()  # not sent: the next run tries again
-            report.failed.append(f"{person.mail}: {exc}")
-            log.warning("expiry notice to %s failed: %s", person.mail, exc)
-            continue
-        ExpiryNotice.objects.filter(pk=notice.pk).update(sent_at=timezone.now())
-        report.notices += 1
-        log.info("%d-day expiry notice sent to %s for certificate %s", days, person.mail, certificate.serial)
+        claim = ExpiryNotice(certificate=certificate, days=days, recipient=person.mail)
+        mail = _Mail(connection, config, [person.mail], "notices/expiry_holder", context)
+        sent = _claimed_send(claim, mail, f"expiry notice to {person.mail}", report)
+        if sent:
+            report.notices += 1
+            log.info("%d-day expiry notice sent to %s for certificate %s", days, person.mail, certificate.serial)
 
 
 def _digests(config: ServerConfig, connection, now: dt.datetime, report: NotifyReport) -> None:
@@ -161,26 +152,41 @@ def _digests(config: ServerConfig, connection, now: dt.datetime, report: NotifyR
         if not recipients:
             continue
         entries = per_customer[customer.pk]
-        try:
-            with transaction.atomic():
-                digest = ExpiryDigest.objects.create(
-                    customer=customer, day=today, recipients=", ".join(recipients), certificates=len(entries)
-                )
-        except IntegrityError:
-            continue  # already sent today
         context = {"customer": customer, "entries": entries, "horizon": horizon, "today": today}
-        try:
-            _send(connection, config, recipients, "notices/expiry_digest", context)
-        except MAIL_ERRORS as exc:
-            digest.delete()
-            report.failed.append(f"digest for {customer.uri}: {exc}")
-            log.warning("expiry digest for %s failed: %s", customer.uri, exc)
-            continue
-        ExpiryDigest.objects.filter(pk=digest.pk).update(sent_at=timezone.now())
-        report.digests += 1
+        claim = ExpiryDigest(customer=customer, day=today, recipients=", ".join(recipients), certificates=len(entries))
+        mail = _Mail(connection, config, recipients, "notices/expiry_digest", context)
+        sent = _claimed_send(claim, mail, f"expiry digest for {customer.uri}", report)
+        report.digests += sent
 
 
-def _send(connection, config: ServerConfig, to: list[str], template: str, context: dict) -> None:
-    subject = " ".join(render_to_string(f"{template}_subject.txt", context).split())
-    body = render_to_string(f"{template}.txt", context).strip() + "\n"
-    EmailMessage(subject, body, config.mail_from, to, connection=connection).send()
+@dataclass(frozen=True)
+class _Mail:
+    connection: object
+    config: ServerConfig
+    to: list[str]
+    template: str
+    context: dict
+
+    def send(self) -> None:
+        subject = " ".join(render_to_string(f"{self.template}_subject.txt", self.context).split())
+        body = render_to_string(f"{self.template}.txt", self.context).strip() + "\n"
+        EmailMessage(subject, body, self.config.mail_from, self.to, connection=self.connection).send()
+
+
+def _claimed_send(claim: ExpiryNotice | ExpiryDigest, mail: _Mail, what: str, report: NotifyReport) -> bool:
+    """Save the row that records the mail (unique: taken elsewhere means sent elsewhere), send the mail, and
+    give the claim back when it fails, so that the next run tries again."""
+    try:
+        with transaction.atomic():
+            claim.save(force_insert=True)
+    except IntegrityError:
+        return False
+    try:
+        mail.send()
+    except MAIL_ERRORS as exc:
+        claim.delete()
+        report.failed.append(f"{what}: {exc}")
+        log.warning("%s failed: %s", what, exc)
+        return False
+    type(claim).objects.filter(pk=claim.pk).update(sent_at=timezone.now())
+    return True
