@@ -518,6 +518,20 @@ def test_dashboard_draws_the_charts_as_inline_svg_and_says_when_one_is_empty(cli
     assert "1 request(s) wait for approval" in page
 
 
+def test_each_chart_bar_links_to_the_list_it_counts(client_a, tenant_a, tenant_b):
+    page = client_a.get(reverse("web:dashboard")).content.decode()
+    today = timezone.localdate()
+    issued = f"{reverse('web:certificate_list')}?issued_on={today:%Y-%m-%d}"
+    assert f'<a href="{issued}"><rect class="bar"' in page
+    listed = client_a.get(issued).content.decode()
+    assert tenant_a.certificate.serial in listed and tenant_b.certificate.serial not in listed
+    errors = f"{reverse('web:event_list')}?code=18&amp;outcome=error"
+    assert f'<a href="{errors}">' in page
+    assert "Email in AD mismatch" in client_a.get(errors.replace("&amp;", "&")).content.decode()
+    expiring = f"{reverse('web:certificate_list')}?status=issued&amp;expires_within=30"
+    assert f'<a href="{expiring}">≤ 30 days</a>' in page  # an empty chart is text; its table still links
+
+
 def test_dashboard_totals_count_this_customers_rows_and_link_to_the_lists(client_a, tenant_a, tenant_b):
     page = client_a.get(reverse("web:dashboard")).content.decode()
     totals = re.findall(r'<li><a href="([^"]+)"><strong>(\d+)</strong> ([^<]+)</a></li>', page)

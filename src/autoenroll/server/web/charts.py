@@ -13,6 +13,11 @@ from django.utils.safestring import SafeString
 class Bar:
     label: str
     value: int
+    url: str = ""  # the filtered list the bar counts: the bar is a link to it
+
+
+def _linked(bar: Bar, shape: SafeString) -> SafeString:
+    return format_html('<a href="{}">{}</a>', bar.url, shape) if bar.url else shape
 
 
 def _n(value: float) -> str:
@@ -32,17 +37,16 @@ def bar_chart(title: str, bars: list[Bar], *, width: int = 640, height: int = 20
     for i, bar in enumerate(bars):
         h = plot_h * bar.value / peak
         x = left + i * step + (step - bar_w) / 2
-        parts.append(
-            format_html(
-                '<rect class="bar" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>',
-                _n(x),
-                _n(top + plot_h - h),
-                _n(bar_w),
-                _n(h),
-                bar.label,
-                bar.value,
-            )
+        rect = format_html(
+            '<rect class="bar" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>',
+            _n(x),
+            _n(top + plot_h - h),
+            _n(bar_w),
+            _n(h),
+            bar.label,
+            bar.value,
         )
+        parts.append(_linked(bar, rect))
         if bar.value:
             parts.append(
                 format_html(
@@ -73,25 +77,24 @@ def hbar_chart(title: str, bars: list[Bar], *, width: int = 640) -> SafeString:
     for i, bar in enumerate(bars):
         y = 4 + i * row
         w = (width - left - 40) * bar.value / peak
-        parts.append(
-            format_html(
-                '<text class="label" x="{}" y="{}" text-anchor="end">{}</text>'
-                '<rect class="bar" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>'
-                '<text class="value" x="{}" y="{}">{}</text>',
-                left - 6,
-                y + row - 10,
-                bar.label[:48],
-                left,
-                y + 2,
-                _n(w),
-                row - 8,
-                bar.label,
-                bar.value,
-                _n(left + w + 4),
-                y + row - 10,
-                bar.value,
-            )
+        shapes = format_html(
+            '<text class="label" x="{}" y="{}" text-anchor="end">{}</text>'
+            '<rect class="bar" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>'
+            '<text class="value" x="{}" y="{}">{}</text>',
+            left - 6,
+            y + row - 10,
+            bar.label[:48],
+            left,
+            y + 2,
+            _n(w),
+            row - 8,
+            bar.label,
+            bar.value,
+            _n(left + w + 4),
+            y + row - 10,
+            bar.value,
         )
+        parts.append(_linked(bar, shapes))
     return _svg(title, bars, width, height, SafeString("".join(parts)), left, None)
 
 

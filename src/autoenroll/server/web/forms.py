@@ -269,6 +269,7 @@ class CertificateFilterForm(forms.Form):
     serial = forms.CharField(required=False, help_text="Hexadecimal, whole or in part; 0x and colons allowed.")
     status = forms.ChoiceField(required=False, choices=[("", "any"), *((s, s.capitalize()) for s in search.STATES)])
     expires_within = forms.IntegerField(label="Expires within (days)", required=False, min_value=0, max_value=3650)
+    issued_on = forms.DateField(label="Issued on", required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean_serial(self) -> str:
         text = self.cleaned_data["serial"]
@@ -293,6 +294,8 @@ class CertificateFilterForm(forms.Form):
             qs = search.filter_by_state(qs, data["status"], now=now)
         if data["expires_within"] is not None:
             qs = qs.filter(not_after__gt=now, not_after__lte=now + timedelta(days=data["expires_within"]))
+        if data["issued_on"] is not None:
+            qs = qs.filter(created__date=data["issued_on"])
         return qs.select_related("person__customer")
 
 

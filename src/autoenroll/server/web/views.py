@@ -75,15 +75,19 @@ class DashboardView(RestrictedMixin, TemplateView):
             .annotate(n=Count("pk"))
             .values_list("day", "n")
         )
+        certificates, log = reverse("web:certificate_list"), reverse("web:event_list")
         issued = [
-            charts.Bar(f"{d:%m-%d}", per_day.get(d, 0)) for d in (first + timedelta(days=i) for i in range(self.days))
+            charts.Bar(f"{d:%m-%d}", per_day.get(d, 0), f"{certificates}?issued_on={d:%Y-%m-%d}")
+            for d in (first + timedelta(days=i) for i in range(self.days))
         ]
         valid = certs.valid(now)
         expiring = [
-            charts.Bar(f"≤ {n} days", valid.filter(not_after__lte=now + timedelta(days=n)).count()) for n in (30, 15, 2)
+            charts.Bar(f"≤ {n} days", valid.filter(not_after__lte=now + timedelta(days=n)).count(),
+                       f"{certificates}?status=issued&expires_within={n}")  # fmt: skip
+            for n in (30, 15, 2)
         ]
         errors = [
-            charts.Bar(f"{code}: {CATALOGUE[code].message}", n)
+            charts.Bar(f"{code}: {CATALOGUE[code].message}", n, f"{log}?code={code}&outcome=error")
             for code, n in restricted(EnrollmentEvent, user)
             .filter(outcome=EnrollmentEvent.Outcome.ERROR, created__gte=now - timedelta(days=self.days))
             .values_list("error_code")
