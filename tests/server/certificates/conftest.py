@@ -97,7 +97,12 @@ class LiveServer:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 -- kept open for the child's lifetime
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "autoenroll-server"), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            # No watchers: their writes (OCSP answers signed ahead, the audit seal) would race the test database's
+            # flush between tests; a CRL is regenerated on request anyway.
+            [str(VENV_BIN / "autoenroll-server"), "serve", "--no-watchers"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT

@@ -15,6 +15,22 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = ON_REAL_SERVE
 
 PASSWORD = "Admin-Passw0rd-For-Serve"
+#: Every list page of the navigation, under serve, and its heading.
+PAGES = [
+    ("/", "Dashboard"),
+    ("/certificates/", "Certificates"),
+    ("/certificates/expiring/", "Expiring certificates"),
+    ("/persons/", "Persons"),
+    ("/log/", "Enrollment log"),
+    ("/requests/", "Enrollment requests"),
+    ("/settings/autoenrollment/", "Autoenrollment"),
+    ("/settings/adservers/", "AD Server"),
+    ("/settings/organizations/", "Organizations"),
+    ("/settings/domains/", "Domains"),
+    ("/customers/", "Customers"),
+    ("/administrators/", "Administrators"),
+    ("/audit/", "Audit trail"),
+]
 NAV_DISPLAY = """getComputedStyle(document.querySelector('nav[aria-label="Main"] > ul')).display"""
 
 
@@ -27,6 +43,8 @@ def live(samba_ad, tmp_path_factory):
 
 
 def test_an_admin_signs_in_and_every_page_is_styled(live):
+    """Every page of the navigation, each screenshot in test-artifacts; any answer >= 400 (a stylesheet, a
+    script, an image) fails the test."""
     args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {SERVER_HOST} 127.0.0.1"]
     base = f"https://{SERVER_HOST}:{live.port}"
     with playwright_sync.sync_playwright() as p:
@@ -42,19 +60,14 @@ def test_an_admin_signs_in_and_every_page_is_styled(live):
             page.fill("#id_password", PASSWORD)
             page.click("button[type=submit]")
             page.wait_for_url(f"{base}/")
-            for path, heading in (
-                ("/", "Dashboard"),
-                ("/certificates/expiring/", "Expiring certificates"),
-                ("/persons/", "Persons"),
-                ("/settings/adservers/", "AD Server"),
-            ):
+            for number, (path, heading) in enumerate(PAGES):
                 page.goto(base + path)
                 assert heading.lower() in page.inner_text("h1").lower(), (path, page.inner_text("h1"))
                 # The stylesheet applied: the navigation is laid out by style.css, not the browser's defaults.
                 display = page.evaluate(NAV_DISPLAY)
                 assert display == "flex", (path, display)
-                if path == "/certificates/expiring/":
-                    shot(page, "90-serve-expiring")
+                name = path.strip("/").replace("settings/", "").replace("/", "-") or "dashboard"
+                shot(page, f"9{number:02d}-serve-{name}")
             assert not failed, failed
         finally:
             browser.close()

@@ -98,7 +98,13 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, help="worker processes (default: AUTOENROLL_WORKERS)")
         parser.add_argument("--pid-file", help="write the master's PID here")
         parser.add_argument(
-            "--no-publication", action="store_true", help="do not run the publication listener and CRL watcher"
+            "--no-publication", action="store_true", help="do not run the publication listener and the watchers"
+        )
+        parser.add_argument(
+            "--no-watchers",
+            action="store_true",
+            help="run no scheduled work (CRLs, OCSP answers signed ahead, audit sealing, expiry notices): "
+            "another server, or cron with `crl --due`, `audit seal`, `notify`, does it",
         )
         parser.add_argument(
             "--publication-only", action="store_true", help="serve only the publication URLs, over plain HTTP"
@@ -122,7 +128,16 @@ class Command(BaseCommand):
         }
 
     def handle(
-        self, *args, listen, publication_listen, workers, pid_file, no_publication, publication_only, **options
+        self,
+        *args,
+        listen,
+        publication_listen,
+        workers,
+        pid_file,
+        no_publication,
+        no_watchers,
+        publication_only,
+        **options,
     ) -> None:
         config = settings.CONFIG
         workers = workers or config.workers
@@ -159,6 +174,7 @@ class Command(BaseCommand):
                     "serve", "--publication-only", "--publication-listen", publication_listen, "--workers", str(workers)
                 )
             )
+        if not no_publication and not no_watchers:
             children.append(_child("crl", "--watch", str(CRL_WATCH_SECONDS)))
             children.append(_child("audit", "seal", "--watch", str(AUDIT_WATCH_SECONDS)))
             if config.smtp_host:  # checks the SMTP server at once, then mails what is due every few minutes
