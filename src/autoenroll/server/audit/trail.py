@@ -148,25 +148,30 @@ def seal(config: ServerConfig | None = None) -> SealReport:
             return SealReport(elsewhere=True)
         report = SealReport()
         with transaction.atomic():
+            last = AuditRecord.objects.filter(position__isnull=False).order_by("-position").first()
+            prev, position = (last.hash, last.position) if last else (GENESIS, 0)
+            # Configuration changes written since the last seal (few): chained where they are.
+            pending = list(AuditRecord.objects.filter(position__isnull=True).order_by("pk")[:BATCH])
+            for record in pending:
+                position, chained = position + 1, _chained(prev, record.mac)
+                AuditRecord.objects.filter(pk=record.pk).update(position=position, prev=prev, hash=chained)
+                prev = chained
+            # New enrollment events (many): copied into the trail already chained, in bulk.
             copied = AuditRecord.objects.filter(event_id=OuterRef("pk"))
+            new = []
             for event in EnrollmentEvent.objects.filter(~Exists(copied)).order_by("pk")[:BATCH]:
                 record = AuditRecord(
                     created=event.created, kind="event", subject=f"enrollment event {event.pk}",
                     data=_canonical(_event_data(event)), event_id=event.pk,
                 )  # fmt: skip
                 record.mac = _record_mac(record)
-                record.save(force_insert=True)
-                report.copied += 1
-            last = AuditRecord.objects.filter(position__isnull=False).order_by("-position").first()
-            prev, position = (last.hash, last.position) if last else (GENESIS, 0)
-            pending = list(AuditRecord.objects.filter(position__isnull=True).order_by("pk")[:BATCH])
-            for record in pending:
                 position += 1
                 record.position, record.prev, record.hash = position, prev, _chained(prev, record.mac)
                 prev = record.hash
-            AuditRecord.objects.bulk_update(pending, ["position", "prev", "hash"])
-            report.chained = len(pending)
-            if pending:
+                new.append(record)
+            AuditRecord.objects.bulk_create(new, batch_size=1000)
+            report.copied, report.chained = len(new), len(pending) + len(new)
+            if report.chained:
                 ca = authority.issuing_ca()
                 checkpoint = AuditCheckpoint(position=position, hash=prev, created=timezone.now(), ca=ca)
                 backend = authority.backend_for(ca, config.ca_passphrase_bytes())
