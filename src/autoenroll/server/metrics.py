@@ -131,7 +131,7 @@ class StoredState(Collector):
 
 
 def ad_servers_seen() -> dict[str, bool]:
-    """"address:port" of each AD server this server asked since it started, and whether it answered last."""
+    """ "address:port" of each AD server this server asked since it started, and whether it answered last."""
     seen: dict[str, bool] = {}
     for family in _counted().collect():
         if family.name == "autoenroll_ad_server_up":

@@ -347,6 +347,7 @@ def test_a_replaced_certificate_revoked_already_is_no_error(user1, ready):
 
 def test_error_25_ca_key_unavailable(user1, ready, settings, tmp_path):
     from autoenroll.server.certificates import authority
+
     authority.forget_signers()
     ready.customer.ad_servers.first()  # keep the fixture graph alive
     issuing = authority.issuing_ca()

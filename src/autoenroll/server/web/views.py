@@ -82,8 +82,11 @@ class DashboardView(RestrictedMixin, TemplateView):
         ]
         valid = certs.valid(now)
         expiring = [
-            charts.Bar(f"≤ {n} days", valid.filter(not_after__lte=now + timedelta(days=n)).count(),
-                       f"{certificates}?status=issued&expires_within={n}")  # fmt: skip
+            charts.Bar(
+                f"≤ {n} days",
+                valid.filter(not_after__lte=now + timedelta(days=n)).count(),
+                f"{certificates}?status=issued&expires_within={n}",
+            )  # fmt: skip
             for n in (30, 15, 2)
         ]
         errors = [
@@ -121,9 +124,6 @@ class DashboardView(RestrictedMixin, TemplateView):
         )
         return context
 
-
-# --- Settings / Autoenrollment: Kerberos realms (Super Admin, guide 2.2) -----------------------------------------
-
     @staticmethod
     def _ad_health(user) -> list[tuple[ADServer, bool | None]]:
         """Each AD server the user sees, and whether it answered the last request this server made to it
@@ -147,6 +147,9 @@ class DashboardView(RestrictedMixin, TemplateView):
             ("Errors today", restricted(EnrollmentEvent, user).filter(
                 outcome=EnrollmentEvent.Outcome.ERROR, created__gte=today).count(), f"{log}?outcome=error"),
         ]  # fmt: skip
+
+
+# --- Settings / Autoenrollment: Kerberos realms (Super Admin, guide 2.2) -----------------------------------------
 
 
 class RealmMixin:
@@ -549,8 +552,10 @@ class ExpiringListView(CertificateMixin, ObjectListView):
             super()
             .get_queryset()
             .filter(pk__in=expiring(now, horizon).values("pk"))
-            .annotate(notified_days=Subquery(notified.values("days")[:1]),
-                      notified_at=Subquery(notified.values("sent_at")[:1]))  # fmt: skip
+            .annotate(
+                notified_days=Subquery(notified.values("days")[:1]),
+                notified_at=Subquery(notified.values("sent_at")[:1]),
+            )  # fmt: skip
             .order_by("not_after")
         )
 
