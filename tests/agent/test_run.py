@@ -283,6 +283,71 @@ class AnswerLosingProxy:
         self.listener.close()
 
 
+class KeepAliveExpiringProxy(AnswerLosingProxy):
+    """TCP between the agent and the server whose first connection ends as a server's keep-alive timeout
+    ends it: once the logon was sent and answered, the agent's next request on that connection (the status
+    report) meets a closed connection. Later connections pass untouched."""
+
+    def _accept(self) -> None:
+        first = True
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            state = {"sent": 0, "answered": False, "expire": first}
+            first = False
+            threading.Thread(target=self._client_side, args=(client, upstream, state), daemon=True).start()
+            threading.Thread(target=self._server_side, args=(upstream, client, state), daemon=True).start()
+
+    def _client_side(self, src, dst, state) -> None:
+        try:
+            while data := src.recv(65536):
+                if state["expire"] and state["answered"]:
+                    self.lost.set()  # the next request on the kept connection: the server "timed out" first
+                    break
+                state["sent"] += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        self._close(src, dst)
+
+    def _server_side(self, src, dst, state) -> None:
+        try:
+            while data := src.recv(65536):
+                if state["sent"] > self.REQUEST_BYTES:
+                    state["answered"] = True
+                dst.sendall(data)
+        except OSError:
+            pass
+        self._close(src, dst)
+
+    @staticmethod
+    def _close(*sockets) -> None:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def test_a_kept_connection_the_server_closed_is_asked_again_on_a_new_one(make_user, server):
+    """The status report goes out on the logon's kept connection just as the server's keep-alive ends it
+    ("Remote end closed connection without response", CI once): the agent sends it again on a new one."""
+    user1 = make_user("user1")
+    assert user1.run("run").returncode == 0, user1.log_text()
+    proxy = KeepAliveExpiringProxy(server.port)
+    try:
+        user1.write_config(requestpath=f"https://{HOST}:{proxy.port}", days="400")  # renewal due
+        user1.extra_env["AUTOENROLL_CONNECT_TO"] = f"{HOST}:{proxy.port}:127.0.0.1"
+        result = user1.run("run")
+        assert proxy.lost.is_set(), user1.log_text()
+        assert result.returncode == 0, user1.log_text()
+    finally:
+        proxy.close()
+        user1.write_config(days="30")
+
+
 def test_after_a_lost_logon_answer_the_next_run_gets_the_certificate_issued_for_its_key(make_user, server):
     """The server signed and recorded a certificate, but its answer never reached the agent. The
     next run sends the same key again and is handed that certificate: one issuance, no orphan."""
@@ -337,3 +402,27 @@ def test_a_certificate_an_admin_revoked_is_replaced_at_the_first_logon_after_the
     server.cli("certificates", "revoke", format(second.serial_number, "x"), "--reason", "unspecified")
     status = user1.run("status").stdout
     assert "[revoked]" in status and "the next run enrolls again" in status, status
+
+
+def test_a_certificate_the_server_does_not_know_is_replaced_after_the_daily_check(make_user, server):
+    """A server restored from a backup older than the user's certificate: its responder answers "unknown"
+    (signed), the agent enrolls again, and its report of the replaced serial the server never issued is
+    recorded, not refused (error 24 at every logon before)."""
+    user = make_user("user2")
+    assert user.run("run").returncode == 0, user.log_text()
+    (first,) = folder_certificates(user.folder).values()
+    serial = format(first.serial_number, "x")
+    server.shell(  # what the restored database lacks
+        "from autoenroll.server.certificates.models import Certificate as C; "
+        f"C.objects.filter(serial='{serial}').delete()"
+    )
+    state = user.home / ".local" / "state" / "autoenroll" / "state.json"
+    data = json.loads(state.read_text())
+    data["next_revocation_check"]["at"] = 0  # a day later
+    state.write_text(json.dumps(data))
+    assert "unknown to the CA's responder" in user.run("status").stdout
+    assert user.run("run").returncode == 0, user.log_text()
+    assert f"check: certificate {serial} is unknown to its CA's responder" in user.log_text()
+    (second,) = folder_certificates(user.folder).values()
+    assert second.serial_number != first.serial_number
+    assert server_certificate(server, format(second.serial_number, "x")).startswith("issued")

@@ -222,6 +222,7 @@ class EnrollmentClient:
 
         where = f"https://{self.authority}" + (f" ({self.address})" if self.address != self.host else "")
         url = f"{self.base}/{path}"
+        kept = self._conn is not None and self._conn.is_connected
         conn = self._connect(timeout, timeout_code, where)
         negotiator = Negotiator(self.host) if kerberos else None
         headers = {"Host": self.authority, "Accept": "application/json", "User-Agent": "autoenroll-agent"}
@@ -240,6 +241,10 @@ class EnrollmentClient:
             raise EnrollmentError(timeout_code, f"no answer to {method} {url} within {timeout:g} s") from None
         except (u3.HTTPError, OSError) as exc:
             self.close()
+            if kept and isinstance(exc, ConnectionResetError | BrokenPipeError):
+                # The server closed the kept connection as the request went out (its keep-alive ran out):
+                # ask again on a new one, with a new Kerberos token. Every call converges when repeated.
+                return self.call(method, path, body, timeout, timeout_code, kerberos=kerberos)
             raise EnrollmentError(CANNOT_CONNECT, f"{where}: {method} {url}: {_reason(exc)}") from None
         if response.headers.get("Connection", "").lower() == "close":
             self.close()

@@ -298,8 +298,9 @@ class Run:
         return True
 
     def _revoked(self, store: Store, cert: Installed) -> bool:
-        """Once a day, ask the CA's OCSP responder about the current certificate (revoked by an admin:
-        enroll again). No answer decides nothing: the next try is in an hour."""
+        """Once a day, ask the CA's OCSP responder about the current certificate: revoked by an admin, or
+        unknown to it (a server restored from a backup older than the certificate), enroll again. No answer
+        decides nothing: the next try is in an hour."""
         due = self.state.next_revocation_check or {}
         if due.get("serial") == cert.serial and time.time() < float(due.get("at") or 0):
             return False  # the logon with nothing to do stays without cryptography or network
@@ -314,6 +315,12 @@ class Run:
         if verdict.revoked:
             when = f"{verdict.revoked_at:%Y-%m-%d %H:%M} UTC" if verdict.revoked_at else "at an unknown time"
             self.log.step(f"check: certificate {cert.serial} was revoked {when} ({verdict.reason}): enroll again")
+            return True
+        if verdict.unknown:
+            self.log.step(
+                f"check: certificate {cert.serial} is unknown to its CA's responder (a server restored from an "
+                "older backup?): enroll again"
+            )
             return True
         self._next_revocation_check(cert, DAY)
         return False
@@ -573,4 +580,6 @@ def _revocation_status(store: Store, cert: Installed) -> str:
         return f"not checked: {exc}"
     if verdict.revoked:
         return f"revoked {verdict.revoked_at:%Y-%m-%d %H:%M} UTC ({verdict.reason}): the next run enrolls again"
+    if verdict.unknown:
+        return "unknown to the CA's responder: the next run enrolls again"
     return "good (OCSP, asked now)"

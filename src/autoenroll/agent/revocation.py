@@ -40,6 +40,7 @@ class Verdict:
     revoked: bool
     revoked_at: datetime.datetime | None = None
     reason: str | None = None
+    unknown: bool = False  # the CA's own responder never heard of it (a server restored from an older backup)
 
 
 def check_installed(store: Store, installed: Installed) -> Verdict:
@@ -65,7 +66,7 @@ def check(cert: x509.Certificate, issuer: x509.Certificate, timeout: float = TIM
         reason = answer.revocation_reason.name if answer.revocation_reason else None
         return Verdict(True, answer.revocation_time_utc, reason)
     if answer.certificate_status == ocsp.OCSPCertStatus.UNKNOWN:
-        raise NoAnswer(f"{url}: the responder does not know the certificate")
+        return Verdict(False, unknown=True)
     return Verdict(False)
 
 
