@@ -106,6 +106,13 @@ def test_the_enrollment_log_edited_deleted_or_forged_is_named(sealed):
     assert f"enrollment event {forged.pk} was not written by the server" in " ".join(problems)
 
 
+def test_deleting_a_customer_empties_links_and_is_no_tampering(sealed, acme):
+    """An admin deletes a customer: the database empties its events' link to it (SET_NULL). Not tampering."""
+    acme.delete()
+    assert trail.seal().chained >= 1  # the deletion, a configuration change
+    assert trail.verify().intact, trail.verify().problems
+
+
 def test_a_chain_rewritten_with_the_secret_key_still_fails_its_signed_checkpoints(sealed):
     """Someone with SECRET_KEY recomputes every MAC and hash after changing a record; the checkpoints were
     signed with the CA key, which needs the passphrase."""
