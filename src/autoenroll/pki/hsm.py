@@ -548,7 +548,7 @@ class PKCS11Backend:
 
     def sign_data(self, data: bytes) -> bytes:
         """The token key's signature over ``data`` (a TBS this project encoded itself, such as a large CRL's)."""
-        return self._token_sign(data, signature_hash_for_key(throwaway_key(self.key_type())))
+        return self._token_sign(data, signature_hash_for_key(self.certificate.public_key()))
 
 
 # --- creating CA keys in a token ---------------------------------------------------------------

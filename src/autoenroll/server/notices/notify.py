@@ -115,11 +115,11 @@ def run(config: ServerConfig | None = None, *, now: dt.datetime | None = None) -
 
 def _notify_holders(config: ServerConfig, connection, now: dt.datetime, report: NotifyReport) -> None:
     thresholds = config.expiry_notice_days  # largest first
-    for certificate in expiring(now, dt.timedelta(days=thresholds[0])):
+    for certificate in expiring(now, dt.timedelta(days=thresholds[0])).prefetch_related("expiry_notices"):
         person = certificate.person
         left = certificate.not_after - now
         days = min(d for d in thresholds if left <= dt.timedelta(days=d))  # the nearest threshold reached
-        if not person.mail or certificate.expiry_notices.filter(days__lte=days).exists():
+        if not person.mail or any(n.days <= days for n in certificate.expiry_notices.all()):
             continue
         context = {
             "person": person,
