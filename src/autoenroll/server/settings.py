@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "autoenroll.server.api.direct.DirectEnrollmentMiddleware",  # the agent's logon: before the pages' layers
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/ under `serve` (no web server in front needed)
     "django.contrib.sessions.middleware.SessionMiddleware",

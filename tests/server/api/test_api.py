@@ -138,6 +138,9 @@ def test_tokens_command_prints_a_working_token(db, capsys):
         ("get", "/api/events?code=0.0", None),
         ("get", "/api/requests?status=bogus", None),
         ("get", "/api/certificates?mail=a@test.com&mail=b@test.com", None),  # was read as its last value
+        ("post", "/api/tokens", {"name": "x", "expires": "0001-01-01T00:04:00+04:00"}),  # before year 1 in UTC: a 500
+        ("get", "/api/certificates?expires_before=9999-12-31T23:59:59-01:00", None),  # after 9999 in UTC
+        ("patch", "/api/customers/1", {"publish_to_ad": 0.0}),  # a number read as a boolean
     ],
 )
 def test_values_outside_the_document_are_refused_with_422(super_api, method, path, body):

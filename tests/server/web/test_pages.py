@@ -365,7 +365,7 @@ def _edit_data(server: ADServer, password: str) -> dict:
         "users_base_dn": server.users_base_dn,
         "login_dn": server.login_dn,
         "login_password": password,
-        "use_ssl": "on",
+        **({"use_ssl": "on"} if server.use_ssl else {}),
         "tls_ca_pem": server.tls_ca_pem,
         "tls_server_name": server.tls_server_name,
     }

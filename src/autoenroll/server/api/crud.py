@@ -6,7 +6,7 @@ Admin learns nothing about other customers, not even which ids are taken.
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from django.core.exceptions import ValidationError
@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, StrictBool
 
 from autoenroll.server.utils.restrict import customer_of, is_super_admin, restricted
 
@@ -37,8 +37,20 @@ def _integer_text(value):
     return value
 
 
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text)]
+def _storable_time(value: datetime) -> datetime:
+    """A time the database can hold in UTC: 0001-01-01T00:04:00+04:00 is a valid ISO 8601 text whose UTC
+    time is before year 1 (Python's OverflowError, a 500 once)."""
+    try:
+        (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of the range of dates (years 1 to 9999 in UTC)") from None
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_storable_time)]
 Integer = Annotated[int, BeforeValidator(_integer_text)]
+#: true or false in a JSON body, as the document says: pydantic alone would also read 0.0, 1 or "yes".
+Boolean = StrictBool
 
 
 class Message(Schema):

@@ -11,7 +11,7 @@ from autoenroll.server.directory.models import ADServer
 from autoenroll.server.utils.restrict import restricted
 
 from .auth import ADMIN_AUTH
-from .crud import Integer, customer_for_write, register, require_admin
+from .crud import Boolean, Integer, customer_for_write, register, require_admin
 
 router = Router(auth=ADMIN_AUTH, tags=["AD servers"])
 
@@ -43,11 +43,11 @@ class ADServerIn(Schema):
     domain: str
     address: str
     port: Integer = 0
-    use_ssl: bool = True
+    use_ssl: Boolean = True
     users_base_dn: str
     login_dn: str
     login_password: str
-    is_default: bool = False
+    is_default: Boolean = False
     tls_ca_pem: str = ""
     tls_server_name: str = ""
 
@@ -56,11 +56,11 @@ class ADServerPatch(Schema):
     domain: str | None = None
     address: str | None = None
     port: Integer | None = None
-    use_ssl: bool | None = None
+    use_ssl: Boolean | None = None
     users_base_dn: str | None = None
     login_dn: str | None = None
     login_password: str | None = None
-    is_default: bool | None = None
+    is_default: Boolean | None = None
     tls_ca_pem: str | None = None
     tls_server_name: str | None = None
 

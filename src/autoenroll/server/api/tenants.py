@@ -10,7 +10,7 @@ from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
 from autoenroll.server.utils.restrict import restricted
 
 from .auth import ADMIN_AUTH
-from .crud import Integer, customer_for_write, register
+from .crud import Boolean, Integer, customer_for_write, register
 
 router = Router(auth=ADMIN_AUTH, tags=["customers"])
 domains = Router(auth=ADMIN_AUTH, tags=["domains"])
@@ -29,16 +29,16 @@ class CustomerOut(Schema):
 class CustomerIn(Schema):
     uri: str
     name: str
-    enabled: bool = True
-    require_approval: bool = False
-    publish_to_ad: bool = False
+    enabled: Boolean = True
+    require_approval: Boolean = False
+    publish_to_ad: Boolean = False
 
 
 class CustomerPatch(Schema):
     name: str | None = None
-    enabled: bool | None = None
-    require_approval: bool | None = None
-    publish_to_ad: bool | None = None
+    enabled: Boolean | None = None
+    require_approval: Boolean | None = None
+    publish_to_ad: Boolean | None = None
 
 
 def _assign_customer(request: HttpRequest, customer: Customer, data: dict) -> None:
@@ -62,12 +62,12 @@ class DomainOut(Schema):
 
 class DomainIn(Schema):
     name: str
-    authorized: bool = False
+    authorized: Boolean = False
     customer: str | None = None
 
 
 class DomainPatch(Schema):
-    authorized: bool | None = None
+    authorized: Boolean | None = None
 
 
 def _assign_domain(request: HttpRequest, domain: EmailDomain, data: dict) -> None:
@@ -113,7 +113,7 @@ class OrganizationPatch(Schema):
     name: str | None = None
     domains: list[str] | None = None
     ad_server: Integer | None = None
-    deleted: bool | None = None
+    deleted: Boolean | None = None
 
 
 def _assign_organization(request: HttpRequest, org: Organization, data: dict):

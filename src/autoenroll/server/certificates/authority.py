@@ -22,6 +22,7 @@ from django.utils.text import slugify
 from autoenroll import pki
 from autoenroll.server.config import ServerConfig
 from autoenroll.server.directory.models import Person
+from autoenroll.server.utils import rows
 
 from .models import Certificate, CertificateAuthority, PresignedOCSPResponse, RevocationReason
 
@@ -247,7 +248,7 @@ def record(
     replaces: Certificate | None = None,
     public_key_sha256: str = "",
 ) -> Certificate:
-    return Certificate.objects.create(
+    certificate = Certificate(
         ca=ca,
         serial=serial_hex(cert.serial_number),
         profile=profile,
@@ -263,6 +264,7 @@ def record(
         csr_pem=csr_pem,
         replaces=replaces,
     )
+    return rows.insert(certificate)
 
 
 def issue_smime(

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.tenants.models import Customer, Organization
+from autoenroll.server.utils import rows
 
 from .ldap import DirectoryError, DirectoryUser, client_for
 from .models import ADServer, Person
@@ -50,15 +51,7 @@ def store_person(
 
     With `current` (the row as just read, locked), nothing is written when AD said nothing new and the
     row was synced less than QUIET_SYNC_WRITE ago: a logon storm then costs no person writes."""
-    fields = {
-        "ad_server_id": server.pk,
-        "organization_id": organization.pk if organization else None,
-        "sam_account_name": user.sam_account_name,
-        "mail": user.mail,
-        "cn": user.cn,
-        "dn": user.dn,
-        "enabled": user.enabled,
-    }
+    fields = _fields(server, user, organization)
     now = timezone.now()
     if current is not None:
         changed = {k: v for k, v in fields.items() if getattr(current, k) != v}
@@ -80,6 +73,33 @@ def store_person(
     except DatabaseError as exc:
         raise EnrollmentError(14, f"cannot store person {principal}: {exc}") from None
     return person
+
+
+def add_person(
+    customer: Customer, server: ADServer, principal: str, user: DirectoryUser, organization: Organization | None
+) -> None:
+    """A first logon's person row, unless a concurrent first logon of the same principal wrote it first (then
+    theirs stays: the caller locks the row and brings it in step with `store_person`). Error 14 when the
+    row cannot be written."""
+    person = Person(
+        customer=customer, principal=principal, **_fields(server, user, organization), synced_at=timezone.now()
+    )
+    try:
+        rows.insert(person, ignore_conflicts=True)
+    except DatabaseError as exc:
+        raise EnrollmentError(14, f"cannot store person {principal}: {exc}") from None
+
+
+def _fields(server: ADServer, user: DirectoryUser, organization: Organization | None) -> dict:
+    return {
+        "ad_server_id": server.pk,
+        "organization_id": organization.pk if organization else None,
+        "sam_account_name": user.sam_account_name,
+        "mail": user.mail,
+        "cn": user.cn,
+        "dn": user.dn,
+        "enabled": user.enabled,
+    }
 
 
 def sync_person(

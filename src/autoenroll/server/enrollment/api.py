@@ -193,7 +193,7 @@ def logon(request: HttpRequest, response: HttpResponse, body: LogonIn):
     response={200: StatusOut, **ERRORS},
     summary="Report installed/failed with the logon answer's status token; revokes the replaced",
 )
-def logon_status(request: HttpRequest, body: LogonStatusIn):
+def logon_status(request: HttpRequest, response: HttpResponse, body: LogonStatusIn):
     data = body.dict()
     try:
         revoked = pipeline.report_with_token(data.pop("status_token"), data, request.META.get("REMOTE_ADDR"))

@@ -86,21 +86,27 @@ class EnrollmentBoundaryMiddleware:
 
         if request.method != "POST" or not request.path.startswith(API_PREFIX + "/"):
             return self.get_response(request)
-        reason = cross_site(request)
-        if reason is not None:
-            return self._refuse(request, EnrollmentError(CROSS_SITE, f"request from another site ({reason})"), 403)
-        if not is_json(request):
-            kind = request.content_type or "none"
-            return self._refuse(request, EnrollmentError(NO_REQUEST, f"Content-Type {kind[:80]}, not JSON"), 415)
-        return self.get_response(request)
+        return refusal(request) or self.get_response(request)
 
-    def _refuse(self, request: HttpRequest, error: EnrollmentError, status: int):
-        from django.http import JsonResponse
 
-        from autoenroll.protocol.messages import error_body
+def refusal(request: HttpRequest):
+    """The answer refusing an enrollment call at the edge (recorded), or None when it may go on."""
+    reason = cross_site(request)
+    if reason is not None:
+        return _refuse(request, EnrollmentError(CROSS_SITE, f"request from another site ({reason})"), 403)
+    if not is_json(request):
+        kind = request.content_type or "none"
+        return _refuse(request, EnrollmentError(NO_REQUEST, f"Content-Type {kind[:80]}, not JSON"), 415)
+    return None
 
-        record_refusal(request, error)
-        return JsonResponse(error_body(error.code), status=status)
+
+def _refuse(request: HttpRequest, error: EnrollmentError, status: int):
+    from django.http import JsonResponse
+
+    from autoenroll.protocol.messages import error_body
+
+    record_refusal(request, error)
+    return JsonResponse(error_body(error.code), status=status)
 
 
 def record_refusal(request: HttpRequest, error: EnrollmentError) -> None:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server import metrics
 from autoenroll.server.audit import trail
+from autoenroll.server.utils import rows
 
 from .models import EnrollmentEvent
 
@@ -48,7 +49,7 @@ _REMOTE_ADDR = EnrollmentEvent._meta.get_field("remote_addr")
 def record_success(step: str, principal: str, **refs) -> EnrollmentEvent:
     log.info("%s %s: success", step, principal)
     row = event(step, principal, **refs)
-    row.save(force_insert=True)
+    rows.insert(row)
     metrics.count_step(step)
     return row
 
@@ -56,6 +57,6 @@ def record_success(step: str, principal: str, **refs) -> EnrollmentEvent:
 def record_error(step: str, principal: str, error: EnrollmentError, **refs) -> EnrollmentEvent:
     log.warning("%s %s: error %d %s %s", step, principal, error.code, error.message, error.detail)
     row = event(step, principal, error=error, **refs)
-    row.save(force_insert=True)
+    rows.insert(row)
     metrics.count_step(step, error.code)
     return row

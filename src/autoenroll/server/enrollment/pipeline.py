@@ -30,9 +30,10 @@ from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory.ldap import DirectoryUser
 from autoenroll.server.directory.models import ADServer, Person
-from autoenroll.server.directory.sync import read_user, store_person
+from autoenroll.server.directory.sync import add_person, read_user, store_person
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Customer, Organization
+from autoenroll.server.utils import rows
 
 from . import configuration, events, lifecycle
 from .configuration import Configuration
@@ -345,12 +346,14 @@ def logon(caller: Caller, data: dict) -> Logon:
         try:
             with transaction.atomic():
                 person = lifecycle.locked_person(customer.pk, caller.principal, key_hash)
-                if person is None:  # the first logon ever: store, then lock like any other
-                    store_person(customer, found.ad_server, caller.principal, user, org)
+                if person is None:  # the first logon ever: add, then lock like any other
+                    add_person(customer, found.ad_server, caller.principal, user, org)
                     person = lifecycle.locked_person(customer.pk, caller.principal, key_hash)
+                    if person is None:  # deleted by an admin in between
+                        raise EnrollmentError(14, f"cannot store person {caller.principal}: removed meanwhile")
                 else:  # (a refusal is recorded after the rollback: only a person that was there before)
-                    store_person(customer, found.ad_server, caller.principal, user, org, current=person)
                     audit.refs["person"] = person
+                store_person(customer, found.ad_server, caller.principal, user, org, current=person)
                 person.customer, person.ad_server, person.organization = customer, found.ad_server, org
                 if customer.require_approval:
                     request = _hold(caller, person, org, csr_text=data["csr"])
@@ -555,7 +558,7 @@ def report_with_token(token: str, data: dict, remote_addr: str | None = None) ->
     except (signing.BadSignature, KeyError, TypeError, ValueError):
         raise BadStatusToken("invalid or expired status token") from None
     conf = configuration.current()
-    person = next(iter(Person.objects.raw(_PERSON_BY_ID, [person_id])), None)
+    person = next(iter(rows.select(Person, _PERSON_BY_ID, [person_id])), None)
     customer = conf.customer(person.customer_id) if person is not None else None
     if customer is None:
         raise BadStatusToken("the token's person no longer exists")
@@ -607,7 +610,7 @@ def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> 
         old_serial = _serial(data.get("replaced_serial"), "replaced_serial")
         if old_serial == serial:
             raise EnrollmentError(24, "replaced_serial is the installed certificate")
-    mine = {c.serial: c for c in Certificate.objects.raw(_REPORTED, [person.pk, serial, old_serial or serial])}
+    mine = {c.serial: c for c in rows.select(Certificate, _REPORTED, [person.pk, serial, old_serial or serial])}
     installed = mine.get(serial)
     if installed is None or installed.state != "issued":
         raise EnrollmentError(24, f"no valid certificate {serial} of {caller.principal}")

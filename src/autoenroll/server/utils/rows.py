@@ -1,0 +1,90 @@
+"""Model rows in and out of written-out SQL, for the enrollment hot path.
+
+On a logon the ORM's work around each statement (building the query, compiling it, `RawQuerySet`
+resolving its columns anew) cost more CPU than the database spent running it. These two functions keep
+what matters of the ORM, each field's own conversion to and from the database (`get_db_prep_save`,
+the backend's converters), and do the rest once per statement shape. No signals are sent: use them only
+for models nothing listens to (certificates, persons, enrollment events), never for configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+from django.db import connection
+from django.db.models import Model
+
+
+def select(model: type[Model], sql: str, params: Sequence = ()) -> list:
+    """Instances of `model` from `sql`, which selects the model's columns (`t.*`) and may add others:
+    those become attributes of each instance, as `Model.objects.raw` makes them."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = tuple(column[0] for column in cursor.description)
+        rows = cursor.fetchall()
+    build = _reader(model, names, connection.vendor)
+    return [build(row) for row in rows]
+
+
+@lru_cache(maxsize=64)
+def _reader(model: type[Model], names: tuple[str, ...], vendor: str):
+    fields = model._meta.concrete_fields
+    index = {name: i for i, name in enumerate(names)}
+    positions = [index[f.column] for f in fields]
+    attnames = [f.attname for f in fields]
+    converting = []
+    for n, field in enumerate(fields):
+        col = field.get_col(model._meta.db_table)
+        found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if found:
+            converting.append((n, col, found))
+    columns = {f.column for f in fields}
+    extra = [(name, i) for name, i in index.items() if name not in columns]
+
+    def build(row: tuple) -> Model:
+        values = [row[i] for i in positions]
+        for n, col, converters in converting:
+            value = values[n]
+            for convert in converters:
+                value = convert(value, col, connection)
+            values[n] = value
+        obj = model.from_db(connection.alias, attnames, values)
+        for name, i in extra:
+            setattr(obj, name, row[i])
+        return obj
+
+    return build
+
+
+def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model:
+    """INSERT `obj` as `save(force_insert=True)` would, its primary key set from the database.
+    With `ignore_conflicts`, a row that would break a unique constraint is not written (and the
+    primary key stays unset): ON CONFLICT DO NOTHING, on SQLite and PostgreSQL alike."""
+    meta = obj._meta
+    fields = [f for f in meta.local_concrete_fields if not (f.primary_key and getattr(obj, f.attname) is None)]
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
+    returning = connection.features.can_return_columns_from_insert and meta.pk not in fields
+    sql = _insert_sql(
+        meta.db_table, tuple(f.column for f in fields), meta.pk.column if returning else "", ignore_conflicts
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if returning:
+            row = cursor.fetchone()  # none when a conflict was ignored
+            if row is not None:
+                setattr(obj, meta.pk.attname, row[0])
+        elif meta.pk not in fields and cursor.rowcount:
+            setattr(obj, meta.pk.attname, cursor.lastrowid)
+    obj._state.adding, obj._state.db = False, connection.alias
+    return obj
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(table: str, columns: tuple[str, ...], returning: str, ignore_conflicts: bool) -> str:
+    qn = connection.ops.quote_name
+    values = ", ".join(["%s"] * len(columns))
+    sql = f"INSERT INTO {qn(table)} ({', '.join(map(qn, columns))}) VALUES ({values})"  # noqa: S608 - names from the model
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    return sql + (f" RETURNING {qn(returning)}" if returning else "")

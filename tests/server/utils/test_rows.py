@@ -1,0 +1,59 @@
+"""Rows written and read without the ORM's statement compilation (utils.rows): what the ORM itself
+would write and read back, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import transaction
+
+from autoenroll.server.directory.models import Person
+from autoenroll.server.utils import rows
+
+pytestmark = pytest.mark.django_db
+
+SYNCED = datetime(2026, 11, 30, 8, 15, 30, 123456, tzinfo=UTC)
+
+
+def _person(acme, principal: str = "user1@TEST.COM", **fields) -> Person:
+    values = {"sam_account_name": "user1", "mail": "user1@test.com", "enabled": False, "synced_at": SYNCED}
+    return Person(customer=acme, principal=principal, **{**values, **fields})
+
+
+def test_an_inserted_row_is_what_the_orm_reads_back(acme):
+    person = rows.insert(_person(acme))
+    assert person.pk is not None and not person._state.adding
+    stored = Person.objects.get(pk=person.pk)
+    assert (stored.principal, stored.enabled, stored.synced_at, stored.customer_id) == (
+        "user1@TEST.COM",
+        False,
+        SYNCED,
+        acme.pk,
+    )
+
+
+def test_a_conflicting_row_is_left_out_when_asked(acme):
+    first = rows.insert(_person(acme))
+    again = rows.insert(_person(acme, mail="other@test.com"), ignore_conflicts=True)
+    assert again.pk is None
+    assert list(Person.objects.values_list("pk", "mail")) == [(first.pk, "user1@test.com")]
+
+
+def test_a_conflicting_row_raises_otherwise(acme):
+    from django.db import IntegrityError
+
+    rows.insert(_person(acme))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows.insert(_person(acme))
+
+
+def test_selected_rows_are_converted_as_the_orm_converts_them(acme):
+    person = rows.insert(_person(acme))
+    sql = f"SELECT p.*, 41 + 1 AS answer FROM {Person._meta.db_table} p WHERE p.id = %s"  # noqa: S608
+    [read] = rows.select(Person, sql, [person.pk])
+    assert read.synced_at == SYNCED and read.synced_at.tzinfo is not None  # SQLite stores text
+    assert read.enabled is False  # SQLite stores 0
+    assert read.answer == 42 and read.pk == person.pk and not read._state.adding
+    assert read.customer == acme  # a real instance: its relations load as usual
+    assert rows.select(Person, sql, [person.pk + 1000]) == []
