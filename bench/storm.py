@@ -72,7 +72,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, default=1000, help="AD users per protocol, one first logon each (max 10,000)")
     p.add_argument("--concurrency", type=int, default=50, help="concurrent clients of each pass (max 500)")
-    p.add_argument("--workers", type=int, default=2, help="gunicorn workers of the SQLite server")
+    p.add_argument(
+        "--workers", type=int, help="gunicorn workers of the SQLite server (default: one per --server-cpus CPU, else 2)"
+    )
     p.add_argument(
         "--server-cpus", help="pin the server's process tree to these CPUs (taskset -c syntax) and the generator "
         "to the others",
@@ -109,6 +111,8 @@ def parse_args(argv=None):
         if not server or not server <= available:
             p.error(f"--server-cpus {args.server_cpus}: this process may use CPUs {sorted(available)}")
         args.cpus = {"server": server, "generator": (available - server) or available}
+    if args.workers is None:  # one process per core: a second on the same core only adds contention and halves
+        args.workers = len(args.cpus["server"]) if args.cpus else 2  # TLS resumption (a ticket key each)
     return args
 
 
