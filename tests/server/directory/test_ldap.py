@@ -156,6 +156,18 @@ def test_over_starttls_a_certificate_without_the_configured_name_is_refused(ad_s
     assert exc.value.stage == "tls"
 
 
+def test_libldap_reads_the_pinned_ca_from_a_private_file_removed_with_the_client(ad_server):
+    import os
+    import stat
+
+    client = DirectoryClient(ad_server.ldap_settings())
+    path = client._ca_file
+    assert client.find_user("user1@TEST.COM") is not None
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    client.close()
+    assert not os.path.exists(path)
+
+
 def test_a_logon_reads_ad_through_libldap(client):
     assert client._libldap
     client.find_user("user1@TEST.COM")

@@ -24,6 +24,7 @@ import struct
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -184,6 +185,8 @@ class DirectoryClient:
         self._ca_file = (
             _ca_file(settings.ca_pem) if self._libldap and _wants_tls(settings) and settings.ca_pem else None
         )
+        if self._ca_file:  # removed with the client, or when the process exits
+            self._forget_ca_file = weakref.finalize(self, _remove, self._ca_file)
 
     # Connection ---------------------------------------------------------------------------
 
@@ -299,8 +302,7 @@ class DirectoryClient:
         for conn in idle:
             _unbind(conn)
         if self._ca_file:
-            with contextlib.suppress(OSError):
-                os.unlink(self._ca_file)
+            self._forget_ca_file()
 
     def _search(self, base: str, flt: str, scope, attributes: list[str]) -> list:
         with self.breaker.guard():
@@ -521,6 +523,11 @@ def _libldap_tls_options(ca_file: str | None) -> tuple:
         *trust,
         (libldap.OPT_X_TLS_NEWCTX, 0),  # last: the context is made from the options above
     )
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _ca_file(pem: str) -> str:
