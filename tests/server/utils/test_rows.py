@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from autoenroll.server.directory.models import Person
 from autoenroll.server.utils import rows
@@ -57,3 +57,14 @@ def test_selected_rows_are_converted_as_the_orm_converts_them(acme):
     assert read.answer == 42 and read.pk == person.pk and not read._state.adding
     assert read.customer == acme  # a real instance: its relations load as usual
     assert rows.select(Person, sql, [person.pk + 1000]) == []
+
+
+def test_many_rows_go_in_one_statement_per_batch(acme):
+    from django.test.utils import CaptureQueriesContext
+
+    people = [_person(acme, principal=f"user{i}@TEST.COM", mail=f"user{i}@test.com") for i in range(5)]
+    with CaptureQueriesContext(connection) as queries:
+        rows.insert_all(people, batch_size=2)
+    assert len(queries) == 3
+    stored = Person.objects.order_by("principal").values_list("principal", "mail", "synced_at")
+    assert list(stored) == [(f"user{i}@TEST.COM", f"user{i}@test.com", SYNCED) for i in range(5)]

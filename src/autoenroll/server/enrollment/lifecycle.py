@@ -251,11 +251,7 @@ def _revoke(
             )
             for c in done
         ]
-        if len(events) <= 2:  # a renewal's report and revocation: without the bulk statement's compilation
-            for row in events:
-                rows.insert(row)
-        else:
-            EnrollmentEvent.objects.bulk_create(events, batch_size=batch_size)
+        rows.insert_all(events, batch_size=batch_size)
         if done:
             transaction.on_commit(lambda: _unpublish(done))
             transaction.on_commit(lambda: _count_revoked(done, reason))

@@ -1,7 +1,7 @@
 """Model rows in and out of written-out SQL, for the enrollment hot path.
 
 On a logon the ORM's work around each statement (building the query, compiling it, `RawQuerySet`
-resolving its columns anew) cost more CPU than the database spent running it. These two functions keep
+resolving its columns anew) cost more CPU than the database spent running it. These functions keep
 what matters of the ORM, each field's own conversion to and from the database (`get_db_prep_save`,
 the backend's converters), and do the rest once per statement shape. No signals are sent: use them only
 for models nothing listens to (certificates, persons, enrollment events), never for configuration.
@@ -62,14 +62,13 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model:
     With `ignore_conflicts`, a row that would break a unique constraint is not written (and the
     primary key stays unset): ON CONFLICT DO NOTHING, on SQLite and PostgreSQL alike."""
     meta = obj._meta
-    fields = [f for f in meta.local_concrete_fields if not (f.primary_key and getattr(obj, f.attname) is None)]
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
+    fields = _written(obj)
     returning = connection.features.can_return_columns_from_insert and meta.pk not in fields
     sql = _insert_sql(
         meta.db_table, tuple(f.column for f in fields), meta.pk.column if returning else "", ignore_conflicts
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, _values(obj, fields))
         if returning:
             row = cursor.fetchone()  # none when a conflict was ignored
             if row is not None:
@@ -80,11 +79,32 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model:
     return obj
 
 
+def insert_all(objs: Sequence[Model], *, batch_size: int = 500) -> None:
+    """INSERT rows of one model, one statement per batch; their primary keys are not read back."""
+    for start in range(0, len(objs), batch_size):
+        batch = objs[start : start + batch_size]
+        fields = _written(batch[0])
+        sql = _insert_sql(batch[0]._meta.db_table, tuple(f.column for f in fields), "", False, len(batch))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [value for obj in batch for value in _values(obj, fields)])
+        for obj in batch:
+            obj._state.adding, obj._state.db = False, connection.alias
+
+
+def _written(obj: Model) -> list:
+    """The columns an INSERT of `obj` writes: all but a primary key the database is to choose."""
+    return [f for f in obj._meta.local_concrete_fields if not (f.primary_key and getattr(obj, f.attname) is None)]
+
+
+def _values(obj: Model, fields: list) -> list:
+    return [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
+
+
 @lru_cache(maxsize=64)
-def _insert_sql(table: str, columns: tuple[str, ...], returning: str, ignore_conflicts: bool) -> str:
+def _insert_sql(table: str, columns: tuple[str, ...], returning: str, ignore_conflicts: bool, rows: int = 1) -> str:
     qn = connection.ops.quote_name
-    values = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {qn(table)} ({', '.join(map(qn, columns))}) VALUES ({values})"  # noqa: S608 - names from the model
+    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * rows)
+    sql = f"INSERT INTO {qn(table)} ({', '.join(map(qn, columns))}) VALUES {values}"  # noqa: S608 - names from the model
     if ignore_conflicts:
         sql += " ON CONFLICT DO NOTHING"
     return sql + (f" RETURNING {qn(returning)}" if returning else "")
