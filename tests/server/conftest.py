@@ -49,14 +49,12 @@ def acme(db) -> Customer:
 
 @pytest.fixture
 def ad_server(acme, samba_ad) -> ADServer:
-    """The customer's default AD server: the real Samba DC, StartTLS with its CA pinned and its name checked
-    (read through libldap, as `bench/storm.py` measures; LDAPS through ldap3 has tests of its own)."""
+    """The customer's default AD server: the real Samba DC, LDAPS with its CA pinned."""
     return ADServer.objects.create(
         customer=acme,
         domain=samba.DOMAIN,
         address=samba_ad.ip,
-        port=389,
-        use_ssl=False,
+        use_ssl=True,
         tls_ca_pem=samba_ad.tls_ca.read_text(),
         tls_server_name=samba.DC_FQDN,
         users_base_dn=samba.USERS_DN,
