@@ -21,11 +21,11 @@ PARTS = (
     ("SPNEGO (token parse, gssapi accept)", ("kerberos/spnego.py", "gssapi/")),
     ("LDAP search in AD (ldap3 over TLS)", ("ldap3/", "directory/ldap.py")),
     ("CSR parse and checks", ("public_key_from_csr", "_csr_identity_check", "load_pem_x509_csr")),
-    ("TLS handshake / socket I/O", ("do_handshake", "ssl.py", "gunicorn/sock.py", "wrap_socket")),
-    ("request logging", ("logging/__init__.py", "glogging.py")),
+    ("TLS handshake / socket I/O", ("do_handshake", "ssl.py", "wrap_socket")),
+    ("request logging", ("logging/__init__.py", "granian/log.py")),
     ("request handling (ninja, pydantic, pipeline code)", ("ninja/", "pydantic", "autoenroll/")),
     ("Django request cycle (middleware, URLs)", ("django/",)),
-    ("gunicorn worker loop", ("gunicorn/",)),
+    ("Granian's WSGI bridge (TLS and HTTP are in Rust, not sampled)", ("granian/",)),
 )
 
 
@@ -54,12 +54,12 @@ def _frames(stack: str) -> list[str]:
 
 
 def _side_process(stack: str) -> bool:
-    """Samples not of a worker serving logons: the arbiter itself (gunicorn's master under `serve`), the CRL
+    """Samples not of a worker serving logons: the server's main process under `serve`, the CRL
     watcher and the publication listener (the watcher's CRL build would count as request handling)."""
     processes = [f for f in stack.split(";") if f.startswith("process ")]
     if len(processes) < 2:  # with --subprocesses the workers sit under the arbiter's root
         return bool(processes)
-    return any("crl --watch" in p or "--publication-only" in p for p in processes)
+    return any("crl --watch" in p or "autoenroll-publication" in p or "--publication-only" in p for p in processes)
 
 
 def _short(frame: str) -> str:

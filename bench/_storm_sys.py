@@ -92,11 +92,11 @@ def cmdline(pid: int) -> str:
 
 
 def worker_rss(master: int) -> list[int]:
-    """RSS in bytes of each gunicorn worker of the HTTPS arbiter `master` (forked: same command line)."""
+    """RSS in bytes of each worker of `serve`'s HTTPS server `master` (its children named after it)."""
     own = cmdline(master)
     out = []
     for pid in _children_map().get(master, []):
-        if cmdline(pid) == own:
+        if cmdline(pid).startswith(own + " worker-"):
             st = _stat(pid)
             if st is not None:
                 out.append(st[2])

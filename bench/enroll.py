@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python bench/enroll.py [--users 20] [--enrollments 200] [--concurrency 4] [--workers 2]
 
-Starts a test-bed AD DC on 127.0.0.6 and a real server (gunicorn over HTTPS); makes the users, their
+Starts a test-bed AD DC on 127.0.0.6 and a real server (`serve`: Granian over HTTPS); makes the users, their
 tickets and CSRs before the timed part; then runs the enrollments with a bounded number of threads
 and prints enrollments/s next to two limits measured in the same run: the in-process SPNEGO accept
 rate and the raw signing rate of the issuing CA's key.

@@ -57,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--valid", type=int, default=1_000, help="valid certificates next to them (max 50,000)")
     p.add_argument("--requests", type=int, default=4_000, help="OCSP requests per responder (max 50,000)")
     p.add_argument("--concurrency", type=int, default=8, help="client threads")
-    p.add_argument("--workers", type=int, default=2, help="responder processes (gunicorn workers / openssl -multi)")
+    p.add_argument("--workers", type=int, default=2, help="responder processes (server workers / openssl -multi)")
     p.add_argument("--crl-runs", type=int, default=3)
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds allowed per load phase")
     p.add_argument("--no-ocsp", action="store_true", help="the CRL only (no responders, no load)")

@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python bench/storm.py [--users 1000] [--concurrency 50] [--workers 2] [--server-cpus 0]
 
-1. Starts a test-bed Samba AD DC on 127.0.0.8 and the real server (gunicorn, N workers, HTTPS, built-in CA);
+1. Starts a test-bed Samba AD DC on 127.0.0.8 and the real server (`serve`: Granian, N workers, HTTPS, built-in CA);
    creates 2 x U users in AD (one set per protocol) plus a few for the warm-up, and gets a TGT and a
    service ticket for each (not timed). With --server-cpus the server's process tree is pinned to those
    CPUs and this process (the load generator) to the others.
@@ -73,7 +73,7 @@ def parse_args(argv=None):
     p.add_argument("--users", type=int, default=1000, help="AD users per protocol, one first logon each (max 10,000)")
     p.add_argument("--concurrency", type=int, default=50, help="concurrent clients of each pass (max 500)")
     p.add_argument(
-        "--workers", type=int, help="gunicorn workers of the SQLite server (default: one per --server-cpus CPU, else 2)"
+        "--workers", type=int, help="workers of the SQLite server (default: one per --server-cpus CPU, else 2)"
     )
     p.add_argument(
         "--server-cpus", help="pin the server's process tree to these CPUs (taskset -c syntax) and the generator "
@@ -85,7 +85,7 @@ def parse_args(argv=None):
     p.add_argument("--time-limit", type=float, default=75.0, help="time limit of each pass, seconds")
     p.add_argument("--profile-seconds", type=float, default=5.0, help="py-spy burst (0: no profile)")
     p.add_argument("--pg-servers", type=int, default=2, help="server processes on PostgreSQL (0: skip PostgreSQL)")
-    p.add_argument("--pg-workers", type=int, default=1, help="gunicorn workers per PostgreSQL server process")
+    p.add_argument("--pg-workers", type=int, default=1, help="workers per PostgreSQL server process")
     p.add_argument(
         "--pg-old", action=argparse.BooleanOptionalAction, default=True, help="old protocol on PostgreSQL too"
     )

@@ -51,7 +51,7 @@ def test_importing_the_settings_changes_neither_the_environment_nor_the_data_dir
 
 
 def test_the_server_prepares_kerberos_once_at_start_up(tmp_path):
-    """What `serve` and `init` call (and wsgi.py for a gunicorn started by hand)."""
+    """What `serve` and `init` call (and wsgi.py for a WSGI server started by hand)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOENROLL_", "DJANGO_", "KRB5"))}
     env.update(
         AUTOENROLL_DATA_DIR=str(tmp_path),
@@ -61,7 +61,8 @@ def test_the_server_prepares_kerberos_once_at_start_up(tmp_path):
         KRB5_CONFIG="/etc/krb5.conf",
     )
     code = (
-        "import os, autoenroll.server.wsgi; from autoenroll.server.startup import prepare_kerberos;"
+        "import os, autoenroll.server.wsgi as wsgi; wsgi.application;"
+        "from autoenroll.server.startup import prepare_kerberos;"
         "assert prepare_kerberos() == prepare_kerberos();"
         "print(os.environ['KRB5RCACHEDIR']); print(os.environ['KRB5_CONFIG'])"
     )

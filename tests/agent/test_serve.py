@@ -8,6 +8,8 @@ import socket
 import ssl
 import time
 
+import pytest
+
 from autoenroll.testbed.server import SERVER_HOST
 
 
@@ -35,25 +37,42 @@ def test_the_admin_pages_are_styled_under_serve(server):
     assert get(server, "/static/web/nothing-here.css")[0] == 404
 
 
-def test_two_servers_on_one_host_keep_their_own_control_sockets(samba_ad, tmp_path):
-    """gunicorn's control socket defaults to one path per user, which each `serve` deleted at start and
-    stop; each data directory now has its own."""
+def test_two_servers_on_one_host_stop_independently(samba_ad, tmp_path):
+    """Two data directories, two `serve` on one host: stopping one leaves the other serving."""
     from autoenroll.testbed.server import start_server
 
     with start_server(tmp_path / "a", samba_ad, customer="acme", env={"HOME": str(tmp_path)}) as a:
         with start_server(tmp_path / "b", samba_ad, customer="acme", env={"HOME": str(tmp_path)}) as b:
-            sockets = [a.data_dir / "gunicorn.ctl", b.data_dir / "gunicorn.ctl"]
-            for _ in range(50):
-                if all(s.exists() for s in sockets):
-                    break
-                time.sleep(0.1)
-            assert all(s.is_socket() for s in sockets)
-        assert (a.data_dir / "gunicorn.ctl").is_socket()  # b stopped: a's socket stays
+            assert get(b, "/static/web/style.css")[0] == 200
         assert get(a, "/static/web/style.css")[0] == 200
 
 
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_tls_1_2_and_1_3_are_served(server, version):
+    """Windows 10's Schannel (the MS-XCEP/WSTEP client) has no TLS 1.3; HTTP/1.1 only, for Negotiate."""
+    context = ssl.create_default_context(cafile=str(server.root_ca))
+    context.minimum_version = context.maximum_version = version
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=SERVER_HOST) as tls:
+            assert tls.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
+            assert tls.selected_alpn_protocol() in (None, "http/1.1")
+
+
+def test_each_request_is_in_the_access_log(server):
+    marker = f"/static/web/access-log-{time.monotonic_ns()}.css"
+    assert get(server, marker)[0] == 404
+    for _ in range(50):
+        lines = [line for line in server.log_file.read_text(errors="replace").splitlines() if "access-log-" in line]
+        if any(marker in line for line in lines):
+            break
+        time.sleep(0.1)
+    line = next(line for line in lines if marker in line)
+    assert line.startswith("127.0.0.1 ") and f'"GET {marker} HTTP/1.1" 404 ' in line
+
+
 def test_prometheus_scrapes_the_metrics_of_every_worker(server, make_user, samba_ad):
-    """/metrics (issue 16) from the real `serve` (two gunicorn workers, multiprocess files): an agent's
+    """/metrics (issue 16) from the real `serve` (two workers, multiprocess files): an agent's
     logon counted and timed, the certificate issued, the stored state, the AD server answering."""
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -362,7 +362,7 @@ def _sign_in_child(chain: TokenChain, queue: multiprocessing.Queue) -> None:
 
 
 def test_forked_worker_can_sign_and_leaves_the_parent_session_alone(token_chain):
-    """Like a gunicorn worker forked after the master signed: the child logs in on its own."""
+    """Like a server worker forked after the master signed: the child logs in on its own."""
     token_chain.issuing_backend.key_type()  # the parent is logged in
     context = multiprocessing.get_context("fork")
     queue = context.Queue()

@@ -3,7 +3,7 @@
 Two kinds of figures:
 
 * what happens, counted where it happens (enrollment steps by outcome and guide error number, their latency,
-  certificates issued and revoked, AD servers answering or not). Under `serve` every gunicorn worker and the
+  certificates issued and revoked, AD servers answering or not). Under `serve` every server worker and the
   CRL watcher writes them to prometheus-client's multiprocess files in the data directory
   (`PROMETHEUS_MULTIPROC_DIR`, set by `startup.prepare_metrics` before anything imports prometheus-client), and
   a scrape sums them;

@@ -2,8 +2,8 @@
 
 Importing the settings must not write files or change the environment (tests, `manage.py check` and every
 CLI command import them); the commands that serve or set up the server call these instead: `serve` before
-gunicorn forks its workers (they inherit the environment), `init`, and the WSGI module for a gunicorn
-started by hand.
+it starts its workers (they inherit the environment), `init`, and the WSGI module for a server started
+by hand.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def prepare_kerberos() -> dict[str, str]:
 
 
 def prepare_metrics() -> None:
-    """Where every process of this `serve` (gunicorn workers, the publication listener, the CRL watcher) keeps
+    """Where every process of this `serve` (its workers, the publication listener, the CRL watcher) keeps
     its Prometheus counters: prometheus-client's multiprocess directory, in the data directory, emptied (the
     counters restart with the server, as Prometheus expects of any restart).
 

@@ -1,12 +1,22 @@
-"""WSGI entry point for gunicorn (`autoenroll-server serve`)."""
+"""WSGI entry point: `serve` runs `get_application` in each Granian worker; a server started by hand
+(Granian, gunicorn, mod_wsgi) takes `application`."""
 
 import os
 
-from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autoenroll.server.settings")
-application = get_wsgi_application()
+def get_application():
+    from django.core.wsgi import get_wsgi_application
 
-from autoenroll.server.startup import prepare_kerberos  # noqa: E402 - needs the settings configured above
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autoenroll.server.settings")
+    handler = get_wsgi_application()
 
-prepare_kerberos()  # a no-op in the workers of `serve`, which prepared it before forking
+    from autoenroll.server.startup import prepare_kerberos
+
+    prepare_kerberos()  # a no-op in the workers of `serve`, which prepared it before starting them
+    return handler
+
+
+def __getattr__(name: str):
+    if name == "application":
+        return get_application()
+    raise AttributeError(name)

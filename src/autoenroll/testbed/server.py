@@ -68,7 +68,7 @@ class ServerProcess:
         return (self.cli("shell", "-c", code).strip().splitlines() or [""])[-1]
 
     def stop(self, timeout: float = 15) -> None:
-        """SIGTERM gunicorn's master (our child) and wait; idempotent."""
+        """SIGTERM `serve` (our child) and wait; idempotent."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -96,7 +96,7 @@ class ServerProcess:
             raise
 
     def kill(self) -> None:
-        """SIGKILL the whole server (gunicorn, its workers, the publication listener, the CRL watcher),
+        """SIGKILL the whole server (`serve`, its workers, the publication listener, the CRL watcher),
         as a host that loses power would stop it."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""The publication listener as users run it: `autoenroll-server serve --publication-only` (gunicorn), where OCSP
+"""The publication listener as users run it: `autoenroll-server serve --publication-only` (Granian), where OCSP
 requests skip Django's middleware (`wsgi.PublicationHandler`) and answers signed ahead are served as stored.
 Everything else on that listener (the CRL, CA certificates) still goes through Django."""
 
@@ -90,7 +90,7 @@ def _http(port: int, method: str, path: str, body: bytes | None = None, headers:
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        return response.status, response.headers, response.read()
     finally:
         conn.close()
 

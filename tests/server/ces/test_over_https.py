@@ -66,7 +66,7 @@ class HttpsSoapClient:
             }
             conn.request("POST", parts.path, body=body, headers=headers)
             response = conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
+            return response.status, response.headers, response.read()
         finally:
             conn.close()
 

@@ -1,4 +1,4 @@
-"""The admin pages in Chromium against the real `autoenroll-server serve` (gunicorn, WhiteNoise), as an admin
+"""The admin pages in Chromium against the real `autoenroll-server serve` (Granian, WhiteNoise), as an admin
 meets them after the README's commands: not Django's test server, which serves static files by itself and
 hid once that `serve` answered 404 for every stylesheet."""
 

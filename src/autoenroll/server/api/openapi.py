@@ -37,7 +37,7 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _transport(operation: dict[str, Any], responses: dict[str, Any]) -> None:
-    """What gunicorn answers before the application sees the request, on any path: 400 for a request
+    """What Granian answers before the application sees the request, on any path: 400 for a request
     that is not valid HTTP (a bad Content-Length, say), 414 for a request line it will not read."""
     html = {"text/html": {"schema": {"type": "string"}}}
     bad = responses.setdefault(400, {"description": "The request is not valid HTTP"})

@@ -43,7 +43,7 @@ def one_at_a_time(data_dir: Path, job: str, key: int = 0, *, wait: bool = True) 
 
 @contextlib.contextmanager
 def host_lock(directory: Path, *, wait: bool = True) -> Iterator[bool]:
-    """One process of this host at a time (gunicorn has several workers, `serve` a CRL watcher): for
+    """One process of this host at a time (`serve` has several workers, `serve` a CRL watcher): for
     what each host keeps to itself, like its OCSP responder's key."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(directory / ".lock", "a+b") as fh:
