@@ -59,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--concurrency", type=int, default=8, help="client threads")
     p.add_argument("--workers", type=int, default=2, help="responder processes (server workers / openssl -multi)")
     p.add_argument("--crl-runs", type=int, default=3)
+    p.add_argument(
+        "--partitions", type=int, default=16, help="also time one CRL partition, certificates spread over N (1: no)"
+    )
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds allowed per load phase")
     p.add_argument("--no-ocsp", action="store_true", help="the CRL only (no responders, no load)")
     p.add_argument("--json", type=Path, help="also write the results to this file as JSON")
@@ -136,9 +139,10 @@ def setup_server(workdir: Path, env: dict[str, str]):
 SIGNED_AT_MOST = 50_000
 
 
-def populate(revoked: int, valid: int):
+def populate(revoked: int, valid: int, partitions: int):
     """Record `revoked` revoked and `valid` valid certificates of the issuing CA: the first SIGNED_AT_MOST
-    signed for real (ORM), the rest as rows only (random serials, bulk INSERTs of 10,000)."""
+    signed for real (ORM), the rest as rows only (random serials, bulk INSERTs of 10,000); certificate i in
+    CRL partition i mod `partitions`."""
     from cryptography.hazmat.primitives import hashes
     from django.conf import settings
     from django.db import connection, transaction
@@ -180,6 +184,7 @@ def populate(revoked: int, valid: int):
                 revoked_at=revoked_at,
                 revocation_reason=reason,
                 revoked_by="bench" if is_revoked else "",
+                crl_partition=i % partitions if partitions > 1 else None,
             )
         )
         entries.append((cert.serial_number, cert.not_valid_after_utc, revoked_at, reason))
@@ -191,8 +196,8 @@ def populate(revoked: int, valid: int):
         insert = (
             f"INSERT INTO {Certificate._meta.db_table} (ca_id, serial, profile, subject, issuer, mail, not_before, "
             "not_after, fingerprint_sha256, public_key_sha256, pem, csr_pem, status, revoked_at, revocation_reason, "
-            "revoked_by, created) VALUES (%s, %s, 'smime', 'CN=bench', 'CN=bench', '', %s, %s, %s, '', '', '', %s, "
-            "%s, %s, %s, %s)"
+            "revoked_by, created, crl_partition) VALUES (%s, %s, 'smime', 'CN=bench', 'CN=bench', '', %s, %s, %s, "
+            "'', '', '', %s, %s, %s, %s, %s, %s)"
         )
         with connection.cursor() as cursor:
             for first in range(len(rows), total, 10_000):
@@ -206,7 +211,7 @@ def populate(revoked: int, valid: int):
                         ca.pk, format(serial, "x"), adapt(not_before), adapt(not_after),
                         hashlib.sha256(serial.to_bytes(20, "big")).hexdigest(),
                         "revoked" if is_revoked else "issued", adapt(revoked_at) if is_revoked else None,
-                        reason, "bench" if is_revoked else "", adapt(now),
+                        reason, "bench" if is_revoked else "", adapt(now), i % partitions if partitions > 1 else None,
                     ))  # fmt: skip
                     entries.append((serial, not_after, revoked_at, reason))
                 cursor.executemany(insert, batch)
@@ -294,8 +299,26 @@ def bench_crl(ca, runs: int, osl: Path, expected: int, env: dict) -> tuple[dict,
         theirs.append(_measured(["openssl", "ca", "-gencrl", "-config", osl / "ca.cnf", "-out", osl / f"crl{i}.pem"]))
         assert len(x509.load_pem_x509_crl((osl / f"crl{i}.pem").read_bytes())) == expected
     print(f"CRL with {expected:,} entries: {len(bytes(row.der)):,} bytes, number {row.number}")
-    median = lambda runs: sorted(runs, key=lambda r: r["s"])[len(runs) // 2]  # noqa: E731
-    return median(ours), median(theirs), command
+    return _median(ours), _median(theirs), command
+
+
+def _median(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda r: r["s"])[len(runs) // 2]
+
+
+def bench_crl_partition(ca, runs: int, partitions: int, revoked: int) -> dict:
+    """Partition 0 of `partitions` (what a revocation in it makes the watcher sign), median of `runs`."""
+    from autoenroll.server.certificates import publication
+
+    timed = []
+    for _ in range(runs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        row = publication.publish_crl(ca, partition=0)
+        timed.append({"s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu})
+    expected = len(range(0, revoked, partitions))
+    assert row.entries == expected, (row.entries, expected)
+    print(f"CRL partition 0 of {partitions}: {row.entries:,} entries, {len(bytes(row.der)):,} bytes")
+    return {**_median(timed), "entries": row.entries, "bytes": len(bytes(row.der)), "partitions": partitions}
 
 
 # --- OCSP ------------------------------------------------------------------------------------------
@@ -493,9 +516,12 @@ def main(argv=None) -> None:
             AUTOENROLL_LOG_LEVEL="WARNING",
         )
         setup_server(workdir, env)
-        ca, backend, entries = populate(args.revoked, args.valid)
+        ca, backend, entries = populate(args.revoked, args.valid, args.partitions)
         osl = write_openssl_ca(workdir, backend, entries)
         crl_ours, crl_theirs, crl_command = bench_crl(ca, args.crl_runs, osl, args.revoked, env)
+        partition = None
+        if args.partitions > 1:
+            partition = bench_crl_partition(ca, args.crl_runs, args.partitions, args.revoked)
         ours = theirs = None
         if not args.no_ocsp:
             ours, theirs = bench_ocsp(args, workdir, env, ca, backend, entries, osl, netns)
@@ -507,6 +533,9 @@ def main(argv=None) -> None:
     print(f"{'CRL generation, CPU (s)':34} {crl_ours['cpu_s']:12.3f} {crl_theirs['cpu_s']:12.3f}")
     print(f"{'CRL command: wall s / peak RSS MB':34} {crl_command['s']:6.2f} {crl_command['rss_mb']:5.0f} "
           f"{crl_theirs['s']:6.2f} {crl_theirs['rss_mb']:5.0f}")  # fmt: skip
+    if partition is not None:
+        label = f"CRL partition 1/{partition['partitions']}, median (s)"
+        print(f"{label:34} {partition['s']:12.3f} {'':>12} {partition['s'] / crl_theirs['s']:7.2f}x")
     if ours is not None:
         print(f"{'OCSP responses/s':34} {ours['rps']:12.0f} {theirs['rps']:12.0f} {ours['rps'] / theirs['rps']:7.2f}x")
         print(f"{'OCSP latency p50 (ms)':34} {ours['p50']:12.1f} {theirs['p50']:12.1f}")
@@ -525,7 +554,7 @@ def main(argv=None) -> None:
             "revoked": args.revoked, "valid": args.valid, "requests": args.requests,
             "concurrency": args.concurrency, "workers": args.workers, "cpus": os.cpu_count(),
             "crl": {"autoenroll": crl_ours, "openssl": crl_theirs, "time_ratio": crl_ours["s"] / crl_theirs["s"],
-                    "autoenroll_command": crl_command},
+                    "autoenroll_command": crl_command, "partition": partition},
             "ocsp": ours and {"autoenroll": ours, "openssl": theirs, "rate_ratio": ours["rps"] / theirs["rps"]},
         }, indent=2, default=str) + "\n")  # fmt: skip
     if ours is not None and (ours["wrong"] or theirs["wrong"]):

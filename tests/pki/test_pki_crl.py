@@ -110,9 +110,9 @@ def test_crl_of_ten_thousand_entries_is_signed_and_complete(chain):
     assert crl.get_revoked_certificate_by_serial_number(10**20 + 9_999) is not None
 
 
-def _as_cryptography_builds_it(issuer, number, entries):
+def _as_cryptography_builds_it(issuer, number, entries, distribution_point=None):
     """The TBS cryptography's own builder makes of the same header and entries."""
-    builder = crl_builder(issuer, number, this_update=NOW)
+    builder = crl_builder(issuer, number, this_update=NOW, distribution_point=distribution_point)
     for entry in entries:
         revoked = x509.RevokedCertificateBuilder().serial_number(entry.serial).revocation_date(entry.revoked_at)
         if (flag := reason_flag(entry.reason)) is not None:
@@ -137,16 +137,18 @@ _ENTRIES = st.lists(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(entries=_ENTRIES)
-def test_entries_are_encoded_byte_for_byte_as_cryptography_encodes_them(chain, entries):
+@given(entries=_ENTRIES, distribution_point=st.sampled_from([None, "http://ccm.test.com/crl/smime/7.crl"]))
+def test_entries_are_encoded_byte_for_byte_as_cryptography_encodes_them(chain, entries, distribution_point):
     """issue_crl encodes the entries itself (streaming, for a million of them): the TBS must be the one
     cryptography's builder makes, for any serial size (a high first bit needs a 0 octet), revocation
-    time (UTCTime through 2049, GeneralizedTime after) and reason."""
+    time (UTCTime through 2049, GeneralizedTime after) and reason, for a full CRL and a partition."""
     if chain.key_type != "ec-p256":
         pytest.skip("the encoding does not depend on the CA's key type")
-    crl = x509.load_der_x509_crl(issue_crl(chain.issuing_backend, 5, entries, this_update=NOW))
+    crl = x509.load_der_x509_crl(
+        issue_crl(chain.issuing_backend, 5, entries, this_update=NOW, distribution_point=distribution_point)
+    )
     issuer = chain.hierarchy.issuing_certificate
-    expected = _as_cryptography_builds_it(issuer, 5, entries)
+    expected = _as_cryptography_builds_it(issuer, 5, entries, distribution_point)
     assert crl.tbs_certlist_bytes == expected
     assert [(r.serial_number, r.revocation_date_utc) for r in crl] == [(e.serial, e.revoked_at) for e in entries]
 

@@ -85,9 +85,14 @@ def crl_builder(
     *,
     this_update: dt.datetime | None = None,
     validity: dt.timedelta = DEFAULT_CRL_VALIDITY,
+    distribution_point: str | None = None,
 ) -> x509.CertificateRevocationListBuilder:
     """The header of a v2 CRL of ``issuer`` (issuer, dates, CRL number, AKI), without entries:
-    :func:`issue_crl` encodes those itself."""
+    :func:`issue_crl` encodes those itself.
+
+    With ``distribution_point``, the CRL is one partition (RFC 5280 5.2.5): its issuing distribution point
+    names that URL, the one the certificates of the partition carry, and it lists end-entity certificates
+    only."""
     if not 0 <= number <= MAX_CRL_NUMBER:
         raise CRLError(f"CRL number must be between 0 and 2**159-1, got {number}")
     if not dt.timedelta(hours=1) <= validity <= dt.timedelta(days=10):
@@ -97,7 +102,7 @@ def crl_builder(
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
         raise CRLError(f"issuer {issuer.subject.rfc4514_string()} has no subjectKeyIdentifier") from None
-    return (
+    builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.subject)
         .last_update(this_update)
@@ -105,6 +110,18 @@ def crl_builder(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .add_extension(x509.CRLNumber(number), critical=False)
     )
+    if distribution_point is not None:
+        scope = x509.IssuingDistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(distribution_point)],
+            relative_name=None,
+            only_contains_user_certs=True,
+            only_contains_ca_certs=False,
+            only_some_reasons=None,
+            indirect_crl=False,
+            only_contains_attribute_certs=False,
+        )
+        builder = builder.add_extension(scope, critical=True)  # RFC 5280 5.2.5: critical
+    return builder
 
 
 def issue_crl(
@@ -114,6 +131,7 @@ def issue_crl(
     *,
     this_update: dt.datetime | None = None,
     validity: dt.timedelta = DEFAULT_CRL_VALIDITY,
+    distribution_point: str | None = None,
 ) -> bytes:
     """The CRL number ``number`` of ``ca``, signed and checked against the CA certificate, in DER.
 
@@ -123,9 +141,9 @@ def issue_crl(
     where cryptography's builder holds Python objects per entry and encodes them again to check them."""
     issuer = ca.certificate
     key = throwaway_key(key_type_of(issuer.public_key()))
-    draft = crl_builder(issuer, number, this_update=this_update, validity=validity).sign(
-        key, signature_hash_for_key(key)
-    )
+    draft = crl_builder(
+        issuer, number, this_update=this_update, validity=validity, distribution_point=distribution_point
+    ).sign(key, signature_hash_for_key(key))
     head, extensions = _split_before_extensions(draft.tbs_certlist_bytes)
     revoked = _encode_entries(entries)
     tbs = _tlv(0x30, head + (_tlv(0x30, revoked) if revoked else b"") + extensions)

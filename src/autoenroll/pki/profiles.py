@@ -9,6 +9,7 @@ Baseline Requirements, mailbox-validated *strict* generation.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import os
@@ -52,6 +53,7 @@ __all__ = [
     "ProfileError",
     "PublicationURLs",
     "ca_name",
+    "crl_partition_url",
     "init_hierarchy",
     "issue_issuing_ca",
     "issue_root_ca",
@@ -228,6 +230,18 @@ class PublicationURLs:
         base = base_url.rstrip("/")
         _check_http_url(base, "publication base URL")
         return cls(crl=f"{base}/crl/{slug}.crl", ocsp=f"{base}/ocsp/{slug}", ca_issuers=f"{base}/ca/{slug}.crt")
+
+    def with_crl_partition(self, index: int) -> PublicationURLs:
+        """The same URLs with the CRL of partition ``index`` (``{base}/crl/{slug}/{index}.crl``)."""
+        return dataclasses.replace(self, crl=crl_partition_url(self.crl, index))
+
+
+def crl_partition_url(crl_url: str, index: int) -> str:
+    """Where partition ``index`` of the CRL at ``crl_url`` is published: what certificates of that partition
+    name in their CRL distribution point, and what the partition's issuing distribution point repeats."""
+    if not 0 <= index < 1024:
+        raise ProfileError(f"CRL partition must be between 0 and 1023, got {index}")
+    return f"{crl_url.removesuffix('.crl')}/{index}.crl"
 
 
 # --- root CA -----------------------------------------------------------------------------------

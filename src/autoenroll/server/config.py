@@ -59,6 +59,10 @@ class ServerConfig(BaseModel):
     # Valid S/MIME certificates one person may hold: the current one and the one it replaces, by default.
     # Issuing past it supersedes the oldest (those never reported installed first).
     max_valid_certificates: Annotated[int, Field(ge=1, le=100)] = 2
+    # Partitioned CRLs: each new S/MIME certificate names one of this many CRLs (`crl/<ca>/<n>.crl`, with an
+    # issuing distribution point) besides the CA's full CRL, so relying parties fetch a fraction of a very
+    # large revoked set. 1: one CRL. A certificate keeps the partition it was issued with when this changes.
+    crl_partitions: Annotated[int, Field(ge=1, le=1024)] = 1
     # logon/enroll calls one principal may make per minute, per server process (429 beyond; 0: no limit).
     enroll_rate_per_minute: Annotated[int, Field(ge=0, le=100_000)] = 30
     # Largest clock difference accepted between a client's Kerberos authenticator and this server.

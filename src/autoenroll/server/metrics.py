@@ -123,7 +123,12 @@ class StoredState(Collector):
             ca_expiry.add_metric([ca.name, ca.role], ca.not_after.timestamp())
             if ca.pk in responders:
                 responder_expiry.add_metric([ca.name], responders[ca.pk].timestamp())
-            crl = RevocationList.objects.filter(ca=ca).order_by("-number").only("this_update", "next_update").first()
+            crl = (
+                RevocationList.objects.filter(ca=ca, partition=None)
+                .order_by("-number")
+                .only("this_update", "next_update")
+                .first()
+            )
             if crl is not None:
                 crl_age.add_metric([ca.name], (now - crl.this_update).total_seconds())
                 crl_next.add_metric([ca.name], crl.next_update.timestamp())

@@ -4,6 +4,7 @@ and the CA certificate downloads for Group Policy (guide 3.6) and for trusting t
 from __future__ import annotations
 
 import urllib.request
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,13 @@ from checks import run_openssl
 live = pytest.mark.django_db(transaction=True)
 
 
-def fetch(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
+def fetch(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, Message, bytes]:
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 -- loopback test server
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, exc.headers, exc.read()
 
 
 def write_pem(path: Path, pem: str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import secrets
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,7 +25,7 @@ from autoenroll.server.config import ServerConfig
 from autoenroll.server.directory.models import Person
 from autoenroll.server.utils import rows
 
-from .models import Certificate, CertificateAuthority, PresignedOCSPResponse, RevocationReason
+from .models import Certificate, CertificateAuthority, CRLPartition, PresignedOCSPResponse, RevocationReason
 
 
 class CAError(Exception):
@@ -247,6 +248,7 @@ def record(
     csr_pem: str = "",
     replaces: Certificate | None = None,
     public_key_sha256: str = "",
+    crl_partition: int | None = None,
 ) -> Certificate:
     certificate = Certificate(
         ca=ca,
@@ -263,6 +265,7 @@ def record(
         pem=_pem(cert),
         csr_pem=csr_pem,
         replaces=replaces,
+        crl_partition=crl_partition,
     )
     return rows.insert(certificate)
 
@@ -283,12 +286,16 @@ def issue_smime(
     (default: the active issuing CA)."""
     ca = ca or issuing_ca()
     backend = backend_for(ca, config.ca_passphrase_bytes())
+    urls = pki.PublicationURLs.for_ca(config.publication_url, ca.name)
+    partition = secrets.randbelow(config.crl_partitions) if config.crl_partitions > 1 else None
+    if partition is not None:
+        urls = urls.with_crl_partition(partition)
     with transaction.atomic(savepoint=False):  # the caller's transaction when there is one
         cert = pki.issue_smime_certificate(
             backend,
             public_key,
             mail,
-            pki.PublicationURLs.for_ca(config.publication_url, ca.name),
+            urls,
             validity_days=config.certificate_days,
             template=template,
         )
@@ -301,6 +308,7 @@ def issue_smime(
             csr_pem=csr_pem,
             replaces=replaces,
             public_key_sha256=public_key_sha256,
+            crl_partition=partition,
         )
 
 
@@ -364,11 +372,19 @@ _NEXT_GENERATION = (
 )
 
 
+#: A partition's row is made by its first revocation (INSERT … ON CONFLICT: SQLite >= 3.24, PostgreSQL).
+_NEXT_PARTITION_GENERATION = (
+    f'INSERT INTO {CRLPartition._meta.db_table} (ca_id, "index", revocation_generation) '  # noqa: S608
+    'VALUES (%s, %s, %s) ON CONFLICT (ca_id, "index") '
+    "DO UPDATE SET revocation_generation = revocation_generation + excluded.revocation_generation"
+)
+
 _DROP_PRESIGNED = f"DELETE FROM {PresignedOCSPResponse._meta.db_table} WHERE certificate_id IN ({{ids}})"  # noqa: S608
 
 
 def revoke_rows(certificates: list[Certificate], reason: str, *, by: str) -> list[Certificate]:
-    """Mark those of `certificates` still issued revoked and make each CA's CRL stale, inside the
+    """Mark those of `certificates` still issued revoked and make each CA's CRL stale (and the partition's,
+    for a certificate issued into a partitioned CRL), inside the
     caller's transaction; returns those revoked now (updated in place). Only
     `enrollment.lifecycle.revoke` calls this: it adds the audit events and AD's side.
 
@@ -387,12 +403,17 @@ def revoke_rows(certificates: list[Certificate], reason: str, *, by: str) -> lis
         revoked = {pk for (pk,) in cursor.fetchall()}
     rows = [c for c in certificates if c.pk in revoked]
     per_ca: dict[int, int] = {}
+    per_partition: dict[tuple[int, int], int] = {}
     for c in rows:
         c.status, c.revoked_at, c.revocation_reason, c.revoked_by = Certificate.Status.REVOKED, now, reason, by
         per_ca[c.ca_id] = per_ca.get(c.ca_id, 0) + 1
+        if c.crl_partition is not None:
+            per_partition[c.ca_id, c.crl_partition] = per_partition.get((c.ca_id, c.crl_partition), 0) + 1
     with connection.cursor() as cursor:
         for ca_id, count in per_ca.items():
             cursor.execute(_NEXT_GENERATION, [count, ca_id])
+        for (ca_id, index), count in sorted(per_partition.items()):
+            cursor.execute(_NEXT_PARTITION_GENERATION, [ca_id, index, count])
         if rows:  # their answers signed ahead said "good"; the responder signs the next ones
             drop = _DROP_PRESIGNED.format(ids=", ".join(["%s"] * len(rows)))
             cursor.execute(drop, [c.pk for c in rows])

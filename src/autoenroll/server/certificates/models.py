@@ -99,6 +99,9 @@ class Certificate(models.Model):
     revocation_reason = models.CharField(max_length=32, choices=RevocationReason.choices, blank=True)
     revoked_by = models.CharField(max_length=200, blank=True, help_text="Who or what revoked it.")
     replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by")
+    crl_partition = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="The partitioned CRL its distribution point names; none: the CA's full CRL."
+    )
     installed_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -118,7 +121,11 @@ class Certificate(models.Model):
                 name="certificate_revocation_consistent",
             ),
         ]
-        indexes = [models.Index(fields=["mail"]), models.Index(fields=["not_after"])]
+        indexes = [
+            models.Index(fields=["mail"]),
+            models.Index(fields=["not_after"]),
+            models.Index(fields=["ca", "crl_partition", "status"], name="certificate_crl_partition"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mail or self.subject} #{self.serial}"
@@ -142,6 +149,7 @@ class RevocationList(models.Model):
     """
 
     ca = models.ForeignKey(CertificateAuthority, on_delete=models.CASCADE, related_name="crls")
+    partition = models.PositiveSmallIntegerField(null=True, blank=True, help_text="None: the CA's full CRL.")
     number = models.PositiveBigIntegerField()
     this_update = models.DateTimeField()
     next_update = models.DateTimeField()
@@ -156,7 +164,24 @@ class RevocationList(models.Model):
         constraints = [models.UniqueConstraint(fields=["ca", "number"], name="crl_unique_number_per_ca")]
 
     def __str__(self) -> str:
-        return f"{self.ca} CRL #{self.number}"
+        scope = "" if self.partition is None else f" partition {self.partition}"
+        return f"{self.ca} CRL{scope} #{self.number}"
+
+
+class CRLPartition(models.Model):
+    """The revocation generation of one CRL partition: bumped in the transaction of every revocation of a
+    certificate in it, so a revocation makes only its own partition's CRL stale (and the CA's full CRL,
+    whose generation is the CA's)."""
+
+    ca = models.ForeignKey(CertificateAuthority, on_delete=models.CASCADE, related_name="crl_partitions")
+    index = models.PositiveSmallIntegerField()
+    revocation_generation = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ca", "index"], name="crl_partition_unique_per_ca")]
+
+    def __str__(self) -> str:
+        return f"{self.ca} CRL partition {self.index}"
 
 
 class PresignedOCSPResponse(models.Model):

@@ -1,9 +1,14 @@
 """Revocation publication: each CA's CRL, its OCSP responder, and its certificates for download.
 
 One source of truth: the `Certificate` rows. OCSP answers read them per request; a CRL is a
-stored artefact made from them, tagged with the CA's `revocation_generation` it covers, and never
+stored artefact made from them, tagged with the revocation generation it covers, and never
 served once a newer revocation exists (it is regenerated first). So a CRL and an OCSP answer
 fetched at the same moment always agree.
+
+Each CA has its full CRL (`crl/<ca>.crl`, every revoked certificate, generation: the CA's
+`revocation_generation`) and, with `crl_partitions` > 1, partitioned CRLs (`crl/<ca>/<n>.crl`, the
+revoked certificates issued into partition n, with an issuing distribution point; generation: its
+`CRLPartition` row). A revocation makes the full CRL and its own partition's CRL stale, no other.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from autoenroll.server.config import ServerConfig
 from autoenroll.server.utils.exclusive import host_lock, one_at_a_time
 
 from . import authority
-from .models import Certificate, CertificateAuthority, PresignedOCSPResponse, RevocationList
+from .models import Certificate, CertificateAuthority, CRLPartition, PresignedOCSPResponse, RevocationList
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +51,47 @@ def _config(config: ServerConfig | None) -> ServerConfig:
 # --- CRL -----------------------------------------------------------------------------------------
 
 
-def latest_crl(ca: CertificateAuthority) -> RevocationList | None:
-    return RevocationList.objects.filter(ca=ca).order_by("-number").first()
+def latest_crl(ca: CertificateAuthority, partition: int | None = None) -> RevocationList | None:
+    """The latest full CRL of `ca`, or of one of its partitions."""
+    return RevocationList.objects.filter(ca=ca, partition=partition).order_by("-number").first()
+
+
+def _generation(ca: CertificateAuthority, partition: int | None) -> int:
+    """How many revocations the CRL of this scope must cover: the CA's count, or its partition's."""
+    if partition is None:
+        return ca.revocation_generation
+    found = CRLPartition.objects.filter(ca=ca, index=partition).values_list("revocation_generation", flat=True)
+    return next(iter(found), 0)
 
 
 def crl_is_current(ca: CertificateAuthority, crl: RevocationList | None, now: dt.datetime | None = None) -> bool:
-    """True if `crl` lists every revocation of `ca` so far and is not yet due for renewal."""
-    if crl is None or crl.generation != ca.revocation_generation:
+    """True if `crl` lists every revocation of its scope so far and is not yet due for renewal."""
+    if crl is None or crl.generation != _generation(ca, crl.partition):
         return False
     return not pki.crl_needs_refresh(crl.this_update, crl.next_update, now or timezone.now())
 
 
-def _revoked_entries(ca: CertificateAuthority, now: dt.datetime) -> Iterator[pki.RevokedEntry]:
+def crl_partition_published(ca: CertificateAuthority, partition: int, config: ServerConfig | None = None) -> bool:
+    """Whether `crl/<ca>/<partition>.crl` exists: a partition new certificates go into, or one that a
+    certificate or an earlier CRL names (the setting may have shrunk since). Nobody makes the CA sign others."""
+    return (
+        partition < _config(config).crl_partitions
+        or RevocationList.objects.filter(ca=ca, partition=partition).exists()
+        or Certificate.objects.filter(ca=ca, crl_partition=partition).exists()
+    )
+
+
+def _revoked_entries(ca: CertificateAuthority, now: dt.datetime, partition: int | None) -> Iterator[pki.RevokedEntry]:
     """The entries of `ca`'s next CRL, streamed (a server-side cursor on PostgreSQL): a million rows are
     never in memory as rows or model instances at once."""
     # An entry stays until it has appeared on at least one CRL issued after the certificate
     # expired (RFC 5280 5.2.6/5.3): a CRL lives DEFAULT_CRL_VALIDITY and is renewed at half of it.
     cutoff = connection.ops.adapt_datetimefield_value(now - DEFAULT_CRL_VALIDITY)
     with connection.chunked_cursor() as cursor:
-        cursor.execute(_REVOKED_SQL, [ca.pk, Certificate.Status.REVOKED, cutoff])
+        if partition is None:
+            cursor.execute(_REVOKED_SQL, [ca.pk, Certificate.Status.REVOKED, cutoff])
+        else:
+            cursor.execute(_REVOKED_SQL + _IN_PARTITION, [ca.pk, Certificate.Status.REVOKED, cutoff, partition])
         while rows := cursor.fetchmany(10_000):
             for serial, revoked_at, reason in rows:
                 yield pki.RevokedEntry(int(serial, 16), _utc(revoked_at), reason)
@@ -81,12 +108,18 @@ _REVOKED_SQL = (
     f"SELECT serial, revoked_at, revocation_reason FROM {Certificate._meta.db_table} "  # noqa: S608 -- constant names
     "WHERE ca_id = %s AND status = %s AND not_after > %s"
 )
+_IN_PARTITION = " AND crl_partition = %s"
 
 
 def publish_crl(
-    ca: CertificateAuthority | int, config: ServerConfig | None = None, *, force: bool = True
+    ca: CertificateAuthority | int,
+    config: ServerConfig | None = None,
+    *,
+    force: bool = True,
+    partition: int | None = None,
 ) -> RevocationList:
-    """Sign and store a new CRL of `ca` (with `force=False`, only if the latest is not current).
+    """Sign and store a new CRL of `ca`, the full one or of `partition` (with `force=False`, only if the
+    latest is not current).
 
     No lock is held while the CRL is built and signed (seconds for a large one), so revocations go on
     meanwhile: a short transaction takes the next CRL number and the revocation generation the CRL
@@ -96,24 +129,34 @@ def publish_crl(
     asking for a stale CRL do not build it twice."""
     config = _config(config)
     ca_id = ca.pk if isinstance(ca, CertificateAuthority) else ca
-    with one_at_a_time(config.data_dir, "crl", ca_id):
+    with one_at_a_time(config.data_dir, "crl" if partition is None else f"crl-{partition}", ca_id):
         ca = CertificateAuthority.objects.get(pk=ca_id)
         now = timezone.now()
         if not force:
-            latest = latest_crl(ca)
+            latest = latest_crl(ca, partition)
             if crl_is_current(ca, latest, now):
                 return latest
         with transaction.atomic():
             CertificateAuthority.objects.filter(pk=ca_id).update(crl_number=F("crl_number") + 1)
-            number, generation = CertificateAuthority.objects.filter(pk=ca_id).values_list(
-                "crl_number", "revocation_generation"
-            )[0]
+            ca.refresh_from_db(fields=["crl_number", "revocation_generation"])
+            number, generation = ca.crl_number, _generation(ca, partition)
+        distribution_point = None
+        if partition is not None:
+            full = pki.PublicationURLs.for_ca(config.publication_url, ca.name).crl
+            distribution_point = pki.crl_partition_url(full, partition)
         backend = authority.backend_for(ca, config.ca_passphrase_bytes())
-        der = pki.issue_crl(backend, number, _revoked_entries(ca, now), this_update=now)
+        der = pki.issue_crl(
+            backend,
+            number,
+            _revoked_entries(ca, now, partition),
+            this_update=now,
+            distribution_point=distribution_point,
+        )
         facts = pki.crl_facts(der)
         with transaction.atomic():
             row = RevocationList.objects.create(
                 ca=ca,
+                partition=partition,
                 number=number,
                 this_update=facts.this_update,
                 next_update=facts.next_update,
@@ -121,23 +164,36 @@ def publish_crl(
                 entries=facts.entries,
                 der=der,
             )
-            stale = RevocationList.objects.filter(ca=ca).order_by("-number").values_list("pk", flat=True)[CRLS_KEPT:]
+            kept = RevocationList.objects.filter(ca=ca, partition=partition).order_by("-number")
+            stale = kept.values_list("pk", flat=True)[CRLS_KEPT:]
             RevocationList.objects.filter(pk__in=list(stale)).delete()
-    log.info("CRL %s #%d issued with %d entries", ca.name, number, facts.entries)
+    log.info("%s issued with %d entries", row, facts.entries)
     return row
 
 
-def current_crl(ca: CertificateAuthority, config: ServerConfig | None = None) -> RevocationList:
+def crl_scopes(ca: CertificateAuthority) -> list[int | None]:
+    """The CRLs `ca` keeps published: its full CRL (None), then the partitions with a CRL or a revocation
+    already (another partition's CRL is made when it is first fetched)."""
+    partitions = {
+        *RevocationList.objects.filter(ca=ca, partition__isnull=False).values_list("partition", flat=True),
+        *CRLPartition.objects.filter(ca=ca).values_list("index", flat=True),
+    }
+    return [None, *sorted(partitions)]
+
+
+def current_crl(
+    ca: CertificateAuthority, config: ServerConfig | None = None, partition: int | None = None
+) -> RevocationList:
     """The CRL to serve: the stored one, regenerated first if a revocation or nextUpdate requires it.
 
     When regeneration fails (the CA key is unavailable to this process, say), a stored CRL that
     has not reached nextUpdate is still served: it is signed and honest about its thisUpdate.
     """
-    latest = latest_crl(ca)
+    latest = latest_crl(ca, partition)
     if crl_is_current(ca, latest):
         return latest
     try:
-        return publish_crl(ca, config, force=False)
+        return publish_crl(ca, config, force=False, partition=partition)
     except Exception:
         if latest is not None and latest.next_update > timezone.now():
             log.exception("cannot regenerate the CRL of %s; serving CRL #%d", ca.name, latest.number)
@@ -146,14 +202,16 @@ def current_crl(ca: CertificateAuthority, config: ServerConfig | None = None) ->
 
 
 def refresh_crls(config: ServerConfig | None = None, *, force: bool = False) -> list[RevocationList]:
-    """Regenerate the CRL of every CA that needs it (all of them with `force`) and return the new ones:
-    what `serve` runs every few seconds, so that a burst of revocations makes one CRL, not one each.
+    """Regenerate every CRL that needs it (all of them with `force`) and return the new ones: what `serve`
+    runs every few seconds, so that a burst of revocations makes one CRL, not one each. The partitions
+    are those with a CRL or a revocation already (another is made when first fetched).
 
-    Checked without a lock first: a round with nothing to do costs two reads per CA."""
+    Checked without a lock first: a round with nothing to do costs two reads per CRL."""
     made = []
     for ca in CertificateAuthority.objects.order_by("pk"):
-        if force or not crl_is_current(ca, latest_crl(ca)):
-            made.append(publish_crl(ca, config, force=force))
+        for partition in crl_scopes(ca):
+            if force or not crl_is_current(ca, latest_crl(ca, partition)):
+                made.append(publish_crl(ca, config, force=force, partition=partition))
     return made
 
 

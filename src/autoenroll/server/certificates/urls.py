@@ -1,4 +1,5 @@
-"""Publication URLs (PublicationURLs.for_ca): `crl/<ca>.crl`, `ocsp/<ca>`, `ca/<ca>.crt` and downloads.
+"""Publication URLs (PublicationURLs.for_ca): `crl/<ca>.crl`, `crl/<ca>/<partition>.crl`, `ocsp/<ca>`,
+`ca/<ca>.crt` and downloads.
 
 Included at the root of the server's URLconf, and the whole URLconf of the plain-HTTP
 publication listener (see `wsgi.py` here).
@@ -12,6 +13,7 @@ _SLUG = r"(?P<slug>[a-z0-9][a-z0-9_-]{0,62})"
 
 urlpatterns = [
     path("crl/<slug:slug>.crl", views.crl, name="crl"),
+    re_path(rf"^crl/{_SLUG}/(?P<partition>[0-9]{{1,4}})\.crl$", views.crl, name="crl-partition"),
     path("ocsp/<slug:slug>", views.ocsp_view, name="ocsp"),
     path("ocsp/<slug:slug>/", views.ocsp_view, name="ocsp-post-slash"),
     re_path(rf"^ocsp/{_SLUG}/(?P<encoded>.+)$", views.ocsp_view, name="ocsp-get"),

@@ -39,15 +39,18 @@ def _seconds_until(moment: dt.datetime) -> int:
     return max(0, int((moment - timezone.now()).total_seconds()))
 
 
-def crl(request: HttpRequest, slug: str) -> HttpResponse:
-    """The CA's current CRL, DER (RFC 5280 4.2.1.13 distribution point)."""
+def crl(request: HttpRequest, slug: str, partition: str | None = None) -> HttpResponse:
+    """The CA's current CRL, or one of its partitions, DER (RFC 5280 4.2.1.13 distribution point)."""
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
     ca = CertificateAuthority.objects.filter(name=slug).first()
     if ca is None:
         return _not_found(f"no CA named {slug!r}")
+    index = None if partition is None else int(partition)
+    if index is not None and not publication.crl_partition_published(ca, index):
+        return _not_found(f"{slug} has no CRL partition {index}")
     try:
-        row = publication.current_crl(ca)
+        row = publication.current_crl(ca, partition=index)
     except Exception:
         log.exception("no CRL can be served for %s", slug)
         return HttpResponse("the CRL is temporarily unavailable\n", status=503, content_type="text/plain")
@@ -63,7 +66,8 @@ def crl(request: HttpRequest, slug: str) -> HttpResponse:
         response = HttpResponseNotModified()
     else:
         response = HttpResponse(bytes(row.der), content_type="application/pkix-crl")
-        response["Content-Disposition"] = f'inline; filename="{slug}.crl"'
+        name = slug if index is None else f"{slug}-{index}"
+        response["Content-Disposition"] = f'inline; filename="{name}.crl"'
     for name, value in headers.items():
         response[name] = value
     return response

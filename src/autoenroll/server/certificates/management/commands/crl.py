@@ -43,15 +43,20 @@ class Command(BaseCommand):
             elif not cas.exists():
                 raise CommandError("there is no CA: run `autoenroll-server init`")
             for row in cas:
-                before = publication.latest_crl(row)
-                crl = publication.publish_crl(row, settings.CONFIG, force=not due)
-                self._print(row, crl, regenerated=before is None or crl.pk != before.pk)
+                for partition in publication.crl_scopes(row):
+                    before = publication.latest_crl(row, partition)
+                    crl = publication.publish_crl(row, settings.CONFIG, force=not due, partition=partition)
+                    self._print(row, crl, regenerated=before is None or crl.pk != before.pk)
         except (authority.CAError, ConfigError, pki.PKIError) as exc:
             raise CommandError(str(exc)) from None
 
     def _print(self, ca: CertificateAuthority, crl: RevocationList, *, regenerated: bool) -> None:
         url = pki.PublicationURLs.for_ca(settings.CONFIG.publication_url, ca.name).crl
+        if crl.partition is not None:
+            url = pki.crl_partition_url(url, crl.partition)
         self.stdout.write(f"CA          {ca.name}  ({ca.subject})")
+        if crl.partition is not None:
+            self.stdout.write(f"partition   {crl.partition}")
         self.stdout.write(f"number      {crl.number}{'' if regenerated else '  (unchanged: still current)'}")
         self.stdout.write(f"thisUpdate  {crl.this_update:%Y-%m-%dT%H:%M:%SZ}")
         self.stdout.write(f"nextUpdate  {crl.next_update:%Y-%m-%dT%H:%M:%SZ}")
@@ -68,7 +73,7 @@ class Command(BaseCommand):
             close_old_connections()
             try:
                 for crl in publication.refresh_crls(settings.CONFIG, force=False):
-                    self.stdout.write(f"{crl.ca.name}: CRL #{crl.number}, nextUpdate {crl.next_update:%Y-%m-%d %H:%M}")
+                    self.stdout.write(f"{crl}, nextUpdate {crl.next_update:%Y-%m-%d %H:%M}")
             except Exception as exc:  # keep watching: the next round may succeed
                 self.stderr.write(f"CRL refresh failed: {exc}")
             try:
