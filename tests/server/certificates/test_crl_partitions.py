@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from django.core.management import call_command
 
 from autoenroll.server.certificates import publication
-from autoenroll.server.certificates.models import Certificate, RevocationReason
+from autoenroll.server.certificates.models import Certificate, CRLPartition, RevocationReason
 from autoenroll.server.enrollment import lifecycle
 from checks import run_openssl
 
@@ -160,3 +160,13 @@ def test_crl_command_regenerates_the_partitions_too(partitioned, issue):
     text = out.getvalue()
     assert f"partition   {cert.crl_partition}\n" in text and f"url         {distribution_point(cert)}\n" in text
     assert "url         http://ccm.test.com:8080/crl/test-smime.crl\n" in text
+
+
+def test_each_revocation_counts_in_its_partition(partitioned, issue):
+    group = max(by_partition(issue).values(), key=len)  # 16 in 4 partitions: one holds at least 4
+    for cert in group[:3]:
+        lifecycle.revoke([cert], RevocationReason.KEY_COMPROMISE, by="test")
+    lifecycle.revoke(group[:3], RevocationReason.KEY_COMPROMISE, by="test")  # already revoked: no count
+    row = CRLPartition.objects.get(ca=group[0].ca, index=group[0].crl_partition)
+    assert row.revocation_generation == 3
+    assert publication.publish_crl(group[0].ca, partition=row.index).entries == 3

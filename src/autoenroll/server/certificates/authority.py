@@ -376,7 +376,8 @@ _NEXT_GENERATION = (
 _NEXT_PARTITION_GENERATION = (
     f'INSERT INTO {CRLPartition._meta.db_table} (ca_id, "index", revocation_generation) '  # noqa: S608
     'VALUES (%s, %s, %s) ON CONFLICT (ca_id, "index") '
-    "DO UPDATE SET revocation_generation = revocation_generation + excluded.revocation_generation"
+    f"DO UPDATE SET revocation_generation = {CRLPartition._meta.db_table}.revocation_generation "
+    "+ excluded.revocation_generation"
 )
 
 _DROP_PRESIGNED = f"DELETE FROM {PresignedOCSPResponse._meta.db_table} WHERE certificate_id IN ({{ids}})"  # noqa: S608
