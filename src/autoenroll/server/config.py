@@ -68,6 +68,9 @@ class ServerConfig(BaseModel):
     # Largest clock difference accepted between a client's Kerberos authenticator and this server.
     kerberos_clockskew: Annotated[int, Field(ge=0, le=3600)] = 300
     log_level: str = "INFO"
+    # One line per request of the publication listener (CRL, OCSP, CA certificates) on stderr. Off by default:
+    # every relying party that checks a signature asks, and the line cost a fifth of an OCSP answer's CPU.
+    publication_access_log: bool = False
     # Bearer token Prometheus sends to GET /metrics on the HTTPS listener; unset: /metrics answers 404.
     metrics_token: SecretStr | None = None
     # Expiry notices (`notify`): the SMTP server that relays them; no host, no mail.

@@ -5,11 +5,17 @@ Included at the root of the server's URLconf, and the whole URLconf of the plain
 publication listener (see `wsgi.py` here).
 """
 
+import re
+
 from django.urls import path, re_path
 
 from . import views
 
 _SLUG = r"(?P<slug>[a-z0-9][a-z0-9_-]{0,62})"
+
+#: The three OCSP routes below in one pattern, for the publication listener's path without Django's
+#: request cycle (`wsgi.PublicationHandler`); what it does not match goes through these routes.
+OCSP_PATH = re.compile(rf"/ocsp/{_SLUG}(?:/(?P<encoded>.+)?)?")
 
 urlpatterns = [
     path("crl/<slug:slug>.crl", views.crl, name="crl"),

@@ -6,9 +6,8 @@ enrollment API, with their cookies and Kerberos tickets, are never reachable wit
 
 import os
 
-from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
-from django.urls import Resolver404, resolve
+from django.db import close_old_connections
 
 PUBLICATION_URLCONF = "autoenroll.server.certificates.urls"
 
@@ -16,17 +15,19 @@ PUBLICATION_URLCONF = "autoenroll.server.certificates.urls"
 class PublicationHandler(WSGIHandler):
     """OCSP requests, the publication listener's bulk (every mail client that checks a signature asks), are
     answered without Django's middleware: sessions, CSRF, sign-in lockout and static files are nothing a
-    relying party uses, and they cost more than reading an answer signed ahead."""
+    relying party uses, and they cost more than reading an answer signed ahead. Only the database
+    connection's upkeep of Django's request signals is kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from .urls import OCSP_PATH  # the app registry is ready now
+
+        self.ocsp_path = OCSP_PATH
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path.startswith("/ocsp/") and path.isascii():
-            try:
-                match = resolve(path, PUBLICATION_URLCONF)
-            except Resolver404:
-                match = None
-            if match is not None:
-                return self._ocsp(environ, start_response, **match.kwargs)
+        if path.startswith("/ocsp/") and path.isascii() and (match := self.ocsp_path.fullmatch(path)):
+            return self._ocsp(environ, start_response, **match.groupdict())
         return super().__call__(environ, start_response)
 
     def get_response(self, request):
@@ -36,14 +37,14 @@ class PublicationHandler(WSGIHandler):
     def _ocsp(self, environ, start_response, slug: str, encoded: str | None = None):
         from .views import ocsp_exchange
 
-        signals.request_started.send(sender=self.__class__, environ=environ)  # database connection upkeep
+        close_old_connections()  # what request_started does for the database: drop a broken or old connection
         try:
             length = environ.get("CONTENT_LENGTH")
             response = ocsp_exchange(
                 environ["REQUEST_METHOD"], slug, encoded, length, lambda: environ["wsgi.input"].read(int(length or 0))
             )
         finally:
-            signals.request_finished.send(sender=self.__class__)
+            close_old_connections()
         start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
         return [response.content]
 

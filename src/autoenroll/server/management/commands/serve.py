@@ -73,6 +73,7 @@ def _server(
     workers: int,
     name: str,
     *,
+    access_log: bool = True,
     pid_file: str | None = None,
     tls: tuple[Path, Path] | None = None,
 ) -> Server:
@@ -96,7 +97,7 @@ def _server(
         http1_settings=HTTP1Settings(header_read_timeout=10_000),  # a client that never finishes its headers
         websockets=False,
         log_level=LogLevels(config.log_level.lower()),
-        log_access=True,
+        log_access=access_log,
         log_access_format=ACCESS_LOG_FORMAT,
         respawn_failed_workers=True,
         workers_kill_timeout=10,
@@ -154,6 +155,7 @@ class Command(BaseCommand):
                 publication_listen,
                 workers,
                 "autoenroll-publication",
+                access_log=config.publication_access_log,
                 pid_file=pid_file,
             ).serve()
             return
