@@ -7,7 +7,7 @@ Baselines measured in the same run, on the same certificates and the same machin
 
 Everything runs on loopback. `openssl ocsp` can only bind every interface, so when run as root
 the benchmark re-executes itself in a private network namespace whose only interface is `lo`
-(`unshare --net`); otherwise it says so and keeps the OpenSSL responder bounded by -nrequest.
+(`unshare --net`); otherwise it says so (the responders are stopped after their load phase).
 Bounded in count (--revoked <= 1,000,000, --requests <= 50,000) and time (--time-limit per phase). The
 first 50,000 certificates are signed for real; past that, rows are recorded (bulk INSERTs) with random
 serials and no certificate body: a CRL or an OCSP answer reads only serial, status, time and reason.
@@ -57,13 +57,28 @@ def parse_args(argv=None):
     p.add_argument("--valid", type=int, default=1_000, help="valid certificates next to them (max 50,000)")
     p.add_argument("--requests", type=int, default=4_000, help="OCSP requests per responder (max 50,000)")
     p.add_argument("--concurrency", type=int, default=8, help="client threads")
-    p.add_argument("--workers", type=int, default=2, help="responder processes (server workers / openssl -multi)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="responder processes (server workers / openssl -multi; default: one per --server-cpus CPU, else 2)",
+    )
     p.add_argument("--crl-runs", type=int, default=3)
     p.add_argument(
         "--partitions", type=int, default=16, help="also time one CRL partition, certificates spread over N (1: no)"
     )
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds allowed per load phase")
     p.add_argument("--no-ocsp", action="store_true", help="the CRL only (no responders, no load)")
+    p.add_argument(
+        "--generator",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="OCSP load generator: wrk (C, answers checked by ocsp_check.lua; the default when installed) or "
+        "Python threads (answers parsed with cryptography)",
+    )
+    p.add_argument("--wrk-seconds", type=float, default=8.0, help="length of each wrk load phase")
+    p.add_argument(
+        "--server-cpus", default="", help="pin both responders to these CPUs (taskset -c syntax), the load to the rest"
+    )
     p.add_argument("--json", type=Path, help="also write the results to this file as JSON")
     p.add_argument("--no-netns", action="store_true", help="do not re-execute in a private network namespace")
     p.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
@@ -71,6 +86,8 @@ def parse_args(argv=None):
     for name, top in (("revoked", 1_000_000), ("valid", 50_000), ("requests", 50_000), ("concurrency", 64)):
         if not 1 <= getattr(args, name) <= top:
             p.error(f"--{name} must be between 1 and {top}")
+    if args.workers is None:  # one process per pinned CPU: two on one core fight over it (Python's, not C's)
+        args.workers = len(_cpu_set(args.server_cpus)) if args.server_cpus else 2
     return args
 
 
@@ -89,17 +106,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60, log: Path | None = None) -> None:
+def wait_answering(
+    port: int, url_path: str, der: bytes, proc: subprocess.Popen, timeout: float = 60, log: Path | None = None
+) -> None:
+    """Until the responder answers a whole OCSP request. Not a bare connect: a connection closed without a
+    request leaves a child of `openssl ocsp -multi` (OpenSSL 3.0) spinning on a core for good."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:] if log else ""
-            raise SystemExit(f"{proc.args[0]} {proc.args[1]} exited early with {proc.returncode}\n{tail}")
+            raise SystemExit(f"{proc.args} exited early with {proc.returncode}\n{tail}")
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+            listening = s.connect_ex(("127.0.0.1", port)) == 0
+            if listening:
+                s.sendall(
+                    f"POST {url_path} HTTP/1.0\r\nContent-Type: application/ocsp-request\r\n"
+                    f"Content-Length: {len(der)}\r\n\r\n".encode()
+                    + der
+                )
+                answer = b""
+                while chunk := s.recv(65536):  # to the end: a connection cut short leaves a child spinning too
+                    answer += chunk
+                if answer.startswith(b"HTTP/1."):
+                    return
         time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
+    raise SystemExit(f"nothing answers OCSP on 127.0.0.1:{port}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -409,6 +440,78 @@ def run_load(port: int, path: str, requests, concurrency: int, time_limit: float
     }
 
 
+def _cpu_set(spec: str) -> set[int]:
+    """CPUs in taskset -c syntax: 0 or 0,2 or 0-1."""
+    cpus = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def _der_integer_content(value: int) -> bytes:
+    return value.to_bytes(value.bit_length() // 8 + 1, "big")  # a leading 0 when the high bit is set
+
+
+def write_wrk_data(path: Path, ca_cert, requests, url_path: str) -> None:
+    """The Lua data `ocsp_check.lua` reads: the requests, the status expected per serial, the issuer key hash."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509 import ocsp
+
+    from autoenroll.pki.ocsp import _digest, _public_key_bits
+
+    def lua(data: bytes) -> str:
+        return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
+
+    names = {ocsp.OCSPCertStatus.GOOD: "good", ocsp.OCSPCertStatus.REVOKED: "revoked"}
+    key_hash = _digest(hashes.SHA1(), _public_key_bits(ca_cert.public_key()))  # noqa: S303
+    key_hash_tlv = lua(b"\x04\x14" + key_hash)  # OCTET STRING of 20 octets: the CertID's issuerKeyHash
+    lines = [f"path = {lua(url_path.encode())}", f"key_hash_tlv = {key_hash_tlv}"]
+    lines.append("requests = {" + ",\n".join(lua(der) for der, _ in requests) + "}")
+    expected = {}
+    for der, status in requests:
+        serial = ocsp.load_der_ocsp_request(der).serial_number
+        expected[_der_integer_content(serial).hex()] = names.get(status, "unknown")
+    lines.append("expected = {" + ",\n".join(f'["{k}"] = "{v}"' for k, v in expected.items()) + "}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_load_wrk(
+    port: int, url_path: str, concurrency: int, seconds: float, server_pid: int, data: Path, cpus: str
+) -> dict:
+    """The same requests, in turn, from wrk for `seconds` (C, so that the generator is not the limit;
+    `ocsp_check.lua` checks every answer): one thread, `concurrency` connections, one connection per request."""
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    cmd += ["-s", str(Path(__file__).with_name("ocsp_check.lua")), f"http://127.0.0.1:{port}{url_path}"]
+    if cpus:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    before = tree_cpu([server_pid])
+    proc = subprocess.Popen(cmd, env=os.environ | {"OCSP_BENCH_DATA": str(data)}, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, _, usage = os.wait4(proc.pid, 0)
+    server_cpu = tree_cpu([server_pid]) - before
+    result = next((line for line in out.splitlines() if line.startswith("RESULT ")), None)
+    if result is None:
+        raise RuntimeError(f"wrk printed no result (exit {proc.returncode}):\n{out}")
+    fields = dict(item.split("=") for item in result.split()[1:])
+    completed = max(1, int(fields["completed"]))
+    first_wrong = [line for line in out.splitlines() if line.startswith("FIRST_WRONG")]
+    wrong = (first_wrong or ["wrong"]) * int(fields["wrong"])
+    if int(fields["checked"]) < 100 or int(fields["errors"]):
+        wrong.append(f"{fields['checked']} answers, {fields['errors']} errors in {seconds:.0f} s: {out[-800:]}")
+    return {
+        "generator": "wrk",
+        "server_cpu_ms": server_cpu * 1000 / completed,
+        "generator_cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000 / completed,
+        "done": int(fields["checked"]),
+        "rps": completed / float(fields["seconds"]),
+        "p50": int(fields["p50_us"]) / 1000,
+        "p99": int(fields["p99_us"]) / 1000,
+        "errors": int(fields["errors"]),
+        "wrong": wrong,
+    }
+
+
 def bench_ocsp(args, workdir: Path, env: dict, ca, backend, entries, osl: Path, netns: bool):
     from cryptography.hazmat.primitives import serialization
 
@@ -416,6 +519,20 @@ def bench_ocsp(args, workdir: Path, env: dict, ca, backend, entries, osl: Path, 
     from autoenroll.server.certificates import publication
 
     requests = build_requests(backend.certificate, entries, args.requests)
+    pin, load_cpus = [], ""
+    if args.server_cpus:
+        server_cpus = _cpu_set(args.server_cpus)
+        pin = ["taskset", "-c", args.server_cpus]
+        load_cpus = ",".join(str(c) for c in sorted(set(range(os.cpu_count() or 1)) - server_cpus))
+        os.sched_setaffinity(0, {int(c) for c in load_cpus.split(",")})  # the Python generator, and openssl's parent
+
+    def load(port: int, url_path: str, server_pid: int) -> dict:
+        if args.generator == "python":
+            return run_load(port, url_path, requests, args.concurrency, args.time_limit, server_pid)
+        data = workdir / f"wrk-{port}.lua"
+        write_wrk_data(data, backend.certificate, requests, url_path)
+        return run_load_wrk(port, url_path, args.concurrency, args.wrk_seconds, server_pid, data, load_cpus)
+
     # What the watcher of `serve` does over its first rounds: sign every certificate's answer ahead.
     started = time.perf_counter()
     presigned = publication.presign_ocsp(round_time=dt.timedelta(hours=1))
@@ -426,6 +543,7 @@ def bench_ocsp(args, workdir: Path, env: dict, ca, backend, entries, osl: Path, 
     log = open(workdir / "serve.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
         [
+            *pin,
             str(VENV_BIN / "autoenroll-server"),
             "serve",
             "--publication-only",
@@ -440,9 +558,9 @@ def bench_ocsp(args, workdir: Path, env: dict, ca, backend, entries, osl: Path, 
         start_new_session=True,
     )
     try:
-        wait_port(port, server, log=workdir / "serve.log")
+        wait_answering(port, f"/ocsp/{ca.name}", requests[0][0], server, log=workdir / "serve.log")
         run_load(port, f"/ocsp/{ca.name}", requests[:20], 2, 60)  # warm-up: responder certificate, key per worker
-        ours = run_load(port, f"/ocsp/{ca.name}", requests, args.concurrency, args.time_limit, server.pid)
+        ours = load(port, f"/ocsp/{ca.name}", server.pid)
     finally:
         stop(server)
         log.close()
@@ -455,8 +573,8 @@ def bench_ocsp(args, workdir: Path, env: dict, ca, backend, entries, osl: Path, 
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     port = free_port()
-    total = args.requests + 20
     cmd = [
+        *pin,
         "openssl",
         "ocsp",
         "-index",
@@ -473,19 +591,17 @@ def bench_ocsp(args, workdir: Path, env: dict, ca, backend, entries, osl: Path, 
         "1",
         "-ignore_err",
     ]
-    if args.workers > 1:
-        cmd += ["-multi", str(args.workers)]
-    else:
-        cmd += ["-nrequest", str(total)]
+    # Two at least: with -multi 1, OpenSSL 3.0's responder answered wrk's 50 connections not once.
+    cmd += ["-multi", str(max(2, args.workers))]
     if not netns:
         print("note: not in a private network namespace; openssl ocsp listens on all interfaces for this phase")
     osl_log = open(workdir / "openssl-ocsp.log", "wb")  # noqa: SIM115
     # With -multi, openssl makes itself a process group leader (setpgid, which fails in a new session).
     osl_proc = subprocess.Popen(cmd, stdout=osl_log, stderr=subprocess.STDOUT)
     try:
-        wait_port(port, osl_proc, log=workdir / "openssl-ocsp.log")
+        wait_answering(port, "/", requests[0][0], osl_proc, log=workdir / "openssl-ocsp.log")
         run_load(port, "/", requests[:20], 2, 60)
-        theirs = run_load(port, "/", requests, args.concurrency, args.time_limit, osl_proc.pid)
+        theirs = load(port, "/", osl_proc.pid)
     finally:
         stop(osl_proc)
         osl_log.close()
@@ -553,6 +669,7 @@ def main(argv=None) -> None:
         args.json.write_text(json.dumps({
             "revoked": args.revoked, "valid": args.valid, "requests": args.requests,
             "concurrency": args.concurrency, "workers": args.workers, "cpus": os.cpu_count(),
+            "generator": args.generator, "server_cpus": args.server_cpus,
             "crl": {"autoenroll": crl_ours, "openssl": crl_theirs, "time_ratio": crl_ours["s"] / crl_theirs["s"],
                     "autoenroll_command": crl_command, "partition": partition},
             "ocsp": ours and {"autoenroll": ours, "openssl": theirs, "rate_ratio": ours["rps"] / theirs["rps"]},
