@@ -116,3 +116,19 @@ def test_the_audit_trail_of_a_real_logon_verifies(server, make_user, samba_ad):
     assert printed.startswith("intact:") and " 0 records" not in printed, printed
     exported = server.cli("audit", "export").splitlines()
     assert any('"subject":"enrollment event' in line and "audit1@TEST.COM" in line for line in exported)
+
+
+def test_a_body_too_large_is_refused_before_it_is_read(server):
+    """3 MB announced to the enrollment API of the real server: 413 and the guide's error 29 at once."""
+    context = ssl.create_default_context(cafile=str(server.root_ca))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname=SERVER_HOST) as tls:
+            tls.sendall(
+                b"POST /api/enroll/logon HTTP/1.1\r\nHost: " + SERVER_HOST.encode() + b"\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 3000000\r\n\r\n{"
+            )  # the rest of the body is never sent: the answer must not wait for it
+            answer = tls.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert b'"code": 29' in body or b'"code":29' in body, body
+    assert get(server, "/static/web/style.css")[0] == 200

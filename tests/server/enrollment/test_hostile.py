@@ -312,3 +312,14 @@ def test_a_client_is_not_needed_for_the_refusals(db):
     """Even without Kerberos, the boundary answers in the guide's shape before authentication."""
     response = Client().post(f"{API_PREFIX}/logon", data="{}", content_type="text/plain", secure=True)
     assert response.status_code == 415 and response.json()["error"]["code"] == 29
+
+
+@pytest.mark.parametrize("call", ["logon", "sync", "enroll", "status", "logon/status"])
+def test_a_body_larger_than_any_call_is_refused_unread(db, call):
+    """Django's own limit (2.5 MB) raised RequestDataTooBig, answered 500 with guide error 30; the edge now
+    answers 413 with error 29 from Content-Length, before Kerberos and before reading a byte of it."""
+    from autoenroll.server.enrollment.boundary import MAX_BODY_BYTES
+
+    body = json.dumps({"customeruri": "acme", "csr": "A" * MAX_BODY_BYTES})
+    response = Client().post(f"{API_PREFIX}/{call}", data=body, content_type="application/json", secure=True)
+    assert response.status_code == 413 and response.json()["error"]["code"] == 29

@@ -58,6 +58,7 @@ def _enrollment(path: str, responses: dict[str, Any]) -> None:
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Negotiate"}},
         "content": {"text/plain": {"schema": {"type": "string"}}},
     }
+    responses[413] = _json("The body is larger than any call's fields can be (guide error 29), unread", "ErrorOut")
     responses[415] = _json("The body is not application/json (guide error 29)", "ErrorOut")
     if path in RATE_LIMITED:
         responses[429] = {

@@ -5,7 +5,7 @@
   mail with the attacker's key. A request in another content type answers 415; one whose `Origin` or
   `Sec-Fetch-Site` says another site sent it answers 403. The agent sends neither header.
 * Every field a bounded, clean string (no NUL, no lone surrogate): a field that is not answers the guide's
-  number for that field, never a 500.
+  number for that field, never a 500. A body larger than any call's fields can be is refused unread (413).
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ CROSS_SITE = 27
 
 Short = text(320)  # customeruri, orgid, domainname, email, cn, status, serials
 Long = text(64 * 1024)  # a CSR (RSA-8192 PEM with extensions stays far below), a status token
+#: The largest body of an enrollment call: a Long field at its largest in JSON escapes (12 bytes for a character
+#: outside the BMP), the Short ones, room to spare. Under Django's own limit, which answered 500.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def refusal_of(errors: list[dict]) -> EnrollmentError:
@@ -97,6 +100,10 @@ def refusal(request: HttpRequest):
     if not is_json(request):
         kind = request.content_type or "none"
         return _refuse(request, EnrollmentError(NO_REQUEST, f"Content-Type {kind[:80]}, not JSON"), 415)
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit() or int(length) > MAX_BODY_BYTES:  # before reading it: no memory spent on it
+        error = EnrollmentError(NO_REQUEST, f"a body of {length[:20]} bytes, over {MAX_BODY_BYTES}")
+        return _refuse(request, error, 413)
     return None
 
 
