@@ -6,9 +6,9 @@ whole site over HTTPS on AUTOENROLL_LISTEN, and a child serves only the publicat
 HTTP on AUTOENROLL_PUBLICATION_LISTEN. A third small child regenerates CRLs before their
 nextUpdate. The children die with this process (SIGTERM, or PR_SET_PDEATHSIG if it is killed).
 
-Granian, not gunicorn: TLS, HTTP parsing and the connection loop are in Rust, outside the GIL. Measured on
-one pinned core with one connection per request (bench/README.md), gunicorn's threaded worker spent 0.57 ms
-of CPU per HTTPS request before the application ran and 0.19 ms per plain-HTTP one; Granian 0.23 and 0.04.
+Granian, not gunicorn: TLS, HTTP parsing and the connection loop are in Rust, outside the GIL. On one
+pinned core, one connection per request (bench/http_servers.py), gunicorn's threaded worker spent 0.64 ms
+of CPU per HTTPS request besides the application and 0.18 ms per plain-HTTP one; Granian 0.19 and 0.04.
 """
 
 from __future__ import annotations
