@@ -442,10 +442,13 @@ _accepted = 0
 
 def _first_use_in_cluster(token: bytes) -> None:
     """On PostgreSQL (several servers may share it behind a load balancer), refuse a token that another
-    server accepted already; MIT's replay cache only knows this host's. SQLite is one host: nothing to do."""
+    server accepted already; MIT's replay cache only knows this host's. SQLite is one host: nothing to do.
+
+    One statement, committed by itself (autocommit) or with the caller's transaction: the row that another
+    server's INSERT of the same digest would conflict with. No row back: seen before."""
     global _accepted
     from django.conf import settings
-    from django.db import IntegrityError, connection, transaction
+    from django.db import connection
     from django.utils import timezone
 
     from autoenroll.server.kerberos.models import SeenAuthenticator
@@ -453,17 +456,20 @@ def _first_use_in_cluster(token: bytes) -> None:
     if connection.vendor != "postgresql":
         return
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            SeenAuthenticator.objects.create(
-                digest=hashlib.sha256(token).hexdigest(),
-                expires=now + datetime.timedelta(seconds=settings.CONFIG.kerberos_clockskew * 2 + 60),
-            )
-    except IntegrityError:
-        raise NegotiateError("this token was accepted before by a server of this cluster", "replay") from None
+    expires = now + datetime.timedelta(seconds=settings.CONFIG.kerberos_clockskew * 2 + 60)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FIRST_USE.format(table=SeenAuthenticator._meta.db_table), [hashlib.sha256(token).hexdigest(), expires]
+        )
+        first = cursor.fetchone() is not None
+    if not first:
+        raise NegotiateError("this token was accepted before by a server of this cluster", "replay")
     _accepted += 1
     if _accepted % 1000 == 0:  # keep the table to the authenticators that could still be replayed
         SeenAuthenticator.objects.filter(expires__lt=now).delete()
+
+
+_FIRST_USE = "INSERT INTO {table} (digest, expires) VALUES (%s, %s) ON CONFLICT (digest) DO NOTHING RETURNING 1"
 
 
 # ---- the one entry point for views -------------------------------------------------------------------------
