@@ -4,9 +4,12 @@ Django's test server: the sign-in page and its stylesheet, over HTTPS."""
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import socket
 import ssl
 import time
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +137,35 @@ def test_a_body_too_large_is_refused_before_it_is_read(server):
     assert head.startswith(b"HTTP/1.1 413"), head
     assert b'"code": 29' in body or b'"code":29' in body, body
     assert get(server, "/static/web/style.css")[0] == 200
+
+
+def _workers(server) -> set[int]:
+    """PIDs of the HTTPS server's worker processes (Granian names them after `serve`)."""
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    return {int(pid) for pid in children if _cmdline(int(pid)).startswith("autoenroll-server worker-")}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def test_a_worker_that_dies_is_replaced(samba_ad, tmp_path):
+    """Granian respawns a worker that dies, except within 5.5 s of its start (a crash loop: `serve` exits
+    non-zero, for systemd's Restart=on-failure)."""
+    from autoenroll.testbed.server import start_server
+
+    with start_server(tmp_path / "s", samba_ad, customer="acme", env={"HOME": str(tmp_path)}) as server:
+        workers = _workers(server)
+        assert len(workers) == 2, workers
+        time.sleep(6)  # past the crash-loop window
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (len(_workers(server)) < 2 or victim in _workers(server)):
+            time.sleep(0.2)
+        assert len(_workers(server)) == 2 and victim not in _workers(server)
+        assert all(get(server, "/login/?next=/")[0] == 200 for _ in range(4))
+        assert "Unexpected exit from worker" in server.log_file.read_text(errors="replace")
