@@ -169,3 +169,24 @@ def test_a_worker_that_dies_is_replaced(samba_ad, tmp_path):
         assert len(_workers(server)) == 2 and victim not in _workers(server)
         assert all(get(server, "/login/?next=/")[0] == 200 for _ in range(4))
         assert "Unexpected exit from worker" in server.log_file.read_text(errors="replace")
+
+
+def test_http_variables_of_the_environment_are_not_request_headers(samba_ad, tmp_path):
+    """Granian starts each request's WSGI environ from the process environment: an `HTTP_ORIGIN` there
+    would have made every enrollment call look cross-site (403). `serve` drops such variables first."""
+    from autoenroll.testbed.server import start_server
+
+    env = {"HOME": str(tmp_path), "HTTP_ORIGIN": "https://evil.example"}
+    with start_server(tmp_path / "s", samba_ad, customer="acme", env=env) as server:
+        context = ssl.create_default_context(cafile=str(server.root_ca))
+        conn = http.client.HTTPSConnection(SERVER_HOST, server.port, context=context, timeout=30)
+        conn._create_connection = lambda addr, timeout=None, source_address=None: socket.create_connection(
+            ("127.0.0.1", server.port), timeout=timeout
+        )
+        try:
+            conn.request("POST", "/api/enroll/logon", body=b"{}", headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+        finally:
+            conn.close()
+        assert response.status == 401 and response.getheader("WWW-Authenticate") == "Negotiate"
