@@ -36,8 +36,22 @@ def test_an_inserted_row_is_what_the_orm_reads_back(acme):
 def test_a_conflicting_row_is_left_out_when_asked(acme):
     first = rows.insert(_person(acme))
     again = rows.insert(_person(acme, mail="other@test.com"), ignore_conflicts=True)
-    assert again.pk is None
+    assert again.pk is None and again._state.adding  # not in the database
     assert list(Person.objects.values_list("pk", "mail")) == [(first.pk, "user1@test.com")]
+
+
+def test_a_row_with_its_own_primary_key_says_whether_it_was_written(db):
+    """The replay cache's rows carry their key (a digest): the second of the same key is left out."""
+    import datetime as dt
+
+    from autoenroll.server.kerberos.models import SeenAuthenticator
+
+    def seen():
+        return SeenAuthenticator(digest="ab" * 32, expires=SYNCED + dt.timedelta(minutes=5))
+
+    assert not rows.insert(seen(), ignore_conflicts=True)._state.adding
+    assert rows.insert(seen(), ignore_conflicts=True)._state.adding
+    assert SeenAuthenticator.objects.count() == 1
 
 
 def test_a_conflicting_row_raises_otherwise(acme):

@@ -444,32 +444,28 @@ def _first_use_in_cluster(token: bytes) -> None:
     """On PostgreSQL (several servers may share it behind a load balancer), refuse a token that another
     server accepted already; MIT's replay cache only knows this host's. SQLite is one host: nothing to do.
 
-    One statement, committed by itself (autocommit) or with the caller's transaction: the row that another
-    server's INSERT of the same digest would conflict with. No row back: seen before."""
+    One statement, committed by itself (autocommit) or with the caller's transaction: a row for the token's
+    digest, left out when another server's row for it is there (seen before)."""
     global _accepted
     from django.conf import settings
     from django.db import connection
     from django.utils import timezone
 
     from autoenroll.server.kerberos.models import SeenAuthenticator
+    from autoenroll.server.utils import rows
 
     if connection.vendor != "postgresql":
         return
     now = timezone.now()
-    expires = now + datetime.timedelta(seconds=settings.CONFIG.kerberos_clockskew * 2 + 60)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _FIRST_USE.format(table=SeenAuthenticator._meta.db_table), [hashlib.sha256(token).hexdigest(), expires]
-        )
-        first = cursor.fetchone() is not None
-    if not first:
+    seen = SeenAuthenticator(
+        digest=hashlib.sha256(token).hexdigest(),
+        expires=now + datetime.timedelta(seconds=settings.CONFIG.kerberos_clockskew * 2 + 60),
+    )
+    if rows.insert(seen, ignore_conflicts=True)._state.adding:
         raise NegotiateError("this token was accepted before by a server of this cluster", "replay")
     _accepted += 1
     if _accepted % 1000 == 0:  # keep the table to the authenticators that could still be replayed
         SeenAuthenticator.objects.filter(expires__lt=now).delete()
-
-
-_FIRST_USE = "INSERT INTO {table} (digest, expires) VALUES (%s, %s) ON CONFLICT (digest) DO NOTHING RETURNING 1"
 
 
 # ---- the one entry point for views -------------------------------------------------------------------------

@@ -4,7 +4,8 @@ On a logon the ORM's work around each statement (building the query, compiling i
 resolving its columns anew) cost more CPU than the database spent running it. These functions keep
 what matters of the ORM, each field's own conversion to and from the database (`get_db_prep_save`,
 the backend's converters), and do the rest once per statement shape. No signals are sent: use them only
-for models nothing listens to (certificates, persons, enrollment events), never for configuration.
+for models nothing listens to (certificates, persons, enrollment events, the replay cache), never
+for configuration.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def _reader(model: type[Model], names: tuple[str, ...], vendor: str):
 
 def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model:
     """INSERT `obj` as `save(force_insert=True)` would, its primary key set from the database.
-    With `ignore_conflicts`, a row that would break a unique constraint is not written (and the
-    primary key stays unset): ON CONFLICT DO NOTHING, on SQLite and PostgreSQL alike."""
+    With `ignore_conflicts`, a row that would break a unique constraint is not written: ON CONFLICT DO
+    NOTHING, on SQLite and PostgreSQL alike; `obj._state.adding` then stays True (not in the database),
+    and a primary key the database was to choose stays unset."""
     meta = obj._meta
     fields = _written(obj)
     returning = connection.features.can_return_columns_from_insert and meta.pk not in fields
@@ -71,11 +73,15 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model:
         cursor.execute(sql, _values(obj, fields))
         if returning:
             row = cursor.fetchone()  # none when a conflict was ignored
-            if row is not None:
+            written = row is not None
+            if written:
                 setattr(obj, meta.pk.attname, row[0])
-        elif meta.pk not in fields and cursor.rowcount:
-            setattr(obj, meta.pk.attname, cursor.lastrowid)
-    obj._state.adding, obj._state.db = False, connection.alias
+        else:
+            written = cursor.rowcount != 0
+            if written and meta.pk not in fields:
+                setattr(obj, meta.pk.attname, cursor.lastrowid)
+    if written:
+        obj._state.adding, obj._state.db = False, connection.alias
     return obj
 
 
