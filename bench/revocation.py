@@ -79,6 +79,11 @@ def parse_args(argv=None):
     p.add_argument(
         "--server-cpus", default="", help="pin both responders to these CPUs (taskset -c syntax), the load to the rest"
     )
+    p.add_argument(
+        "--answers-kept",
+        type=int,
+        help="AUTOENROLL_OCSP_ANSWERS_KEPT of the server (default: its default; 0: every request reads the records)",
+    )
     p.add_argument("--json", type=Path, help="also write the results to this file as JSON")
     p.add_argument("--no-netns", action="store_true", help="do not re-execute in a private network namespace")
     p.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
@@ -539,6 +544,7 @@ def bench_ocsp(args, workdir: Path, env: dict, ca, backend, entries, osl: Path, 
     print(f"{presigned:,} OCSP responses signed ahead in {time.perf_counter() - started:.1f} s")
 
     # ours: the publication listener of `autoenroll-server serve`
+    kept = {} if args.answers_kept is None else {"AUTOENROLL_OCSP_ANSWERS_KEPT": str(args.answers_kept)}
     port = free_port()
     log = open(workdir / "serve.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
@@ -552,7 +558,7 @@ def bench_ocsp(args, workdir: Path, env: dict, ca, backend, entries, osl: Path, 
             "--workers",
             str(args.workers),
         ],
-        env=env | {"AUTOENROLL_LOG_LEVEL": "WARNING"},
+        env=env | {"AUTOENROLL_LOG_LEVEL": "WARNING"} | kept,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -618,6 +624,7 @@ def main(argv=None) -> None:
         f"revocation benchmark: {args.revoked:,} revoked + {args.valid:,} valid certificates, "
         f"{args.requests:,} OCSP requests, {args.concurrency} client threads, {args.workers} responder processes, "
         f"{os.cpu_count()} CPUs, loopback{' (private network namespace)' if netns else ''}"
+        + ("" if args.answers_kept is None else f", {args.answers_kept:,} OCSP answers kept per worker")
     )
     with tempfile.TemporaryDirectory(prefix="autoenroll-bench-") as tmp:
         workdir = Path(tmp)
@@ -669,7 +676,7 @@ def main(argv=None) -> None:
         args.json.write_text(json.dumps({
             "revoked": args.revoked, "valid": args.valid, "requests": args.requests,
             "concurrency": args.concurrency, "workers": args.workers, "cpus": os.cpu_count(),
-            "generator": args.generator, "server_cpus": args.server_cpus,
+            "generator": args.generator, "server_cpus": args.server_cpus, "answers_kept": args.answers_kept,
             "crl": {"autoenroll": crl_ours, "openssl": crl_theirs, "time_ratio": crl_ours["s"] / crl_theirs["s"],
                     "autoenroll_command": crl_command, "partition": partition},
             "ocsp": ours and {"autoenroll": ours, "openssl": theirs, "rate_ratio": ours["rps"] / theirs["rps"]},

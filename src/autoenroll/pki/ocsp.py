@@ -231,6 +231,8 @@ class OCSPAnswer:
     this_update: dt.datetime | None = None
     next_update: dt.datetime | None = None
     nonce: bool = False
+    #: The request asked no nonce: the same request bytes get this answer until the records change.
+    reusable: bool = False
 
     @property
     def successful(self) -> bool:
@@ -342,6 +344,7 @@ class OCSPResponder:
             this_update=signed.this_update,
             next_update=signed.next_update,
             nonce=echo,
+            reusable=nonce is None,
         )
 
     def presign(self, serial: int, state: CertStatus, *, now: dt.datetime | None = None) -> Presigned:

@@ -63,6 +63,9 @@ class ServerConfig(BaseModel):
     # issuing distribution point) besides the CA's full CRL, so relying parties fetch a fraction of a very
     # large revoked set. 1: one CRL. A certificate keeps the partition it was issued with when this changes.
     crl_partitions: Annotated[int, Field(ge=1, le=1024)] = 1
+    # OCSP answers each worker keeps in memory (1.5 to 3 KB each), reused for the same request until a revocation
+    # in their CA or for 5 minutes; 0: every request reads the records.
+    ocsp_answers_kept: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
     # logon/enroll calls one principal may make per minute, per server process (429 beyond; 0: no limit).
     enroll_rate_per_minute: Annotated[int, Field(ge=0, le=100_000)] = 30
     # Largest clock difference accepted between a client's Kerberos authenticator and this server.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import time
 from urllib.parse import quote
 
 import pytest
@@ -11,7 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from autoenroll import pki
@@ -323,3 +325,72 @@ def test_responder_certificate_is_reused_then_renewed_with_a_third_of_its_life_l
     again = status(post(client, der)).certificates[0]
     assert again.serial_number == first.serial_number
     assert Certificate.objects.filter(profile=Certificate.Profile.OCSP_RESPONDER).count() == 2
+
+
+# --- answers kept per worker (issue 17) -----------------------------------------------------------
+
+
+def _statements(client, der: bytes) -> tuple[bytes, int]:
+    with CaptureQueriesContext(connection) as queries:
+        content = post(client, der).content
+    return content, len(queries)
+
+
+def test_the_same_request_again_costs_one_statement_and_no_signature(client, issue, ca, monkeypatch):
+    cert, other = issue("kept@test.com"), issue("other@test.com")
+    publication.presign_ocsp()
+    post(client, ocsp_request(other, ca[1].certificate_pem))  # the worker's first request reads the CA row too
+    der = ocsp_request(cert, ca[1].certificate_pem)
+    first, statements = _statements(client, der)
+    assert statements == 2  # the CA's revocation count, then the certificate's status with its answer
+    _no_signing(monkeypatch)
+    again, statements = _statements(client, der)
+    assert again == first and statements == 1
+    assert status(post(client, der)).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_a_revocation_is_never_hidden_by_a_kept_answer(client, issue, ca):
+    """The kept "good" is tied to the CA's revocation count, which the revocation bumps when it commits:
+    the next request reads the records again, whichever server revoked."""
+    cert, other = issue("kept@test.com"), issue("other@test.com")
+    publication.presign_ocsp()
+    der, other_der = ocsp_request(cert, ca[1].certificate_pem), ocsp_request(other, ca[1].certificate_pem)
+    for request in (der, other_der, der):
+        assert status(post(client, request)).certificate_status == ocsp.OCSPCertStatus.GOOD
+    lifecycle.revoke([cert], RevocationReason.KEY_COMPROMISE, by="test")
+    assert status(post(client, der)).certificate_status == ocsp.OCSPCertStatus.REVOKED
+    # Every kept answer of the CA is dropped, not only the revoked certificate's: the other is read again.
+    content, statements = _statements(client, other_der)
+    assert statements == 2 and status_of_bytes(content) == ocsp.OCSPCertStatus.GOOD
+    assert _statements(client, other_der)[1] == 1
+
+
+def status_of_bytes(content: bytes) -> ocsp.OCSPCertStatus:
+    return ocsp.load_der_ocsp_response(content).certificate_status
+
+
+def test_a_kept_answer_is_read_again_after_five_minutes(client, issue, ca, monkeypatch):
+    der = ocsp_request(issue(), ca[1].certificate_pem)
+    post(client, der)
+    assert _statements(client, der)[1] == 1
+    later = time.time() + publication.ANSWER_REUSE.total_seconds() + 1
+    monkeypatch.setattr(publication.time, "time", lambda: later)
+    assert _statements(client, der)[1] == 2
+
+
+def test_requests_with_a_nonce_are_not_kept_and_the_count_is_bounded(client, issue, ca, settings):
+    cert = issue()
+    publication.presign_ocsp()
+    for n in range(3):
+        post(client, ocsp_request(cert, ca[1].certificate_pem, nonce=b"%d" % n * 16))
+    assert publication._answers == {}
+    settings.CONFIG = settings.CONFIG.model_copy(update={"ocsp_answers_kept": 2})
+    serials = [int(issue(f"u{n}@test.com").serial, 16) for n in range(3)]
+    requests = [ocsp_request(cert, ca[1].certificate_pem, serial=serial) for serial in serials]
+    for der in requests:
+        post(client, der)
+    assert [der for _, der in publication._answers] == requests[1:]  # the oldest went first
+    settings.CONFIG = settings.CONFIG.model_copy(update={"ocsp_answers_kept": 0})
+    publication._answers.clear()
+    assert [_statements(client, requests[0])[1] for _ in range(2)] == [2, 2]
+    assert publication._answers == {}

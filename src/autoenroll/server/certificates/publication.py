@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,22 +249,42 @@ _STATUS_SQL = (
     "ON o.certificate_id = c.id WHERE c.ca_id = %s AND c.serial = %s"
 )
 
-_CA_ID_SQL = f"SELECT id FROM {CertificateAuthority._meta.db_table} WHERE name = %s"  # noqa: S608 -- constant
+_CA_HEAD_SQL = f"SELECT id, revocation_generation FROM {CertificateAuthority._meta.db_table} WHERE name = %s"  # noqa: S608
 
 #: CA rows by name, per process, checked against the row's id on every use (a replaced CA is seen at once).
 _cas: dict[str, CertificateAuthority] = {}
 
 
-def ca_by_name(name: str) -> CertificateAuthority | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_CA_ID_SQL, [name])
-        row = cursor.fetchone()
-    if row is None:
-        return None
+def _ca_row(name: str, pk: int) -> CertificateAuthority:
     cached = _cas.get(name)
-    if cached is None or cached.pk != row[0]:
-        cached = _cas[name] = CertificateAuthority.objects.get(pk=row[0])
+    if cached is None or cached.pk != pk:
+        cached = _cas[name] = CertificateAuthority.objects.get(pk=pk)
     return cached
+
+
+@dataclass(frozen=True, slots=True)
+class _KeptAnswer:
+    answer: pki.OCSPAnswer
+    head: tuple[int, int]  # the CA's id and revocation generation when the answer was made
+    until: float  # time.time()
+
+
+#: OCSP answers kept per process, by CA name and request bytes. One is reused while its CA's revocation
+#: generation is unchanged (a revocation commits with its bump, so none is served after it), for at most
+#: ANSWER_REUSE (answers signed ahead again then replace it) and never in its last PRESIGNED_MARGIN; at most
+#: `ocsp_answers_kept` of them, the oldest dropped first.
+_answers: dict[tuple[str, bytes], _KeptAnswer] = {}
+_answers_lock = threading.Lock()
+ANSWER_REUSE = dt.timedelta(minutes=5)
+
+
+def _keep(key: tuple[str, bytes], answer: pki.OCSPAnswer, head: tuple[int, int], kept: int) -> None:
+    now = time.time()
+    until = min(now + ANSWER_REUSE.total_seconds(), (answer.next_update - pki.ocsp.PRESIGNED_MARGIN).timestamp())
+    with _answers_lock:
+        while _answers and len(_answers) >= kept:
+            del _answers[next(iter(_answers))]  # the oldest
+        _answers[key] = _KeptAnswer(answer, head, until)
 
 
 @dataclass(frozen=True)
@@ -346,10 +367,12 @@ def responder_for(ca: CertificateAuthority, config: ServerConfig | None = None) 
 
 
 def clear_responder_cache() -> None:
-    """Forget the per-process responders and CA rows (tests; after replacing a CA)."""
+    """Forget the per-process responders, CA rows and answers (tests; after replacing a CA)."""
     with _responders_lock:
         _responders.clear()
         _cas.clear()
+    with _answers_lock:
+        _answers.clear()
 
 
 #: Responses signed ahead per batch, and the time a round of `presign_ocsp` may take per CA.
@@ -416,13 +439,30 @@ _DUE_SQL = (
 
 
 def answer_ocsp(ca_name: str, request_der: bytes, config: ServerConfig | None = None) -> pki.OCSPAnswer:
-    """The OCSP response for a request sent to `/ocsp/<ca_name>`; never raises."""
+    """The OCSP response for a request sent to `/ocsp/<ca_name>`; never raises.
+
+    One SQL statement when the same request was answered before under the CA's current revocation
+    generation (what mail clients and caches send again and again), else two; no signature unless
+    the records hold no response signed ahead that states the status."""
     try:
-        ca = ca_by_name(ca_name)
-        if ca is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_CA_HEAD_SQL, [ca_name])
+            head = cursor.fetchone()
+        if head is None:
             return pki.unsuccessful_response(ocsp.OCSPResponseStatus.UNAUTHORIZED)
-        responder = responder_for(ca, config)
-        return responder.respond(request_der, lambda serial: status_of(ca, serial))
+        head = (head[0], head[1])
+        key = (ca_name, request_der)
+        kept = _answers.get(key)
+        if kept is not None and kept.head == head and time.time() < kept.until:
+            return kept.answer
+        ca = _ca_row(ca_name, head[0])
+        config = _config(config)
+        # The status is read after the generation: a revocation between the two is in the answer, and
+        # its bump makes the next request read the records again.
+        answer = responder_for(ca, config).respond(request_der, lambda serial: status_of(ca, serial))
+        if answer.reusable and config.ocsp_answers_kept:
+            _keep(key, answer, head, config.ocsp_answers_kept)
+        return answer
     except Exception:
         log.exception("OCSP request to %s failed", ca_name)
         return pki.unsuccessful_response(ocsp.OCSPResponseStatus.INTERNAL_ERROR)

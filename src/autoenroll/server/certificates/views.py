@@ -116,7 +116,8 @@ def ocsp_exchange(
     else:
         return HttpResponseNotAllowed(["GET", "POST"])
     answer = publication.answer_ocsp(slug, der)
-    log.debug("OCSP %s %s serial %s: %s", method, slug, answer.serial, publication.ocsp_serial_summary(answer))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("OCSP %s %s serial %s: %s", method, slug, answer.serial, publication.ocsp_serial_summary(answer))
     return _ocsp_response(answer, cacheable=method != "POST" and not answer.nonce)
 
 
