@@ -178,7 +178,7 @@ SIGNED_AT_MOST = 50_000
 def populate(revoked: int, valid: int, partitions: int):
     """Record `revoked` revoked and `valid` valid certificates of the issuing CA: the first SIGNED_AT_MOST
     signed for real (ORM), the rest as rows only (random serials, bulk INSERTs of 10,000); certificate i in
-    CRL partition i mod `partitions`."""
+    CRL partition i mod `partitions`; each revoked one with its CRL entry, as `authority.revoke_rows` stores it."""
     from cryptography.hazmat.primitives import hashes
     from django.conf import settings
     from django.db import connection, transaction
@@ -221,6 +221,7 @@ def populate(revoked: int, valid: int, partitions: int):
                 revocation_reason=reason,
                 revoked_by="bench" if is_revoked else "",
                 crl_partition=i % partitions if partitions > 1 else None,
+                crl_entry=pki.crl_entry(cert.serial_number, revoked_at, reason) if is_revoked else None,
             )
         )
         entries.append((cert.serial_number, cert.not_valid_after_utc, revoked_at, reason))
@@ -232,8 +233,8 @@ def populate(revoked: int, valid: int, partitions: int):
         insert = (
             f"INSERT INTO {Certificate._meta.db_table} (ca_id, serial, profile, subject, issuer, mail, not_before, "
             "not_after, fingerprint_sha256, public_key_sha256, pem, csr_pem, status, revoked_at, revocation_reason, "
-            "revoked_by, created, crl_partition) VALUES (%s, %s, 'smime', 'CN=bench', 'CN=bench', '', %s, %s, %s, "
-            "'', '', '', %s, %s, %s, %s, %s, %s)"
+            "revoked_by, created, crl_partition, crl_entry) VALUES (%s, %s, 'smime', 'CN=bench', 'CN=bench', '', "
+            "%s, %s, %s, '', '', '', %s, %s, %s, %s, %s, %s, %s)"
         )
         with connection.cursor() as cursor:
             for first in range(len(rows), total, 10_000):
@@ -248,6 +249,7 @@ def populate(revoked: int, valid: int, partitions: int):
                         hashlib.sha256(serial.to_bytes(20, "big")).hexdigest(),
                         "revoked" if is_revoked else "issued", adapt(revoked_at) if is_revoked else None,
                         reason, "bench" if is_revoked else "", adapt(now), i % partitions if partitions > 1 else None,
+                        pki.crl_entry(serial, revoked_at, reason) if is_revoked else None,
                     ))  # fmt: skip
                     entries.append((serial, not_after, revoked_at, reason))
                 cursor.executemany(insert, batch)

@@ -19,7 +19,7 @@ from autoenroll.pki import (
     issue_crl,
     issue_smime_certificate,
 )
-from autoenroll.pki.crl import DEFAULT_CRL_VALIDITY, REVOCATION_REASONS, crl_builder, reason_flag
+from autoenroll.pki.crl import DEFAULT_CRL_VALIDITY, REVOCATION_REASONS, crl_builder, crl_entry, reason_flag
 from autoenroll.pki.keys import signature_hash_for_key, throwaway_key
 from checks import lint_crl  # noqa: E402
 
@@ -151,6 +151,10 @@ def test_entries_are_encoded_byte_for_byte_as_cryptography_encodes_them(chain, e
     expected = _as_cryptography_builds_it(issuer, 5, entries, distribution_point)
     assert crl.tbs_certlist_bytes == expected
     assert [(r.serial_number, r.revocation_date_utc) for r in crl] == [(e.serial, e.revoked_at) for e in entries]
+    # The same entries stored at revocation (crl_entry), some of them: the same TBS.
+    mixed = [crl_entry(*e) if i % 2 else e for i, e in enumerate(entries)]
+    again = issue_crl(chain.issuing_backend, 5, mixed, this_update=NOW, distribution_point=distribution_point)
+    assert x509.load_der_x509_crl(again).tbs_certlist_bytes == expected
 
 
 @pytest.mark.parametrize(

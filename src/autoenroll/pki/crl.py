@@ -30,6 +30,7 @@ __all__ = [
     "CRLFacts",
     "RevokedEntry",
     "crl_builder",
+    "crl_entry",
     "crl_facts",
     "crl_needs_refresh",
     "issue_crl",
@@ -127,7 +128,7 @@ def crl_builder(
 def issue_crl(
     ca: CABackend,
     number: int,
-    entries: Iterable[RevokedEntry],
+    entries: Iterable[RevokedEntry | bytes],
     *,
     this_update: dt.datetime | None = None,
     validity: dt.timedelta = DEFAULT_CRL_VALIDITY,
@@ -136,7 +137,8 @@ def issue_crl(
     """The CRL number ``number`` of ``ca``, signed and checked against the CA certificate, in DER.
 
     The header comes from :func:`crl_builder` (a draft signed with a throwaway key of the CA's type, which
-    fixes the signature algorithm); the entries are DER-encoded here as they stream in, and the CA signs the
+    fixes the signature algorithm); the entries are DER-encoded here as they stream in (or come encoded by
+    :func:`crl_entry`), and the CA signs the
     finished TBS once (:meth:`CABackend.sign_data`). A million entries take seconds and a few hundred MB,
     where cryptography's builder holds Python objects per entry and encodes them again to check them."""
     issuer = ca.certificate
@@ -204,39 +206,47 @@ def _algorithm_identifier(certificate_list: bytes) -> bytes:
     return certificate_list[after_tbs:end]
 
 
-def _encode_entries(entries: Iterable[RevokedEntry]) -> bytearray:
-    """The entries' DER, each SEQUENCE { serial INTEGER, revocationDate Time, crlEntryExtensions OPTIONAL },
-    one after the other in one buffer (no object per entry is kept)."""
+def crl_entry(serial: int, revoked_at: dt.datetime, reason: str = "unspecified") -> bytes:
+    """One revokedCertificates entry, DER: SEQUENCE { serial INTEGER, revocationDate Time, crlEntryExtensions
+    OPTIONAL }. The server stores it with the revocation, so a CRL is its stored entries joined."""
+    if not 0 < serial < 2**159:  # RFC 5280 4.1.2.2: positive, at most 20 octets
+        raise CRLError(f"serial {serial:x} is not a positive integer of at most 20 octets")
+    extension = _REASON_DER.get(reason)
+    if extension is None:
+        reason_flag(reason)  # not one of ours: raises the error that names them
+    if revoked_at.tzinfo is not dt.UTC:
+        revoked_at = _utc(revoked_at, "revocation time")
+    year = revoked_at.year
+    if 1950 <= year < 2050:  # RFC 5280 5.1.2.6: UTCTime through 2049, then GeneralizedTime
+        when = b"\x17\x0d%02d%02d%02d%02d%02d%02dZ" % (
+            year % 100, revoked_at.month, revoked_at.day, revoked_at.hour, revoked_at.minute, revoked_at.second,
+        )  # fmt: skip
+    elif year >= 2050:
+        when = b"\x18\x0f%04d%02d%02d%02d%02d%02dZ" % (
+            year, revoked_at.month, revoked_at.day, revoked_at.hour, revoked_at.minute, revoked_at.second,
+        )  # fmt: skip
+    else:
+        raise CRLError(f"revocation time {revoked_at} is before 1950")
+    octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # a leading 0 bit: positive
+    size = len(octets)
+    # at most 54 octets: a one-octet length
+    return b"\x30%c\x02%c%b%b%b" % (size + 2 + len(when) + len(extension), size, octets, when, extension)
+
+
+def _encode_entries(entries: Iterable[RevokedEntry | bytes]) -> bytearray:
+    """The entries' DER one after the other in one buffer (no object per entry is kept). An entry given as
+    bytes is one :func:`crl_entry` made (stored by the server at revocation; its serial is unique there)."""
     out = bytearray()
     seen: set[int] = set()
-    for serial, revoked_at, reason in entries:
+    for entry in entries:
+        if isinstance(entry, bytes):
+            out += entry
+            continue
+        serial = entry[0]
         if serial in seen:
             raise CRLError(f"serial {serial:x} is listed twice")
         seen.add(serial)
-        if not 0 < serial < 2**159:  # RFC 5280 4.1.2.2: positive, at most 20 octets
-            raise CRLError(f"serial {serial:x} is not a positive integer of at most 20 octets")
-        extension = _REASON_DER.get(reason)
-        if extension is None:
-            reason_flag(reason)  # not one of ours: raises the error that names them
-        if revoked_at.tzinfo is not dt.UTC:
-            revoked_at = _utc(revoked_at, "revocation time")
-        octets = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # a leading 0 bit: positive
-        if revoked_at.year < 2050:  # RFC 5280 5.1.2.6: UTCTime through 2049, then GeneralizedTime
-            if revoked_at.year < 1950:
-                raise CRLError(f"revocation time {revoked_at} is before 1950")
-            when = b"\x17\x0d%02d%02d%02d%02d%02d%02dZ" % (
-                revoked_at.year % 100, revoked_at.month, revoked_at.day,
-                revoked_at.hour, revoked_at.minute, revoked_at.second,
-            )  # fmt: skip
-        else:
-            when = b"\x18\x0f%04d%02d%02d%02d%02d%02dZ" % (
-                revoked_at.year, revoked_at.month, revoked_at.day,
-                revoked_at.hour, revoked_at.minute, revoked_at.second,
-            )  # fmt: skip
-        body = b"\x02" + bytes((len(octets),)) + octets + when + extension
-        out.append(0x30)
-        out.append(len(body))  # at most 54 octets: a one-octet length
-        out += body
+        out += crl_entry(*entry)
     return out
 
 

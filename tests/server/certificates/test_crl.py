@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+from autoenroll import pki
 from autoenroll.server.certificates import authority, publication
 from autoenroll.server.certificates.models import Certificate, CertificateAuthority, RevocationList, RevocationReason
 from autoenroll.server.enrollment import lifecycle
@@ -114,6 +115,34 @@ def test_expired_revoked_certificate_leaves_the_crl_a_week_after_expiry(client, 
     crl = x509.load_der_x509_crl(bytes(publication.publish_crl(recent.ca).der))
     assert crl.get_revoked_certificate_by_serial_number(serial_of(recent)) is not None
     assert crl.get_revoked_certificate_by_serial_number(serial_of(old)) is None
+
+
+def test_a_revocation_stores_its_crl_entry_and_the_crl_joins_them(issue):
+    certs = [issue(f"e{i}@test.com") for i in range(3)]
+    lifecycle.revoke(certs[:2], RevocationReason.KEY_COMPROMISE, by="test")
+    lifecycle.revoke(certs[2:], RevocationReason.SUPERSEDED, by="test")
+    der = bytes(publication.publish_crl(certs[0].ca).der)
+    for cert in certs:
+        row = Certificate.objects.get(pk=cert.pk)
+        entry = bytes(row.crl_entry)
+        assert entry == pki.crl_entry(serial_of(cert), row.revoked_at, row.revocation_reason)
+        assert der.count(entry) == 1
+
+
+def test_revocation_times_written_with_or_without_their_zone_are_listed_to_the_second(issue):
+    """On SQLite a timestamp written through the ORM is stored as naive UTC text, one written as a plain SQL
+    parameter keeps its zone; the CRL reads both (to the second, as the CRL and OCSP state it)."""
+    by_orm, by_sql = issue("orm@test.com"), issue("sql@test.com")
+    lifecycle.revoke([by_sql], RevocationReason.SUPERSEDED, by="test")
+    when = dt.datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=dt.UTC)
+    Certificate.objects.filter(pk=by_orm.pk).update(status="revoked", revoked_at=when, revocation_reason="superseded")
+    by_sql.refresh_from_db()
+    crl = x509.load_der_x509_crl(bytes(publication.publish_crl(by_orm.ca).der))
+    listed = {entry.serial_number: entry.revocation_date_utc for entry in crl}
+    assert listed == {
+        serial_of(by_orm): when.replace(microsecond=0),
+        serial_of(by_sql): by_sql.revoked_at.replace(microsecond=0),
+    }
 
 
 def test_revoking_twice_changes_nothing_and_the_first_reason_stands(issue):

@@ -359,10 +359,11 @@ def _check_reason(reason: str) -> str:
     return reason
 
 
-#: One statement marks and tells which were still issued (RETURNING: SQLite >= 3.35, PostgreSQL).
+#: One statement marks, stores each CRL entry, and tells which were still issued (RETURNING: SQLite >= 3.35,
+#: PostgreSQL).
 _REVOKE = (
-    "UPDATE {table} SET status = %s, revoked_at = %s, revocation_reason = %s, revoked_by = %s "
-    "WHERE status = %s AND id IN ({ids}) RETURNING id"
+    "UPDATE {table} SET status = %s, revoked_at = %s, revocation_reason = %s, revoked_by = %s, "
+    "crl_entry = CASE id {entries} END WHERE status = %s AND id IN ({ids}) RETURNING id"
 )
 
 
@@ -395,18 +396,30 @@ def revoke_rows(certificates: list[Certificate], reason: str, *, by: str) -> lis
     if not certificates:
         return []
     now = timezone.now()
-    sql = _REVOKE.format(table=Certificate._meta.db_table, ids=", ".join(["%s"] * len(certificates)))
+    entries = [(c.pk, pki.crl_entry(int(c.serial, 16), now, reason)) for c in certificates]
+    sql = _REVOKE.format(
+        table=Certificate._meta.db_table,
+        entries=" ".join(["WHEN %s THEN %s"] * len(certificates)),
+        ids=", ".join(["%s"] * len(certificates)),
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             sql,
-            [Certificate.Status.REVOKED, now, reason, by, Certificate.Status.ISSUED, *(c.pk for c in certificates)],
+            [
+                *(Certificate.Status.REVOKED, now, reason, by),
+                *(value for entry in entries for value in entry),
+                Certificate.Status.ISSUED,
+                *(c.pk for c in certificates),
+            ],
         )
         revoked = {pk for (pk,) in cursor.fetchall()}
     rows = [c for c in certificates if c.pk in revoked]
     per_ca: dict[int, int] = {}
     per_partition: dict[tuple[int, int], int] = {}
+    encoded = dict(entries)
     for c in rows:
         c.status, c.revoked_at, c.revocation_reason, c.revoked_by = Certificate.Status.REVOKED, now, reason, by
+        c.crl_entry = encoded[c.pk]
         per_ca[c.ca_id] = per_ca.get(c.ca_id, 0) + 1
         if c.crl_partition is not None:
             per_partition[c.ca_id, c.crl_partition] = per_partition.get((c.ca_id, c.crl_partition), 0) + 1

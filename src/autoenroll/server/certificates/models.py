@@ -98,6 +98,9 @@ class Certificate(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revocation_reason = models.CharField(max_length=32, choices=RevocationReason.choices, blank=True)
     revoked_by = models.CharField(max_length=200, blank=True, help_text="Who or what revoked it.")
+    crl_entry = models.BinaryField(
+        null=True, editable=False, help_text="Its CRL entry (DER), written with the revocation: a CRL joins them."
+    )
     replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by")
     crl_partition = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="The partitioned CRL its distribution point names; none: the CA's full CRL."
