@@ -383,6 +383,16 @@ def test_requests_with_a_nonce_are_not_kept_and_the_count_is_bounded(client, iss
     publication.presign_ocsp()
     for n in range(3):
         post(client, ocsp_request(cert, ca[1].certificate_pem, nonce=b"%d" % n * 16))
+    # Nor a request padded with an extension (a client filling the workers' memory).
+    padded = ocsp.OCSPRequestBuilder().add_certificate(
+        x509.load_pem_x509_certificate(cert.pem.encode()),
+        x509.load_pem_x509_certificate(ca[1].certificate_pem.encode()),
+        hashes.SHA1(),  # noqa: S303
+    )
+    oid = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
+    padding = x509.UnrecognizedExtension(oid, b"\x04\x82\x04\x00" + b"p" * 1024)
+    answer = post(client, padded.add_extension(padding, critical=False).build().public_bytes(DER))
+    assert status(answer).certificate_status == ocsp.OCSPCertStatus.GOOD
     assert publication._answers == {}
     settings.CONFIG = settings.CONFIG.model_copy(update={"ocsp_answers_kept": 2})
     serials = [int(issue(f"u{n}@test.com").serial, 16) for n in range(3)]

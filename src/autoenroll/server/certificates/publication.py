@@ -284,6 +284,9 @@ class _KeptAnswer:
 _answers: dict[tuple[str, bytes], _KeptAnswer] = {}
 _answers_lock = threading.Lock()
 ANSWER_REUSE = dt.timedelta(minutes=5)
+#: A one-certificate request is about 100 bytes (200 with a SHA-512 CertID); larger ones, padded with
+#: extensions, would let a client fill the memory of every worker, and are not kept.
+KEPT_REQUEST_BYTES = 512
 
 
 def _keep(key: tuple[str, bytes], answer: pki.OCSPAnswer, head: tuple[int, int], kept: int) -> None:
@@ -468,7 +471,7 @@ def answer_ocsp(ca_name: str, request_der: bytes, config: ServerConfig | None = 
         # The status is read after the generation: a revocation between the two is in the answer, and
         # its bump makes the next request read the records again.
         answer = responder_for(ca, config).respond(request_der, lambda serial: status_of(ca, serial))
-        if answer.reusable and config.ocsp_answers_kept:
+        if answer.reusable and config.ocsp_answers_kept and len(request_der) <= KEPT_REQUEST_BYTES:
             _keep(key, answer, head, config.ocsp_answers_kept)
         return answer
     except Exception:
