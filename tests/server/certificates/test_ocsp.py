@@ -15,6 +15,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autoenroll import pki
 from autoenroll.server.certificates import authority, publication
@@ -404,3 +406,42 @@ def test_requests_with_a_nonce_are_not_kept_and_the_count_is_bounded(client, iss
     publication._answers.clear()
     assert [_statements(client, requests[0])[1] for _ in range(2)] == [2, 2]
     assert publication._answers == {}
+
+
+class _Undo(Exception):
+    """Raised to roll one example back."""
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["ask", "ask", "revoke", "presign"]), st.integers(0, 2), st.booleans()),
+        max_size=14,
+    )
+)
+def test_any_order_of_questions_revocations_and_signing_ahead_answers_what_the_records_say(client, issue, ca, steps):
+    """Whatever the interleaving, over POST and GET, each answer states the row's status at that moment:
+    no kept or signed-ahead answer survives a revocation."""
+    try:
+        with transaction.atomic():
+            certs = [issue(f"any{i}@test.com") for i in range(3)]
+            requests = [ocsp_request(cert, ca[1].certificate_pem) for cert in certs]
+            for step, index, over_get in steps:
+                if step == "revoke":
+                    lifecycle.revoke([certs[index]], RevocationReason.SUPERSEDED, by="test")
+                elif step == "presign":
+                    publication.presign_ocsp()
+                else:
+                    if over_get:
+                        response = client.get(f"/ocsp/test-smime/{quote(base64.b64encode(requests[index]))}")
+                    else:
+                        response = post(client, requests[index])
+                    revoked = Certificate.objects.get(pk=certs[index].pk).status == Certificate.Status.REVOKED
+                    expected = ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD
+                    assert status(response).certificate_status == expected, (steps, step, index)
+            raise _Undo
+    except _Undo:
+        pass
+    finally:
+        # Rolled back, the revocation count repeats, which never happens outside a test.
+        publication.clear_responder_cache()
