@@ -65,7 +65,7 @@ def listener(tmp_path_factory):
         while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
             assert server.poll() is None and time.monotonic() < deadline, (workdir / "serve.log").read_text()[-2000:]
             time.sleep(0.1)
-        yield port, facts, workdir / "serve.log"
+        yield port, facts, workdir / "serve.log", env
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -101,7 +101,7 @@ def _serial(facts, which: str) -> str:
 
 @pytest.mark.parametrize("which", ["good", "revoked"])
 def test_post_is_answered_with_the_response_signed_ahead(listener, which):
-    port, facts, _ = listener
+    port, facts, *_ = listener
     status, headers, body = _http(port, "POST", f"/ocsp/{facts['ca']}", _request(facts, which),
                                   {"Content-Type": "application/ocsp-request"})  # fmt: skip
     assert status == 200 and headers["Content-Type"] == "application/ocsp-response"
@@ -112,7 +112,7 @@ def test_post_is_answered_with_the_response_signed_ahead(listener, which):
 
 
 def test_get_is_cacheable_until_next_update(listener):
-    port, facts, _ = listener
+    port, facts, *_ = listener
     encoded = quote(base64.b64encode(_request(facts, "good")).decode(), safe="")
     status, headers, body = _http(port, "GET", f"/ocsp/{facts['ca']}/{encoded}")
     assert status == 200 and body == base64.b64decode(facts["stored"][_serial(facts, "good")])
@@ -120,7 +120,7 @@ def test_get_is_cacheable_until_next_update(listener):
 
 
 def test_sha256_cert_ids_and_nonces_are_answered_on_request(listener):
-    port, facts, _ = listener
+    port, facts, *_ = listener
     path = f"/ocsp/{facts['ca']}"
     _, _, body = _http(port, "POST", path, _request(facts, "revoked", algorithm=hashes.SHA256()))
     answer = ocsp.load_der_ocsp_response(body)
@@ -139,14 +139,14 @@ def test_sha256_cert_ids_and_nonces_are_answered_on_request(listener):
     ],
 )
 def test_bad_requests_get_an_ocsp_error_not_an_http_one(listener, method, path, body, expected):
-    port, facts, _ = listener
+    port, facts, *_ = listener
     body = _request(facts, body) if body == "good" else body
     status, _, answer = _http(port, method, path.format(ca=facts["ca"]), body)
     assert status == 200 and ocsp.load_der_ocsp_response(answer).response_status == expected
 
 
 def test_other_methods_and_the_rest_of_the_listener_go_through_django(listener):
-    port, facts, _ = listener
+    port, facts, *_ = listener
     assert _http(port, "PUT", f"/ocsp/{facts['ca']}", b"x")[0] == 405
     assert _http(port, "POST", f"/ocsp/{facts['ca']}/abc", b"x")[0] == 405
     status, headers, body = _http(port, "GET", f"/crl/{facts['ca']}.crl")
@@ -158,8 +158,36 @@ def test_other_methods_and_the_rest_of_the_listener_go_through_django(listener):
 
 def test_requests_are_not_logged_one_by_one_by_default(listener):
     """Every relying party that checks a signature asks: AUTOENROLL_PUBLICATION_ACCESS_LOG turns the lines on."""
-    port, facts, log = listener
+    port, facts, log, _ = listener
     assert _http(port, "GET", f"/ocsp/{facts['ca']}/not-base64!")[0] == 200
     assert _http(port, "GET", f"/crl/{facts['ca']}.crl")[0] == 200
     text = log.read_text(errors="replace")
     assert "serving http://" in text and "/ocsp/" not in text and ".crl" not in text
+
+
+ISSUE_ONE = """
+from django.conf import settings
+from autoenroll import pki
+from autoenroll.server.certificates import authority
+print(authority.issue_smime(settings.CONFIG, pki.generate_private_key("ec-p256").public_key(), "late@test.com").pem)
+"""
+
+
+def test_an_answer_kept_by_the_worker_is_never_given_after_another_process_revokes(listener):
+    """The worker keeps the answer it gave; `certificates revoke`, another process, bumps the CA's revocation
+    count in its transaction, and the worker's next answer reads the records again."""
+    port, facts, _, env = listener
+    cli = [sys.executable, "-m", "autoenroll.server.cli"]
+    pem = subprocess.run([*cli, "shell", "-c", ISSUE_ONE], env=env, check=True, capture_output=True, text=True,
+                         timeout=120).stdout.split("-----BEGIN")[1]  # fmt: skip
+    late = {**facts, "late": "-----BEGIN" + pem}
+    path, request = f"/ocsp/{facts['ca']}", _request(late, "late")
+    for _ in range(3):
+        _, _, body = _http(port, "POST", path, request)
+        assert ocsp.load_der_ocsp_response(body).certificate_status == ocsp.OCSPCertStatus.GOOD
+    revoke = [*cli, "certificates", "revoke", _serial(late, "late"), "--reason", "key-compromise"]
+    subprocess.run(revoke, env=env, check=True, capture_output=True, timeout=120)
+    _, _, body = _http(port, "POST", path, request)
+    answer = ocsp.load_der_ocsp_response(body)
+    assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert answer.revocation_reason == x509.ReasonFlags.key_compromise
