@@ -69,6 +69,7 @@ def test_disabled_user_gets_no_certificate(tmp_path, ca, ad_server):
 
 def test_wrong_ca_passphrase_is_a_clear_error(tmp_path, ca, ad_server, settings):
     from autoenroll.server.certificates import authority
+
     authority.forget_signers()
     settings.CONFIG = settings.CONFIG.model_copy(update={"ca_passphrase": pki_secret("wrong")})
     _, csr = make_csr(tmp_path)

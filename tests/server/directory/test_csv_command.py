@@ -42,8 +42,21 @@ def test_the_guides_column_names_and_the_tls_columns_are_read(acme, tmp_path, sa
 
     out = io.StringIO()
     writer = csvmodule.writer(out)
-    writer.writerow(["AD Server", "Domain", "Port", "Use SSL", "Organization/Department", "Setup By Comodo",
-                     "Users Base DN", "Login User DN", "Login Password", "DC CA Certificate", "TLS Server Name"])
+    writer.writerow(
+        [
+            "AD Server",
+            "Domain",
+            "Port",
+            "Use SSL",
+            "Organization/Department",
+            "Setup By Comodo",
+            "Users Base DN",
+            "Login User DN",
+            "Login Password",
+            "DC CA Certificate",
+            "TLS Server Name",
+        ]
+    )
     writer.writerow([samba_ad.ip, "test.com", "636", "Yes", "System", "No", samba.USERS_DN,
                      samba.SERVICE_ACCOUNT_DN, samba.SERVICE_ACCOUNT_PASSWORD, samba_ad.tls_ca.read_text(),
                      samba.DC_FQDN])  # fmt: skip

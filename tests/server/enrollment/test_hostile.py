@@ -147,9 +147,14 @@ def _bad_csrs():
     version_1[7] ^= 1  # found by Hypothesis: x509.InvalidVersion is not a ValueError
     yield "CSR version 1", _pem(bytes(version_1))
     weak = rsa.generate_private_key(public_exponent=3, key_size=2048)
-    yield "RSA exponent 3", x509.CertificateSigningRequestBuilder().subject_name(name).sign(
-        weak, hashes.SHA256()
-    ).public_bytes(serialization.Encoding.PEM).decode()
+    yield (
+        "RSA exponent 3",
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .sign(weak, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode(),
+    )
 
 
 def _csr_with_raw_cn(key, cn_value_der: bytes) -> str:

@@ -46,7 +46,7 @@ class ADServer(models.Model):
     tls_ca_pem = models.TextField(
         blank=True,
         validators=[validate_pem_certificates],
-        help_text="CA certificate(s) of the DC's LDAPS certificate, pinned. Empty: system CAs."
+        help_text="CA certificate(s) of the DC's LDAPS certificate, pinned. Empty: system CAs.",
     )
     tls_server_name = models.CharField(
         max_length=253, blank=True, help_text="Name in the DC's certificate when the address differs."

@@ -171,4 +171,3 @@ def set_admin_role(user, customer: Customer | None) -> None:
         CustomerAdmin.objects.filter(user=user).delete()
     else:
         CustomerAdmin.objects.update_or_create(user=user, defaults={"customer": customer})
-

@@ -1,4 +1,3 @@
-
 from autoenroll.server.tenants.models import Customer
 from autoenroll.server.utils.commands import SubcommandCommand, get_customer
 
