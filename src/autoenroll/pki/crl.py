@@ -138,9 +138,9 @@ def issue_crl(
 
     The header comes from :func:`crl_builder` (a draft signed with a throwaway key of the CA's type, which
     fixes the signature algorithm); the entries are DER-encoded here as they stream in (or come encoded by
-    :func:`crl_entry`), and the CA signs the
-    finished TBS once (:meth:`CABackend.sign_data`). A million entries take seconds and a few hundred MB,
-    where cryptography's builder holds Python objects per entry and encodes them again to check them."""
+    :func:`crl_entry`), and the CA signs the finished TBS once (:meth:`CABackend.sign_data`). A million entries
+    take seconds and a few hundred MB, where cryptography's builder holds Python objects per entry and encodes
+    them again to check them."""
     issuer = ca.certificate
     key = throwaway_key(key_type_of(issuer.public_key()))
     draft = crl_builder(

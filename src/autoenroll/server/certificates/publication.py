@@ -1,8 +1,9 @@
 """Revocation publication: each CA's CRL, its OCSP responder, and its certificates for download.
 
-One source of truth: the `Certificate` rows. OCSP answers read them per request; a CRL is a
-stored artefact made from them, tagged with the revocation generation it covers, and never
-served once a newer revocation exists (it is regenerated first). So a CRL and an OCSP answer
+One source of truth: the `Certificate` rows. OCSP answers read them per request, or are reused from
+an earlier identical request made under the same revocation generation; a CRL is a stored artefact made
+from them (each revoked row carries its CRL entry), tagged with the revocation generation it covers, and
+never served once a newer revocation exists (it is regenerated first). So a CRL and an OCSP answer
 fetched at the same moment always agree.
 
 Each CA has its full CRL (`crl/<ca>.crl`, every revoked certificate, generation: the CA's
