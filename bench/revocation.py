@@ -460,18 +460,15 @@ def _der_integer_content(value: int) -> bytes:
     return value.to_bytes(value.bit_length() // 8 + 1, "big")  # a leading 0 when the high bit is set
 
 
-def write_wrk_data(path: Path, ca_cert, requests, url_path: str) -> None:
+def write_wrk_data(path: Path, requests, url_path: str) -> None:
     """The Lua data `ocsp_check.lua` reads: the requests, the status expected per serial, the issuer key hash."""
-    from cryptography.hazmat.primitives import hashes
     from cryptography.x509 import ocsp
-
-    from autoenroll.pki.ocsp import _digest, _public_key_bits
 
     def lua(data: bytes) -> str:
         return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
 
     names = {ocsp.OCSPCertStatus.GOOD: "good", ocsp.OCSPCertStatus.REVOKED: "revoked"}
-    key_hash = _digest(hashes.SHA1(), _public_key_bits(ca_cert.public_key()))  # noqa: S303
+    key_hash = ocsp.load_der_ocsp_request(requests[0][0]).issuer_key_hash  # one issuer for all (build_requests)
     key_hash_tlv = lua(b"\x04\x14" + key_hash)  # OCTET STRING of 20 octets: the CertID's issuerKeyHash
     lines = [f"path = {lua(url_path.encode())}", f"key_hash_tlv = {key_hash_tlv}"]
     lines.append("requests = {" + ",\n".join(lua(der) for der, _ in requests) + "}")
@@ -537,7 +534,7 @@ def bench_ocsp(args, workdir: Path, env: dict, ca, backend, entries, osl: Path, 
         if args.generator == "python":
             return run_load(port, url_path, requests, args.concurrency, args.time_limit, server_pid)
         data = workdir / f"wrk-{port}.lua"
-        write_wrk_data(data, backend.certificate, requests, url_path)
+        write_wrk_data(data, requests, url_path)
         return run_load_wrk(port, url_path, args.concurrency, args.wrk_seconds, server_pid, data, load_cpus)
 
     # What the watcher of `serve` does over its first rounds: sign every certificate's answer ahead.
