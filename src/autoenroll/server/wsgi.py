@@ -17,6 +17,8 @@ def get_application():
 
 
 def __getattr__(name: str):
+    """`application`, built on first use and kept: Django's handler is made once per process."""
     if name == "application":
-        return get_application()
+        globals()["application"] = handler = get_application()
+        return handler
     raise AttributeError(name)

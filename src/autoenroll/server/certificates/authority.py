@@ -385,10 +385,10 @@ _DROP_PRESIGNED = f"DELETE FROM {PresignedOCSPResponse._meta.db_table} WHERE cer
 
 
 def revoke_rows(certificates: list[Certificate], reason: str, *, by: str) -> list[Certificate]:
-    """Mark those of `certificates` still issued revoked and make each CA's CRL stale (and the partition's,
-    for a certificate issued into a partitioned CRL), inside the
-    caller's transaction; returns those revoked now (updated in place). Only
-    `enrollment.lifecycle.revoke` calls this: it adds the audit events and AD's side.
+    """Mark those of `certificates` still issued revoked, with their CRL entries, and make each CA's CRL stale
+    (and the partition's, for a certificate issued into a partitioned CRL), inside the caller's transaction;
+    returns those revoked now (updated in place). Only `enrollment.lifecycle.revoke` calls this: it adds the
+    audit events and AD's side.
 
     OCSP answers from the rows at once (their responses signed ahead are dropped here); the CRL is
     regenerated off the request path and is never served stale meanwhile (`publication.current_crl`)."""
