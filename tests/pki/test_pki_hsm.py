@@ -375,3 +375,63 @@ def test_forked_worker_can_sign_and_leaves_the_parent_session_alone(token_chain)
     assert crl.is_signature_valid(token_chain.hierarchy.issuing_certificate.public_key())
     # The parent's session survived the child.
     issue_crl(token_chain.issuing_backend, 10, [])
+
+
+_FIRST_TOKEN_USE_THEN_TLS_READ = """
+import socket, ssl, sys, tempfile, threading
+from pathlib import Path
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from autoenroll.pki import PKCS11Backend, generate_private_key
+from autoenroll.pki.hsm import WrongPIN
+from autoenroll.pki.profiles import root_ca_builder
+
+key = generate_private_key("ec-p256")
+name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
+cert = root_ca_builder(key.public_key(), name, validity_days=1).sign(key, hashes.SHA256())
+with tempfile.TemporaryDirectory() as folder:
+    pem = Path(folder) / "server.pem"
+    clear = serialization.NoEncryption()
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
+                    + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, clear))
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(pem)
+client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+ends = socket.socketpair()
+server = []  # kept open: the peer says nothing until the read times out
+accepting = threading.Thread(target=lambda: server.append(server_context.wrap_socket(ends[1], server_side=True)))
+accepting.start()
+client = client_context.wrap_socket(ends[0])
+accepting.join()
+server[0].sendall(b"ready")
+assert client.recv(5) == b"ready"  # the handshake and its session tickets are read: no data is on its way
+client.settimeout(0.2)
+
+certificate_pem, key_uri, pin = sys.argv[1:]
+issuing = x509.load_pem_x509_certificate(Path(certificate_pem).read_bytes())
+try:  # the process's first use of the token: the module loads, and the PIN is refused
+    PKCS11Backend(issuing, key_uri, "not-" + pin).key_type()
+except WrongPIN:
+    pass
+try:
+    print("read", client.recv(5))
+except OSError as exc:  # the timeout, or the stale error as an SSLError
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_token_call_leaves_no_openssl_error_for_the_threads_next_tls_read(token_chain):
+    """SoftHSM leaves errors on the thread's OpenSSL queue (loading: "could not load the shared library"; a
+    refused PIN: "bad decrypt"), and Python's ssl module reports the next read that has to wait as that error
+    (CPython issue 81891). An LDAPS read of AD in the same request thread failed so, with no byte received,
+    until the backend emptied the queue after each call into the module. In a new process: the module loads."""
+    h = token_chain.hierarchy
+    run = subprocess.run(
+        [sys.executable, "-c", _FIRST_TOKEN_USE_THEN_TLS_READ, str(token_chain.issuing_pem), h.issuing_uri, PIN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("TimeoutError"), run.stdout

@@ -13,11 +13,15 @@ key path; the CA passphrase is the token's user PIN. python-pkcs11 is imported l
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import datetime as dt
+import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -332,11 +336,39 @@ def _find_token(library: Any, uri: PKCS11URI) -> Any:
     return matches[0]
 
 
+@functools.cache
+def _libcrypto() -> Any:
+    """The process's OpenSSL libcrypto (the one Python's ssl module and most PKCS#11 modules use), or None."""
+    name = ctypes.util.find_library("crypto")
+    try:
+        library = ctypes.CDLL(name) if name else None
+        library.ERR_clear_error.restype = None
+    except (OSError, AttributeError):
+        return None
+    return library
+
+
+@contextlib.contextmanager
+def _openssl_errors_cleared() -> Iterator[None]:
+    """Leave this thread's OpenSSL error queue empty after a call into the PKCS#11 module.
+
+    A module built on OpenSSL (SoftHSM, for one) can leave errors on that queue, and Python's ssl module
+    does not empty it before a read (CPython issue 81891). The next TLS read of the thread that has to wait
+    for data, an LDAPS answer from AD, would then fail with that stale error: "[PROV: BAD_DECRYPT] bad
+    decrypt" with no byte received."""
+    try:
+        yield
+    finally:
+        library = _libcrypto()
+        if library is not None:
+            library.ERR_clear_error()
+
+
 def _token_for(uri: PKCS11URI, module: str | Path | None) -> _Token:
     """The process-wide entry of the token ``uri`` selects (slots are enumerated once per selector)."""
     module_path = pkcs11_module_path(module or uri.module_path)
     selector = (module_path, uri.token, uri.manufacturer, uri.serial, uri.model, uri.slot_id)
-    with _TOKENS_LOCK:
+    with _TOKENS_LOCK, _openssl_errors_cleared():
         entry = _SELECTED.get(selector)
         if entry is not None:
             return entry
@@ -355,7 +387,7 @@ def _with_session(entry: _Token, pin: str, action: Callable[[Any], _Result]) -> 
     """Run ``action(session)`` under the token lock, reopening once if the HSM dropped the session."""
     p11 = _pkcs11()
     transient = (p11.SessionHandleInvalid, p11.SessionClosed, p11.UserNotLoggedIn, p11.DeviceRemoved)
-    with entry.lock:
+    with entry.lock, _openssl_errors_cleared():
         for attempt in (1, 2):
             session = entry.login(pin)
             try:
