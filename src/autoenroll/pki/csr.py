@@ -11,7 +11,7 @@ from cryptography.x509.oid import NameOID
 
 from .keys import PKIError, PrivateKey, PublicKey, UnsupportedKeyType, key_type_of, signature_hash_for_key
 
-__all__ = ["InvalidCSR", "mailbox_csr", "public_key_from_csr"]
+__all__ = ["InvalidCSR", "checked_csr", "mailbox_csr", "public_key_from_csr"]
 
 # A CSR is a few KiB at most; refuse to parse anything absurd.
 _MAX_CSR_BYTES = 64 * 1024
@@ -23,6 +23,12 @@ class InvalidCSR(PKIError, ValueError):
 
 def public_key_from_csr(data: bytes, *, allowed_key_types: tuple[str, ...] | None = None) -> PublicKey:
     """Return the CSR's public key once its signature proves possession of the private key."""
+    return checked_csr(data, allowed_key_types=allowed_key_types).public_key()  # type: ignore[return-value]
+
+
+def checked_csr(data: bytes, *, allowed_key_types: tuple[str, ...] | None = None) -> x509.CertificateSigningRequest:
+    """The CSR (PEM or DER), once its signature proves possession of the private key of a supported
+    key type: parsed once for the caller that also reads its subject and extensions."""
     if len(data) > _MAX_CSR_BYTES:
         raise InvalidCSR("CSR too large")
     try:
@@ -45,7 +51,7 @@ def public_key_from_csr(data: bytes, *, allowed_key_types: tuple[str, ...] | Non
         raise InvalidCSR(str(exc)) from None
     if allowed_key_types is not None and key_type not in allowed_key_types:
         raise InvalidCSR(f"key type {key_type} is not allowed here; allowed: {', '.join(allowed_key_types)}")
-    return public_key  # type: ignore[return-value]
+    return csr
 
 
 def mailbox_csr(key: PrivateKey, cn: str, mail: str) -> x509.CertificateSigningRequest:

@@ -240,9 +240,11 @@ def sync(caller: Caller, data: dict) -> SyncResult:
 def _parse_csr(csr_text) -> tuple[x509.CertificateSigningRequest, pki.PublicKey]:
     if not isinstance(csr_text, str) or not csr_text.strip():
         raise EnrollmentError(29)
+    if "-----BEGIN" not in csr_text:
+        raise EnrollmentError(15, "the CSR is not PEM")
     try:
-        public_key = pki.public_key_from_csr(csr_text.encode())
-        return x509.load_pem_x509_csr(csr_text.encode()), public_key
+        csr = pki.checked_csr(csr_text.encode())
+        return csr, csr.public_key()
     except (pki.InvalidCSR, pki.PKIError, ValueError, x509.InvalidVersion) as exc:
         raise EnrollmentError(15, str(exc)) from None
 

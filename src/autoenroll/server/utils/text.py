@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
 
 def storable(value: str) -> bool:
     """No NUL, no lone surrogate: what every database the server runs on can store."""
-    return "\x00" not in value and not any("\ud800" <= ch <= "\udfff" for ch in value)
+    return _UNSTORABLE.search(value) is None
 
 
 def _clean(value: str) -> str:
