@@ -19,7 +19,7 @@ PARTS = (
     ("CA: build, sign, verify certificate", ("issue_smime_certificate", "pki/certificates.py", "pki/backends.py")),
     ("database (Django ORM + driver)", ("django/db/", "sqlite3", "psycopg/")),
     ("SPNEGO (token parse, gssapi accept)", ("kerberos/spnego.py", "gssapi/")),
-    ("LDAP search in AD (ldap3 over TLS)", ("ldap3/", "directory/ldap.py")),
+    ("LDAP search in AD (libldap or ldap3)", ("ldap/ldapobject.py", "ldap3/", "directory/ldap.py")),
     ("CSR parse and checks", ("public_key_from_csr", "_csr_identity_check", "load_pem_x509_csr")),
     ("TLS handshake / socket I/O", ("do_handshake", "ssl.py", "wrap_socket")),
     ("request logging", ("logging/__init__.py", "granian/log.py")),

@@ -194,7 +194,7 @@ def start_server(
         server.cli(
             "adservers", "add", "--customer", customer, "--domain", DOMAIN, "--address", dc.ip,
             "--users-base-dn", USERS_DN, "--login-dn", SERVICE_ACCOUNT_DN, "--password-file", "-",
-            "--ca-file", str(dc.tls_ca), "--tls-server-name", DC_FQDN, "--default",
+            "--no-ssl", "--ca-file", str(dc.tls_ca), "--tls-server-name", DC_FQDN, "--default",
             input_text=dc.service_account_password + "\n",
         )  # fmt: skip
         server.cli(

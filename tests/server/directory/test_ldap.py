@@ -11,6 +11,12 @@ from autoenroll.testbed import samba
 pytestmark = pytest.mark.django_db
 
 
+def _over(ad_server, transport: str):
+    """The AD server's settings over StartTLS (read through libldap) or LDAPS (ldap3)."""
+    ldaps = transport == "ldaps"
+    return dataclasses.replace(ad_server.ldap_settings(), use_ssl=ldaps, port=636 if ldaps else 389)
+
+
 @pytest.fixture
 def client(ad_server):
     c = DirectoryClient(ad_server.ldap_settings())
@@ -102,30 +108,70 @@ def test_verify_names_the_certificate_the_dc_presented(client, samba_ad):
     assert dc.sha256 == leaf.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
-def test_wrong_password_fails_at_bind(ad_server):
-    settings = dataclasses.replace(ad_server.ldap_settings(), password="wrong")
+@pytest.mark.parametrize("transport", ["starttls", "ldaps"])
+def test_wrong_password_fails_at_bind(ad_server, transport):
+    settings = dataclasses.replace(_over(ad_server, transport), password="wrong")
     with pytest.raises(DirectoryError) as exc:
         DirectoryClient(settings).verify()
     assert exc.value.stage == "bind"
 
 
-def test_wrong_base_dn_is_reported(ad_server):
-    settings = dataclasses.replace(ad_server.ldap_settings(), users_base_dn="CN=Nope,DC=test,DC=com")
+@pytest.mark.parametrize("transport", ["starttls", "ldaps"])
+def test_wrong_base_dn_is_reported(ad_server, transport):
+    settings = dataclasses.replace(_over(ad_server, transport), users_base_dn="CN=Nope,DC=test,DC=com")
     with pytest.raises(DirectoryError) as exc:
         DirectoryClient(settings).verify()
     assert exc.value.stage == "base_dn"
 
 
-def test_untrusted_dc_certificate_is_refused(ad_server, ca_files):
-    settings = dataclasses.replace(ad_server.ldap_settings(), ca_pem=ca_files.root_cert_path.read_text())
+@pytest.mark.parametrize("transport", ["starttls", "ldaps"])
+def test_untrusted_dc_certificate_is_refused(ad_server, ca_files, transport):
+    settings = dataclasses.replace(_over(ad_server, transport), ca_pem=ca_files.root_cert_path.read_text())
     with pytest.raises(DirectoryError) as exc:
         DirectoryClient(settings).verify()
     assert exc.value.stage == "tls"
 
 
-def test_starttls_on_the_plain_port(ad_server):
-    settings = dataclasses.replace(ad_server.ldap_settings(), use_ssl=False, port=389)
-    assert DirectoryClient(settings).find_user("user1@TEST.COM").mail == "user1@test.com"
+def test_ldaps_on_its_port(ad_server):
+    settings = dataclasses.replace(ad_server.ldap_settings(), use_ssl=True, port=636)
+    client = DirectoryClient(settings)
+    assert client.find_user("user1@TEST.COM").mail == "user1@test.com"
+    assert not client._libldap and len(client._idle[False]) == 1
+
+
+@pytest.mark.parametrize("use_ssl", [True, False], ids=["LDAPS (ldap3)", "StartTLS (libldap)"])
+def test_the_certificate_is_checked_for_the_configured_name_instead_of_the_address(ad_server, use_ssl):
+    """An address its certificate does not name (a load balancer, a DC known by IP): `tls_server_name`."""
+    base = dataclasses.replace(ad_server.ldap_settings(), use_ssl=use_ssl, port=636 if use_ssl else 389)
+    named = DirectoryClient(dataclasses.replace(base, tls_server_name=samba.DC_FQDN))
+    assert named._libldap is not use_ssl
+    assert named.find_user("user1@TEST.COM").mail == "user1@test.com"
+
+
+def test_over_starttls_a_certificate_without_the_configured_name_is_refused(ad_server):
+    """(ldap3 accepts a certificate for the address connected to as well: the test DC's names its IP.)"""
+    settings = dataclasses.replace(_over(ad_server, "starttls"), tls_server_name="other.test.com")
+    with pytest.raises(DirectoryError) as exc:
+        DirectoryClient(settings).verify()
+    assert exc.value.stage == "tls"
+
+
+def test_libldap_reads_the_pinned_ca_from_a_private_file_removed_with_the_client(ad_server):
+    import os
+    import stat
+
+    client = DirectoryClient(ad_server.ldap_settings())
+    path = client._ca_file
+    assert client.find_user("user1@TEST.COM") is not None
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    client.close()
+    assert not os.path.exists(path)
+
+
+def test_a_logon_reads_ad_through_libldap(client):
+    assert client._libldap
+    client.find_user("user1@TEST.COM")
+    assert len(client._idle[True]) == 1 and not client._idle[False]
 
 
 def test_no_bind_in_clear_unless_allowed(ad_server):
@@ -143,15 +189,17 @@ def test_unresolvable_address_is_a_dns_error(ad_server):
     assert exc.value.stage == "dns"
 
 
-def test_closed_port_is_a_tcp_error(ad_server):
-    settings = dataclasses.replace(ad_server.ldap_settings(), port=1)
+@pytest.mark.parametrize("transport", ["starttls", "ldaps"])
+def test_closed_port_is_a_tcp_error(ad_server, transport):
+    settings = dataclasses.replace(_over(ad_server, transport), port=1)
     with pytest.raises(DirectoryError) as exc:
         DirectoryClient(settings).verify()
     assert exc.value.stage == "tcp"
 
 
+@pytest.mark.parametrize("use_ssl", [False, True], ids=["StartTLS (libldap)", "LDAPS (ldap3)"])
 def test_a_frozen_dc_costs_one_timeout_then_syncs_fail_at_once_and_it_is_used_again_within_a_second(
-    ad_server, samba_ad
+    ad_server, samba_ad, use_ssl
 ):
     """The issue's hung DC (SIGSTOP): syncs in flight give up after the timeout (error 13, well under
     the agent's 40 s); later ones fail at once instead of each waiting; after SIGCONT the next probe
@@ -171,6 +219,8 @@ def test_a_frozen_dc_costs_one_timeout_then_syncs_fail_at_once_and_it_is_used_ag
             code = exc.code
         return time.monotonic() - started, code
 
+    ad_server.use_ssl, ad_server.port = use_ssl, 636 if use_ssl else 389
+    ad_server.save()
     assert timed_sync()[1] == 0
     with samba_ad.frozen():
         with ThreadPoolExecutor(6) as pool:
