@@ -340,8 +340,10 @@ def _find_token(library: Any, uri: PKCS11URI) -> Any:
 def _libcrypto() -> Any:
     """The process's OpenSSL libcrypto (the one Python's ssl module and most PKCS#11 modules use), or None."""
     name = ctypes.util.find_library("crypto")
+    if name is None:
+        return None
     try:
-        library = ctypes.CDLL(name) if name else None
+        library = ctypes.CDLL(name)
         library.ERR_clear_error.restype = None
     except (OSError, AttributeError):
         return None
