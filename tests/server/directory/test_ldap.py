@@ -174,6 +174,29 @@ def test_a_logon_reads_ad_through_libldap(client):
     assert len(client._idle[True]) == 1 and not client._idle[False]
 
 
+def test_a_connection_libldap_refuses_to_take_is_closed(ad_server, monkeypatch):
+    """The socket is opened in Python and handed to libldap: when libldap cannot take it, it is closed,
+    not left open for the life of the worker."""
+    import os
+
+    from autoenroll.server.directory import ldap as directory_ldap
+
+    def refuse(*args, **kwargs):
+        raise directory_ldap.libldap.LDAPError("cannot initialise")
+
+    client = DirectoryClient(ad_server.ldap_settings())
+    client.find_user("user1@TEST.COM")  # anything opened once per process is open now
+    client.close()
+    open_before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(directory_ldap.libldap, "initialize", refuse)
+    client = DirectoryClient(ad_server.ldap_settings())
+    for _ in range(3):
+        with pytest.raises(directory_ldap.libldap.LDAPError):
+            client._open_libldap()
+    client.close()
+    assert len(os.listdir("/proc/self/fd")) == open_before
+
+
 def test_no_bind_in_clear_unless_allowed(ad_server):
     """Samba refuses simple binds without TLS: with allow_plain_bind the refusal shows at bind."""
     settings = dataclasses.replace(ad_server.ldap_settings(), use_ssl=False, port=389, allow_plain_bind=True)

@@ -235,11 +235,14 @@ class DirectoryClient:
             sock = socket.create_connection((s.address, s.port), timeout=s.timeout)
         except OSError as exc:
             raise DirectoryError("tcp", f"cannot connect to {s.address}:{s.port}: {exc}") from None
-        sock.settimeout(None)  # libldap reads it blocking; a DC that stops answering fails a read after this
-        bound = struct.pack("ll", s.timeout + 1, 0)  # (libldap's own timeout, a second sooner, names it)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
-        ld = libldap.initialize(f"ldap://{_url_host(s.tls_server_name or s.address)}:{s.port}", fileno=sock.detach())
+        with sock:  # closed unless libldap took it
+            sock.settimeout(None)  # libldap reads it blocking; a DC that stops answering fails a read after this
+            bound = struct.pack("ll", s.timeout + 1, 0)  # (libldap's own timeout, a second sooner, names it)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
+            url = f"ldap://{_url_host(s.tls_server_name or s.address)}:{s.port}"
+            ld = libldap.initialize(url, fileno=sock.fileno())
+            sock.detach()  # libldap's now: unbinding closes it
         conn = _Libldap(ld)
         try:
             for option, value in (
