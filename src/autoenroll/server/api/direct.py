@@ -60,7 +60,7 @@ class DirectEnrollmentMiddleware:
 
 def _answer(request: HttpRequest, route: Route) -> HttpResponse:
     if route.authenticated:
-        if enrollment.NegotiateAuth()(request) is None:
+        if enrollment.negotiate_auth(request) is None:
             raise AuthenticationError()
         if not enrollment.issuing_rate.allow_request(request):
             wait = enrollment.issuing_rate.wait()

@@ -39,7 +39,8 @@ class NegotiateAuth(AuthBase):
             return None
 
 
-router = Router(auth=NegotiateAuth(), tags=["enrollment"])
+negotiate_auth = NegotiateAuth()  # one per process: the routes' and `api.direct`'s
+router = Router(auth=negotiate_auth, tags=["enrollment"])
 issuing_rate = PerPrincipalRate()  # one per process, shared by the calls that can issue
 
 

@@ -13,23 +13,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 
 
 def select(model: type[Model], sql: str, params: Sequence = ()) -> list:
     """Instances of `model` from `sql`, which selects the model's columns (`t.*`) and may add others:
     those become attributes of each instance, as `Model.objects.raw` makes them."""
+    connection = _connection()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         names = tuple(column[0] for column in cursor.description)
         rows = cursor.fetchall()
     build = _reader(model, names, connection.vendor)
-    return [build(row) for row in rows]
+    return [build(row, connection) for row in rows]
+
+
+def _connection():
+    """The database connection itself: `django.db.connection` looks it up again at every attribute."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 @lru_cache(maxsize=64)
 def _reader(model: type[Model], names: tuple[str, ...], vendor: str):
+    connection = _connection()
     fields = model._meta.concrete_fields
     index = {name: i for i, name in enumerate(names)}
     positions = [index[f.column] for f in fields]
@@ -43,7 +50,7 @@ def _reader(model: type[Model], names: tuple[str, ...], vendor: str):
     columns = {f.column for f in fields}
     extra = [(name, i) for name, i in index.items() if name not in columns]
 
-    def build(row: tuple) -> Model:
+    def build(row: tuple, connection) -> Model:
         values = [row[i] for i in positions]
         for n, col, converters in converting:
             value = values[n]
@@ -63,6 +70,7 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model:
     With `ignore_conflicts`, a row that would break a unique constraint is not written: ON CONFLICT DO
     NOTHING, on SQLite and PostgreSQL alike; `obj._state.adding` then stays True (not in the database),
     and a primary key the database was to choose stays unset."""
+    connection = _connection()
     meta = obj._meta
     fields = _written(obj)
     returning = connection.features.can_return_columns_from_insert and meta.pk not in fields
@@ -70,7 +78,7 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model:
         meta.db_table, tuple(f.column for f in fields), meta.pk.column if returning else "", ignore_conflicts
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, _values(obj, fields))
+        cursor.execute(sql, _values(obj, fields, connection))
         if returning:
             row = cursor.fetchone()  # none when a conflict was ignored
             written = row is not None
@@ -87,12 +95,13 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model:
 
 def insert_all(objs: Sequence[Model], *, batch_size: int = 500) -> None:
     """INSERT rows of one model, one statement per batch; their primary keys are not read back."""
+    connection = _connection()
     for start in range(0, len(objs), batch_size):
         batch = objs[start : start + batch_size]
         fields = _written(batch[0])
         sql = _insert_sql(batch[0]._meta.db_table, tuple(f.column for f in fields), "", False, len(batch))
         with connection.cursor() as cursor:
-            cursor.execute(sql, [value for obj in batch for value in _values(obj, fields)])
+            cursor.execute(sql, [value for obj in batch for value in _values(obj, fields, connection)])
         for obj in batch:
             obj._state.adding, obj._state.db = False, connection.alias
 
@@ -102,13 +111,13 @@ def _written(obj: Model) -> list:
     return [f for f in obj._meta.local_concrete_fields if not (f.primary_key and getattr(obj, f.attname) is None)]
 
 
-def _values(obj: Model, fields: list) -> list:
+def _values(obj: Model, fields: list, connection) -> list:
     return [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
 
 
 @lru_cache(maxsize=64)
 def _insert_sql(table: str, columns: tuple[str, ...], returning: str, ignore_conflicts: bool, rows: int = 1) -> str:
-    qn = connection.ops.quote_name
+    qn = _connection().ops.quote_name
     values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * rows)
     sql = f"INSERT INTO {qn(table)} ({', '.join(map(qn, columns))}) VALUES {values}"  # noqa: S608 - names from the model
     if ignore_conflicts:
