@@ -28,6 +28,7 @@ pytestmark = pytest.mark.django_db
 #: and records the Kerberos authenticator in the replay cache the servers of a cluster share.
 #: Transaction control (BEGIN on SQLite) is not counted.
 LOGON_STATEMENTS = {"sqlite": 4, "postgresql": 6}
+STATUS_REPORT_STATEMENTS = 8  # both databases
 
 
 @pytest.fixture
@@ -170,6 +171,20 @@ def test_a_renewal_logon_costs_at_most_four_sql_statements(user1, ready):
     control = ("BEGIN", "SAVEPOINT", "RELEASE")
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].upper().startswith(control)]
     assert len(statements) <= LOGON_STATEMENTS[connection.vendor], "\n".join(statements)
+
+
+def test_a_renewals_status_report_costs_at_most_eight_sql_statements(user1, ready):
+    """The generation, the person, the two certificates; the installation, the revocation, the CA's revocation
+    generation, the dropped OCSP answer signed ahead, the two events in one insert."""
+    first = logged_on(user1)
+    second = logged_on(user1)
+    report = {"status_token": second["status_token"], "status": "installed", "replaced_serial": first["serial"]}
+    with CaptureQueriesContext(connection) as queries:
+        answer = user1.logon_status(**report)
+    assert answer.status_code == 200 and answer.json()["revoked_serial"] == first["serial"], answer.content
+    control = ("BEGIN", "SAVEPOINT", "RELEASE")
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].upper().startswith(control)]
+    assert len(statements) <= STATUS_REPORT_STATEMENTS, "\n".join(statements)
 
 
 @pytest.mark.django_db(transaction=True)
