@@ -139,6 +139,42 @@ def test_a_body_too_large_is_refused_before_it_is_read(server):
     assert get(server, "/static/web/style.css")[0] == 200
 
 
+def test_clients_that_send_their_body_slowly_hold_no_thread(server):
+    """More clients than the server has threads each declare a body and send it a byte at a time: the
+    others are still served at once. (Under Granian's WSGI interface each held a thread while its body came,
+    and these stopped the server.)"""
+    import threading
+
+    context = ssl.create_default_context(cafile=str(server.root_ca))
+    done = threading.Event()
+
+    def dribble() -> None:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname=SERVER_HOST) as tls:
+            tls.sendall(
+                b"POST /api/enroll/logon/status HTTP/1.1\r\nHost: " + SERVER_HOST.encode() + b"\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            )
+            for _ in range(40):  # at most 20 s
+                if done.wait(0.5):
+                    return
+                tls.sendall(b" ")
+
+    clients = [threading.Thread(target=dribble, daemon=True) for _ in range(12)]  # the test bed: 2 x 4 threads
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(2)
+        for _ in range(3):
+            started = time.monotonic()
+            assert get(server, "/healthz")[0] == 200
+            assert time.monotonic() - started < 5
+    finally:
+        done.set()
+        for client in clients:
+            client.join(timeout=10)
+
+
 def _workers(server) -> set[int]:
     """PIDs of the HTTPS server's worker processes (Granian names them after `serve`)."""
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()

@@ -1,5 +1,5 @@
-"""WSGI entry point: `serve` runs `get_application` in each Granian worker; a server started by hand
-(Granian, gunicorn, mod_wsgi) takes `application`."""
+"""WSGI entry point: `serve` runs it in each Granian worker behind `rsgi.Application`; a server started by
+hand (Granian, gunicorn, mod_wsgi) takes `application`."""
 
 import os
 

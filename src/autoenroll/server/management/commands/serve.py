@@ -73,6 +73,7 @@ def _server(
     workers: int,
     name: str,
     *,
+    interface: Interfaces = Interfaces.WSGI,
     access_log: bool = True,
     pid_file: str | None = None,
     tls: tuple[Path, Path] | None = None,
@@ -87,11 +88,12 @@ def _server(
         target,
         address=host.strip("[]"),
         port=int(port),
-        interface=Interfaces.WSGI,
+        interface=interface,
         factory=True,
         workers=workers,
-        # The application's threads per worker; Kerberos, LDAP and database calls release the GIL.
-        blocking_threads=config.threads,
+        # WSGI: the application's threads per worker (Kerberos, LDAP and database calls release the GIL).
+        # RSGI: `rsgi.Application` has its own pool of as many; Granian's thread runs the event loop.
+        blocking_threads=config.threads if interface == Interfaces.WSGI else None,
         # HTTP/1.1 only: Negotiate authenticates per request and agents keep one connection per logon.
         http=HTTPModes.http1,
         http1_settings=HTTP1Settings(header_read_timeout=10_000),  # a client that never finishes its headers
@@ -170,10 +172,11 @@ class Command(BaseCommand):
         prepare_kerberos()  # before Granian starts its workers: they inherit the environment
         listen = listen or config.listen
         server = _server(
-            "autoenroll.server.wsgi:get_application",
+            "autoenroll.server.rsgi:get_application",
             listen,
             workers,
             "autoenroll-server",
+            interface=Interfaces.RSGI,  # request bodies received within a time limit, before a thread takes them
             pid_file=pid_file,
             tls=(cert, key),
         )

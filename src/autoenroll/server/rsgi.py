@@ -1,0 +1,157 @@
+"""What `serve` runs in each Granian worker: Django's WSGI handler behind Granian's RSGI interface.
+
+The request body is received by the worker's event loop, within a time and size limit, before one of
+the application's threads takes the request. Under Granian's WSGI interface the thread read the body as it
+arrived, with no time limit (Granian's issue 728, "wontfix"): a client that declared a body and sent a
+byte a second held a thread for as long as it liked, and as many such clients as threads stopped the
+server for everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+#: A body is received within this time, else 408 and the connection is closed.
+BODY_SECONDS = 30
+_TEXT = [("content-type", "text/plain; charset=utf-8"), ("connection", "close")]
+
+
+class Application:
+    """An RSGI application around a WSGI one, which runs in a pool of `threads` threads.
+
+    A body declared larger than `max_body` is not received: 413, except under `refused_by_app`, whose
+    requests go to the application without it, which refuses them by their length with its own answer
+    (the enrollment calls: the guide's error 29)."""
+
+    def __init__(self, wsgi, threads: int, *, max_body: int, refused_by_app: str) -> None:
+        self.wsgi, self.max_body, self.refused_by_app = wsgi, max_body, refused_by_app
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="request")
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def __rsgi_init__(self, loop) -> None:
+        self.loop = loop
+
+    def __rsgi_del__(self, loop) -> None:
+        self.pool.shutdown(wait=False)
+
+    async def __rsgi__(self, scope, protocol) -> None:
+        if scope.proto != "http":  # websockets are off; nothing else is defined
+            return
+        length = scope.headers.get("content-length")
+        if length is not None and not length.isdigit():
+            protocol.response_bytes(400, _TEXT, b"invalid Content-Length\n")
+            return
+        if length is not None and int(length) > self.max_body:
+            if not scope.path.startswith(self.refused_by_app):
+                protocol.response_bytes(413, _TEXT, b"request body too large\n")
+                return
+            body = None
+        else:
+            try:
+                body = await asyncio.wait_for(_body(protocol, self.max_body), BODY_SECONDS)
+            except TimeoutError:
+                protocol.response_bytes(408, _TEXT, b"request body not received in time\n")
+                return
+            except _TooLarge:  # chunked, without a length
+                protocol.response_bytes(413, _TEXT, b"request body too large\n")
+                return
+            if length is not None and len(body) != int(length):  # the client went away in the middle
+                protocol.response_bytes(400, _TEXT, b"request body shorter than its Content-Length\n")
+                return
+        environ = _environ(scope, body)
+        status, headers, content = await self.loop.run_in_executor(self.pool, self._call, environ)
+        if body is None:
+            headers = [*headers, ("connection", "close")]  # the body it did not read must not be taken as a request
+        protocol.response_bytes(status, headers, content)
+
+    def _call(self, environ: dict) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The WSGI call, its answer read and closed in this thread (Django's end-of-request work)."""
+        started: list = []
+
+        def start_response(status: str, headers: list, exc_info=None) -> None:
+            started[:] = [status, headers]
+
+        result = self.wsgi(environ, start_response)
+        try:
+            content = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return int(started[0].split(" ", 1)[0]), started[1], content
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _body(protocol, limit: int) -> bytes:
+    """The whole body, chunked ones too, up to `limit` bytes."""
+    chunks, size = [], 0
+    async for chunk in protocol:
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _split(address: str) -> tuple[str, str]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), port
+
+
+def _environ(scope, body: bytes | None) -> dict:
+    """The WSGI environ (PEP 3333) of an RSGI request: the path as latin-1 of its UTF-8 bytes, headers as
+    HTTP_*, repeated headers joined with a comma (Cookie with a semicolon)."""
+    server_name, server_port = _split(scope.server)
+    remote_addr, remote_port = _split(scope.client)
+    environ = {
+        "REQUEST_METHOD": scope.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": scope.path.encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": scope.query_string,
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+        "REMOTE_ADDR": remote_addr,
+        "REMOTE_PORT": remote_port,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.scheme,
+        "wsgi.input": io.BytesIO(body or b""),
+        "wsgi.input_terminated": True,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "CONTENT_LENGTH": str(len(body)) if body else "",
+    }
+    for name, value in scope.headers.items():
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_LENGTH":
+            if body is None:  # as declared: what the application refuses it by
+                environ[key] = value
+            continue
+        if key != "CONTENT_TYPE":
+            key = "HTTP_" + key
+        if key in environ:
+            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
+        environ[key] = value
+    if scope.authority and "HTTP_HOST" not in environ:  # HTTP/2's :authority
+        environ["HTTP_HOST"] = scope.authority
+    return environ
+
+
+def get_application() -> Application:
+    from django.conf import settings
+
+    from autoenroll.protocol.messages import API_PREFIX
+    from autoenroll.server.wsgi import get_application as get_wsgi_application
+
+    wsgi = get_wsgi_application()
+    from autoenroll.server.enrollment.boundary import MAX_BODY_BYTES  # the largest body any call takes
+
+    return Application(wsgi, settings.CONFIG.threads, max_body=MAX_BODY_BYTES, refused_by_app=API_PREFIX + "/")
