@@ -175,6 +175,24 @@ def test_clients_that_send_their_body_slowly_hold_no_thread(server):
             client.join(timeout=10)
 
 
+def test_a_body_not_received_in_time_is_answered_408(samba_ad, tmp_path):
+    from autoenroll.testbed.server import start_server
+
+    env = {"HOME": str(tmp_path), "AUTOENROLL_REQUEST_BODY_SECONDS": "2"}
+    with start_server(tmp_path / "s", samba_ad, customer="acme", env=env) as server:
+        context = ssl.create_default_context(cafile=str(server.root_ca))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=15) as raw:
+            with context.wrap_socket(raw, server_hostname=SERVER_HOST) as tls:
+                started = time.monotonic()
+                tls.sendall(
+                    b"POST /api/enroll/logon HTTP/1.1\r\nHost: " + SERVER_HOST.encode() + b"\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+                )
+                answer = tls.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert 1.5 < time.monotonic() - started < 10
+
+
 def _workers(server) -> set[int]:
     """PIDs of the HTTPS server's worker processes (Granian names them after `serve`)."""
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()

@@ -48,6 +48,8 @@ class ServerConfig(BaseModel):
     publication_listen: str = "127.0.0.1:8080"
     workers: Annotated[int, Field(ge=1, le=64)] = Field(default_factory=_default_workers)
     threads: Annotated[int, Field(ge=1, le=64)] = 4  # per worker; Kerberos and LDAP calls release the GIL
+    # A request's body is received within this time, before a thread takes the request (else 408).
+    request_body_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
     tls_cert: Path | None = None
     tls_key: Path | None = None
     ca_passphrase: SecretStr | None = None

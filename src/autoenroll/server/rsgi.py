@@ -1,10 +1,10 @@
 """What `serve` runs in each Granian worker: Django's WSGI handler behind Granian's RSGI interface.
 
-The request body is received by the worker's event loop, within a time and size limit, before one of
-the application's threads takes the request. Under Granian's WSGI interface the thread read the body as it
-arrived, with no time limit (Granian's issue 728, "wontfix"): a client that declared a body and sent a
-byte a second held a thread for as long as it liked, and as many such clients as threads stopped the
-server for everyone.
+The request body is received by the worker's event loop, within a time limit (`request_body_seconds`) and
+a size limit, before one of the application's threads takes the request. Under Granian's WSGI interface
+the thread read the body as it arrived, with no time limit (Granian's issue 728, "wontfix"): a client that
+declared a body and sent a byte a second held a thread for as long as it liked, and as many such clients
+as threads stopped the server for everyone.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import io
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-#: A body is received within this time, else 408 and the connection is closed.
-BODY_SECONDS = 30
 _TEXT = [("content-type", "text/plain; charset=utf-8"), ("connection", "close")]
 
 
@@ -26,8 +24,8 @@ class Application:
     requests go to the application without it, which refuses them by their length with its own answer
     (the enrollment calls: the guide's error 29)."""
 
-    def __init__(self, wsgi, threads: int, *, max_body: int, refused_by_app: str) -> None:
-        self.wsgi, self.max_body, self.refused_by_app = wsgi, max_body, refused_by_app
+    def __init__(self, wsgi, threads: int, *, body_seconds: float, max_body: int, refused_by_app: str) -> None:
+        self.wsgi, self.body_seconds, self.max_body, self.refused_by_app = wsgi, body_seconds, max_body, refused_by_app
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="request")
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -51,7 +49,7 @@ class Application:
             body = None
         else:
             try:
-                body = await asyncio.wait_for(_body(protocol, self.max_body), BODY_SECONDS)
+                body = await asyncio.wait_for(_body(protocol, self.max_body), self.body_seconds)
             except TimeoutError:
                 protocol.response_bytes(408, _TEXT, b"request body not received in time\n")
                 return
@@ -154,4 +152,11 @@ def get_application() -> Application:
     wsgi = get_wsgi_application()
     from autoenroll.server.enrollment.boundary import MAX_BODY_BYTES  # the largest body any call takes
 
-    return Application(wsgi, settings.CONFIG.threads, max_body=MAX_BODY_BYTES, refused_by_app=API_PREFIX + "/")
+    config = settings.CONFIG
+    return Application(
+        wsgi,
+        config.threads,
+        body_seconds=config.request_body_seconds,
+        max_body=MAX_BODY_BYTES,
+        refused_by_app=API_PREFIX + "/",
+    )
