@@ -39,7 +39,7 @@ class Application:
         if scope.proto != "http":  # websockets are off; nothing else is defined
             return
         length = scope.headers.get("content-length")
-        if length is not None and not length.isdigit():
+        if length is not None and not (length.isascii() and length.isdigit()):
             protocol.response_bytes(400, _TEXT, b"invalid Content-Length\n")
             return
         if length is not None and int(length) > self.max_body:

@@ -328,3 +328,13 @@ def test_a_body_larger_than_any_call_is_refused_unread(db, call):
     body = json.dumps({"customeruri": "acme", "csr": "A" * MAX_BODY_BYTES})
     response = Client().post(f"{API_PREFIX}/{call}", data=body, content_type="application/json", secure=True)
     assert response.status_code == 413 and response.json()["error"]["code"] == 29
+
+
+@pytest.mark.parametrize("length", ["²", "１２", "-1", "1e3"])
+def test_a_content_length_that_is_no_number_is_refused_unread(db, length):
+    """Digits to `str.isdigit` that are none in HTTP (fullwidth "１２" was taken as 12) are refused as any
+    other length that is no number."""
+    response = Client().post(
+        f"{API_PREFIX}/logon", data="{}", content_type="application/json", secure=True, CONTENT_LENGTH=length
+    )
+    assert response.status_code in (400, 413) and response.json()["error"]["code"] == 29, response.content

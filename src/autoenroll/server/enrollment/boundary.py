@@ -101,7 +101,8 @@ def refusal(request: HttpRequest):
         kind = request.content_type or "none"
         return _refuse(request, EnrollmentError(NO_REQUEST, f"Content-Type {kind[:80]}, not JSON"), 415)
     length = request.META.get("CONTENT_LENGTH") or "0"
-    if not length.isdigit() or int(length) > MAX_BODY_BYTES:  # before reading it: no memory spent on it
+    # Before reading it: no memory spent on it. ASCII digits only: "１２" is digits to isdigit and 12 to int.
+    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
         error = EnrollmentError(NO_REQUEST, f"a body of {length[:20]} bytes, over {MAX_BODY_BYTES}")
         return _refuse(request, error, 413)
     return None
