@@ -193,6 +193,24 @@ def test_a_body_not_received_in_time_is_answered_408(samba_ad, tmp_path):
         assert 1.5 < time.monotonic() - started < 10
 
 
+def test_a_header_with_an_underscore_is_not_read_as_one_with_a_hyphen(server):
+    """`Sec_Fetch_Site: cross-site` would have read as Sec-Fetch-Site (403); dropped, the call goes on to
+    authentication (401)."""
+    context = ssl.create_default_context(cafile=str(server.root_ca))
+    conn = http.client.HTTPSConnection(SERVER_HOST, server.port, context=context, timeout=30)
+    conn._create_connection = lambda addr, timeout=None, source_address=None: socket.create_connection(
+        ("127.0.0.1", server.port), timeout=timeout
+    )
+    try:
+        headers = {"Content-Type": "application/json", "Sec_Fetch_Site": "cross-site"}
+        conn.request("POST", "/api/enroll/logon", body=b"{}", headers=headers)
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    assert response.status == 401
+
+
 def _workers(server) -> set[int]:
     """PIDs of the HTTPS server's worker processes (Granian names them after `serve`)."""
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()

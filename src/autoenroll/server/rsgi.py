@@ -14,6 +14,8 @@ import io
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from autoenroll.server.utils.http import content_length
+
 _TEXT = [("content-type", "text/plain; charset=utf-8"), ("connection", "close")]
 
 
@@ -39,10 +41,11 @@ class Application:
         if scope.proto != "http":  # websockets are off; nothing else is defined
             return
         length = scope.headers.get("content-length")
-        if length is not None and not (length.isascii() and length.isdigit()):
+        declared = None if length is None else content_length(length)
+        if length is not None and declared is None:
             protocol.response_bytes(400, _TEXT, b"invalid Content-Length\n")
             return
-        if length is not None and int(length) > self.max_body:
+        if declared is not None and declared > self.max_body:
             if not scope.path.startswith(self.refused_by_app):
                 protocol.response_bytes(413, _TEXT, b"request body too large\n")
                 return
@@ -56,7 +59,7 @@ class Application:
             except _TooLarge:  # chunked, without a length
                 protocol.response_bytes(413, _TEXT, b"request body too large\n")
                 return
-            if length is not None and len(body) != int(length):  # the client went away in the middle
+            if declared is not None and len(body) != declared:  # the client went away in the middle
                 protocol.response_bytes(400, _TEXT, b"request body shorter than its Content-Length\n")
                 return
         environ = _environ(scope, body)
@@ -104,7 +107,7 @@ def _split(address: str) -> tuple[str, str]:
 
 def _environ(scope, body: bytes | None) -> dict:
     """The WSGI environ (PEP 3333) of an RSGI request: the path as latin-1 of its UTF-8 bytes, headers as
-    HTTP_*, repeated headers joined with a comma (Cookie with a semicolon)."""
+    HTTP_* (none with an underscore), repeated headers joined with a comma (Cookie with a semicolon)."""
     server_name, server_port = _split(scope.server)
     remote_addr, remote_port = _split(scope.client)
     environ = {
@@ -128,6 +131,8 @@ def _environ(scope, body: bytes | None) -> dict:
         "CONTENT_LENGTH": str(len(body)) if body else "",
     }
     for name, value in scope.headers.items():
+        if "_" in name:  # it would read as the header with a hyphen there (Django's own server drops them too)
+            continue
         key = name.upper().replace("-", "_")
         if key == "CONTENT_LENGTH":
             if body is None:  # as declared: what the application refuses it by
@@ -149,7 +154,7 @@ def get_application() -> Application:
     from autoenroll.protocol.messages import API_PREFIX
     from autoenroll.server.wsgi import get_application as get_wsgi_application
 
-    wsgi = get_wsgi_application()
+    wsgi = get_wsgi_application()  # sets Django up: the boundary's module needs it
     from autoenroll.server.enrollment.boundary import MAX_BODY_BYTES  # the largest body any call takes
 
     config = settings.CONFIG

@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from ninja.throttling import BaseThrottle
 
 from autoenroll.protocol import EnrollmentError
+from autoenroll.server.utils.http import content_length
 from autoenroll.server.utils.text import text
 
 log = logging.getLogger("autoenroll.enrollment")
@@ -101,8 +102,8 @@ def refusal(request: HttpRequest):
         kind = request.content_type or "none"
         return _refuse(request, EnrollmentError(NO_REQUEST, f"Content-Type {kind[:80]}, not JSON"), 415)
     length = request.META.get("CONTENT_LENGTH") or "0"
-    # Before reading it: no memory spent on it. ASCII digits only: "１２" is digits to isdigit and 12 to int.
-    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
+    declared = content_length(length)
+    if declared is None or declared > MAX_BODY_BYTES:  # before reading it: no memory spent on it
         error = EnrollmentError(NO_REQUEST, f"a body of {length[:20]} bytes, over {MAX_BODY_BYTES}")
         return _refuse(request, error, 413)
     return None
