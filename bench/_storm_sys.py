@@ -255,7 +255,9 @@ class ExtraInstance:
 
 
 def start_extra_instance(server, workers: int, timeout: float = 60) -> ExtraInstance:
-    from autoenroll.testbed.server import _wait_https
+    import ssl
+
+    from autoenroll.testbed.server import wait_listening
 
     port = free_port()
     env = dict(server.env, AUTOENROLL_LISTEN=f"127.0.0.1:{port}", AUTOENROLL_WORKERS=str(workers))
@@ -269,7 +271,7 @@ def start_extra_instance(server, workers: int, timeout: float = 60) -> ExtraInst
             start_new_session=True,
         )
     try:
-        _wait_https(port, server.root_ca, proc, log, timeout)
+        wait_listening(port, proc, log, timeout, ssl.create_default_context(cafile=str(server.root_ca)))
     except BaseException:
         stop_process(proc)
         raise

@@ -139,40 +139,72 @@ def test_a_body_too_large_is_refused_before_it_is_read(server):
     assert get(server, "/static/web/style.css")[0] == 200
 
 
-def test_clients_that_send_their_body_slowly_hold_no_thread(server):
-    """More clients than the server has threads each declare a body and send it a byte at a time: the
-    others are still served at once. (Under Granian's WSGI interface each held a thread while its body came,
-    and these stopped the server.)"""
+def _dribbling(connect, request: bytes, answered, count: int = 40) -> None:
+    """Many more clients than a listener has threads (the test bed: 2 workers x 4) each declare a body and
+    send it a byte every half second: `answered()` must still be true at once, three times."""
     import threading
 
-    context = ssl.create_default_context(cafile=str(server.root_ca))
     done = threading.Event()
 
     def dribble() -> None:
-        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        with context.wrap_socket(raw, server_hostname=SERVER_HOST) as tls:
-            tls.sendall(
-                b"POST /api/enroll/logon/status HTTP/1.1\r\nHost: " + SERVER_HOST.encode() + b"\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-            )
+        with connect() as conn:
+            conn.sendall(request)
             for _ in range(40):  # at most 20 s
                 if done.wait(0.5):
                     return
-                tls.sendall(b" ")
+                conn.sendall(b" ")
 
-    clients = [threading.Thread(target=dribble, daemon=True) for _ in range(12)]  # the test bed: 2 x 4 threads
+    clients = [threading.Thread(target=dribble, daemon=True) for _ in range(count)]
     for client in clients:
         client.start()
     try:
         time.sleep(2)
         for _ in range(3):
             started = time.monotonic()
-            assert get(server, "/healthz")[0] == 200
+            assert answered()
             assert time.monotonic() - started < 5
     finally:
         done.set()
         for client in clients:
             client.join(timeout=10)
+
+
+def test_clients_that_send_their_body_slowly_hold_no_thread(server):
+    """The HTTPS site. (Under Granian's WSGI interface each such client held a thread while its body came,
+    and these stopped the server.)"""
+    context = ssl.create_default_context(cafile=str(server.root_ca))
+
+    def connect():
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        return context.wrap_socket(raw, server_hostname=SERVER_HOST)
+
+    request = (
+        b"POST /api/enroll/logon/status HTTP/1.1\r\nHost: " + SERVER_HOST.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    _dribbling(connect, request, lambda: get(server, "/healthz")[0] == 200)
+
+
+def test_ocsp_clients_that_send_their_body_slowly_hold_no_thread(server):
+    """The plain-HTTP publication listener: OCSP requests come as POST bodies, from any relying party."""
+
+    def connect():
+        return socket.create_connection(("127.0.0.1", server.publication_port), timeout=10)
+
+    def ca_certificate_served() -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", server.publication_port, timeout=30)
+        try:
+            conn.request("GET", "/ca/autoenroll-smime.crt")
+            response = conn.getresponse()
+            return response.status == 200 and response.read().startswith(b"0")
+        finally:
+            conn.close()
+
+    request = (
+        b"POST /ocsp/autoenroll-smime HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/ocsp-request\r\nContent-Length: 100\r\n\r\n"
+    )
+    _dribbling(connect, request, ca_certificate_served)
 
 
 def test_a_body_not_received_in_time_is_answered_408(samba_ad, tmp_path):

@@ -1,4 +1,5 @@
-"""What `serve` runs in each Granian worker: Django's WSGI handler behind Granian's RSGI interface.
+"""What `serve` runs in each Granian worker, of the site and of the publication listener: Django's WSGI
+handler behind Granian's RSGI interface.
 
 The request body is received by the worker's event loop, within a time limit (`request_body_seconds`) and
 a size limit, before one of the application's threads takes the request. Under Granian's WSGI interface
@@ -24,7 +25,7 @@ class Application:
 
     A body declared larger than `max_body` is not received: 413, except under `refused_by_app`, whose
     requests go to the application without it, which refuses them by their length with its own answer
-    (the enrollment calls: the guide's error 29)."""
+    (the enrollment calls: the guide's error 29; OCSP: malformedRequest)."""
 
     def __init__(self, wsgi, threads: int, *, body_seconds: float, max_body: int, refused_by_app: str) -> None:
         self.wsgi, self.body_seconds, self.max_body, self.refused_by_app = wsgi, body_seconds, max_body, refused_by_app
@@ -149,19 +150,29 @@ def _environ(scope, body: bytes | None) -> dict:
 
 
 def get_application() -> Application:
-    from django.conf import settings
-
+    """The HTTPS site: the largest body a call takes is an enrollment call's, which it refuses itself."""
     from autoenroll.protocol.messages import API_PREFIX
     from autoenroll.server.wsgi import get_application as get_wsgi_application
 
     wsgi = get_wsgi_application()  # sets Django up: the boundary's module needs it
-    from autoenroll.server.enrollment.boundary import MAX_BODY_BYTES  # the largest body any call takes
+    from autoenroll.server.enrollment.boundary import MAX_BODY_BYTES
+
+    return _around(wsgi, max_body=MAX_BODY_BYTES, refused_by_app=API_PREFIX + "/")
+
+
+def get_publication_application() -> Application:
+    """The plain-HTTP publication listener: its only bodies are OCSP requests, which any relying party sends
+    and which an OCSP answer refuses when too large (malformedRequest)."""
+    from autoenroll.pki.ocsp import MAX_OCSP_REQUEST_SIZE
+    from autoenroll.server.certificates.wsgi import get_publication_application as get_wsgi_application
+
+    return _around(get_wsgi_application(), max_body=MAX_OCSP_REQUEST_SIZE, refused_by_app="/ocsp/")
+
+
+def _around(wsgi, *, max_body: int, refused_by_app: str) -> Application:
+    from django.conf import settings
 
     config = settings.CONFIG
     return Application(
-        wsgi,
-        config.threads,
-        body_seconds=config.request_body_seconds,
-        max_body=MAX_BODY_BYTES,
-        refused_by_app=API_PREFIX + "/",
+        wsgi, config.threads, body_seconds=config.request_body_seconds, max_body=max_body, refused_by_app=refused_by_app
     )

@@ -79,7 +79,8 @@ class ServerProcess:
             self.process.wait(timeout=5)
 
     def start(self, timeout: float = 60) -> None:
-        """`autoenroll-server serve` on this data directory, in a session of its own; wait for HTTPS."""
+        """`autoenroll-server serve` on this data directory, in a session of its own; wait for HTTPS and for
+        the publication listener (a child `serve` starts after its own)."""
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child, closed with it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autoenroll.server.cli", "serve"],
@@ -90,7 +91,9 @@ class ServerProcess:
         )
         log.close()
         try:
-            _wait_https(self.port, self.root_ca, self.process, self.log_file, timeout)
+            context = ssl.create_default_context(cafile=str(self.root_ca))
+            wait_listening(self.port, self.process, self.log_file, timeout, context)
+            wait_listening(self.publication_port, self.process, self.log_file, timeout)
         except BaseException:
             self.stop()
             raise
@@ -123,15 +126,18 @@ def _cli(env: dict[str, str], *args: str, input_text: str | None = None, timeout
     return result.stdout
 
 
-def _wait_https(port: int, root_ca: Path, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    context = ssl.create_default_context(cafile=str(root_ca))
+def wait_listening(
+    port: int, process: subprocess.Popen, log: Path, timeout: float, tls: ssl.SSLContext | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise TestbedError(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
-                with context.wrap_socket(raw, server_hostname=SERVER_HOST):
+                if tls is None:
+                    return
+                with tls.wrap_socket(raw, server_hostname=SERVER_HOST):
                     return
         except (OSError, ssl.SSLError):
             time.sleep(0.1)

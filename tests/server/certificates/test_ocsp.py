@@ -147,6 +147,18 @@ def test_oversized_post_is_refused_as_malformed(client, ca):
     assert status(response).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
 
 
+@pytest.mark.parametrize("length", ["１２", "²", "-1", " 12", "1e3"])
+def test_a_content_length_that_is_no_number_is_refused_as_malformed_unread(db, ca, length):
+    """`int` read "１２" as 12 and " 12" as 12: the body would have been read at a length never sent."""
+    from autoenroll.server.certificates.views import ocsp_exchange
+
+    def unread() -> bytes:
+        raise AssertionError("the body was read")
+
+    response = ocsp_exchange("POST", "test-smime", None, length, unread)
+    assert status(response).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
 def test_request_to_the_wrong_ca_or_an_unknown_one_is_unauthorized(client, issue, ca):
     der = ocsp_request(issue(), ca[1].certificate_pem)
     assert status(post(client, der, "test-root")).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED

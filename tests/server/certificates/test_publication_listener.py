@@ -145,6 +145,22 @@ def test_bad_requests_get_an_ocsp_error_not_an_http_one(listener, method, path, 
     assert status == 200 and ocsp.load_der_ocsp_response(answer).response_status == expected
 
 
+def test_a_body_over_the_largest_ocsp_request_is_answered_unread(listener):
+    """3 MB declared, one byte sent: an OCSP malformedRequest at once, and the connection closed (the rest of
+    the body must not be read as a request)."""
+    port, facts, *_ = listener
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(
+            f"POST /ocsp/{facts['ca']} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3000000\r\n\r\n0".encode()
+        )
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower(), head
+    assert ocsp.load_der_ocsp_response(body).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
 def test_other_methods_and_the_rest_of_the_listener_go_through_django(listener):
     port, facts, *_ = listener
     assert _http(port, "PUT", f"/ocsp/{facts['ca']}", b"x")[0] == 405

@@ -20,6 +20,7 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 
 from autoenroll import pki
+from autoenroll.server.utils import http
 
 from . import publication
 from .models import CertificateAuthority
@@ -101,11 +102,8 @@ def ocsp_exchange(
     if method == "POST":
         if encoded:
             return HttpResponseNotAllowed(["GET"])
-        try:
-            length = int(content_length or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= pki.ocsp.MAX_OCSP_REQUEST_SIZE:
+        length = http.content_length(content_length or "0")
+        if length is None or length > pki.ocsp.MAX_OCSP_REQUEST_SIZE:
             return _ocsp_response(pki.unsuccessful_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST), cacheable=False)
         der = read_body()
     elif method in ("GET", "HEAD"):

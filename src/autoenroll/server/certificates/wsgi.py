@@ -1,4 +1,5 @@
-"""WSGI application of the plain-HTTP publication listener (`serve` runs it on AUTOENROLL_PUBLICATION_LISTEN).
+"""WSGI application of the plain-HTTP publication listener: `serve` runs it on AUTOENROLL_PUBLICATION_LISTEN,
+behind `rsgi.Application` (`rsgi.get_publication_application`), as it runs the site.
 
 The same Django project, but its URLconf is only the publication URLs: the admin pages and the
 enrollment API, with their cookies and Kerberos tickets, are never reachable without TLS.

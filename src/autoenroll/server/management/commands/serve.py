@@ -73,7 +73,6 @@ def _server(
     workers: int,
     name: str,
     *,
-    interface: Interfaces = Interfaces.WSGI,
     access_log: bool = True,
     pid_file: str | None = None,
     tls: tuple[Path, Path] | None = None,
@@ -88,12 +87,11 @@ def _server(
         target,
         address=host.strip("[]"),
         port=int(port),
-        interface=interface,
+        # Request bodies received by the event loop within a time limit, before one of the application's
+        # threads takes the request (`autoenroll.server.rsgi`, which has its own pool of threads).
+        interface=Interfaces.RSGI,
         factory=True,
         workers=workers,
-        # WSGI: the application's threads per worker (Kerberos, LDAP and database calls release the GIL).
-        # RSGI: `rsgi.Application` has its own pool of as many; Granian's thread runs the event loop.
-        blocking_threads=config.threads if interface == Interfaces.WSGI else None,
         # HTTP/1.1 only: Negotiate authenticates per request and agents keep one connection per logon.
         http=HTTPModes.http1,
         http1_settings=HTTP1Settings(header_read_timeout=10_000),  # a client that never finishes its headers
@@ -153,7 +151,7 @@ class Command(BaseCommand):
             self.stdout.write(f"serving {config.publication_url} on http://{publication_listen} (publication only)")
             self.stdout.flush()
             _server(
-                "autoenroll.server.certificates.wsgi:get_publication_application",
+                "autoenroll.server.rsgi:get_publication_application",
                 publication_listen,
                 workers,
                 "autoenroll-publication",
@@ -176,7 +174,6 @@ class Command(BaseCommand):
             listen,
             workers,
             "autoenroll-server",
-            interface=Interfaces.RSGI,  # request bodies received within a time limit, before a thread takes them
             pid_file=pid_file,
             tls=(cert, key),
         )
