@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+import tomllib
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -138,7 +139,19 @@ def test_a_backup_under_load_restores_into_a_new_data_directory(samba_ad, tmp_pa
     (tmp_path / "wrong").write_text("not the passphrase\n")
     with pytest.raises(Exception, match="passphrase does not open this backup"):
         ServerProcess(tmp_path / "new", port, publication_port, CUSTOMER, wrong).cli("restore", str(archive))
-    print(restored.cli("restore", str(archive)))
+    printed_restore = restored.cli("restore", str(archive))
+    print(printed_restore)
+    # The settings travel with the backup (encrypted, the passphrase never), and those that differ are named.
+    carried = tmp_path / "new" / "data" / "settings-from-backup.toml"
+    assert oct(carried.stat().st_mode & 0o777) == "0o600"
+    settings = tomllib.loads(carried.read_text())
+    assert settings["publication_url"] == lost.env["AUTOENROLL_PUBLICATION_URL"]
+    assert settings["metrics_token"] == lost.env["AUTOENROLL_METRICS_TOKEN"]
+    assert "ca_passphrase" not in settings and "secret_key" not in settings
+    differing = printed_restore.split("settings that differ from the backed-up server's:")[1]
+    assert f"publication_url: '{lost.env['AUTOENROLL_PUBLICATION_URL']}' in the backup" in differing
+    assert "public_url:" in differing and "listen:" in differing
+    assert "metrics_token" not in differing and "data_dir" not in differing
     with pytest.raises(Exception, match="not empty|exists"):
         restored.cli("restore", str(archive))  # never over a server's data
 

@@ -7,13 +7,16 @@ A backup is a gzip'd tar, written while the server serves:
   (one snapshot);
 * the files of the data directory that matter: the CA certificates and their keys (encrypted with the CA
   passphrase, as on disk), the OCSP responders' keys (likewise), the TLS certificate, the admin's templates;
-* `secrets.enc`: Django's SECRET_KEY (it encrypts the AD login passwords in the database) and the TLS key,
-  encrypted with a key derived from the CA passphrase;
+* `secrets.enc`: Django's SECRET_KEY (it encrypts the AD login passwords in the database), the TLS key and the
+  settings the admin gave the server (its TOML file and environment: they hold the SMTP password and the
+  URLs its certificates name), encrypted with a key derived from the CA passphrase;
 * `manifest.json`: what was taken, for `restore` to check.
 
 Never the CA passphrase: without it a backup opens nothing. `restore` goes into an empty data directory (and
 an empty PostgreSQL database), needs the same passphrase, moves the CA key paths to the new directory, and
-continues each CA's CRL numbers above anything the lost server can have issued after the backup.
+continues each CA's CRL numbers above anything the lost server can have issued after the backup. It writes
+the backed-up settings to `settings-from-backup.toml` in the new data directory and names those that differ
+here: certificates already issued name the old publication URL, and agents the old public URL.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+import tomli_w
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
@@ -40,6 +45,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
+from pydantic import SecretStr
 
 from autoenroll import pki, version
 from autoenroll.server.config import ServerConfig
@@ -47,6 +53,16 @@ from autoenroll.server.config import ServerConfig
 FORMAT = 1
 #: Data directory entries a backup carries (besides the database and the secrets).
 DATA_ENTRIES = ("ca", "ocsp", "templates", "tls/server.pem")
+#: Settings a backup does not carry: never the CA passphrase; the SECRET_KEY travels on its own.
+NOT_CARRIED = frozenset({"ca_passphrase", "secret_key"})
+#: Settings of the new host, which a restore is expected to change.
+OF_THE_HOST = frozenset({"data_dir", "database_url", "ca_passphrase_file", "tls_cert", "tls_key"})
+#: Where `restore` writes the backed-up server's settings, for the admin to take into this server's.
+SETTINGS_FILE = "settings-from-backup.toml"
+_CONSEQUENCES = {
+    "publication_url": "the certificates and CRLs already issued name the backup's URL: serve it there too",
+    "public_url": "agents and Windows clients are configured with the backup's URL",
+}
 
 
 class BackupError(Exception):
@@ -118,7 +134,7 @@ def backup(config: ServerConfig, target: Path) -> Manifest:
             data_dir=str(config.data_dir),
         )
         cas = list(CertificateAuthority.objects.order_by("pk"))
-        secrets = {"secret_key": config.secret_key_value()}
+        secrets = {"secret_key": config.secret_key_value(), "settings": _carried_settings(config)}
         if config.tls_key_path.is_file():
             secrets["tls_key"] = config.tls_key_path.read_text()
         fd = os.open(work_dir / "backup.tar.gz", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -136,6 +152,19 @@ def backup(config: ServerConfig, target: Path) -> Manifest:
                     tar.add(key, f"keys/{ca.name}.key")
         os.replace(work_dir / "backup.tar.gz", target)
     return manifest
+
+
+def _plain(value):
+    """A setting's value as TOML writes it."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value) if isinstance(value, Path) else value
+
+
+def _carried_settings(config: ServerConfig) -> dict:
+    """The settings the admin gave (the TOML file and the environment), not their defaults."""
+    values = {name: _plain(getattr(config, name)) for name in sorted(config.model_fields_set - NOT_CARRIED)}
+    return {name: value for name, value in values.items() if value is not None}  # (TOML has no null)
 
 
 def _facts(cursor) -> tuple[int, dict[str, int]]:
@@ -181,8 +210,15 @@ def _pg_url(config: ServerConfig) -> str:
 # --- restore -------------------------------------------------------------------------------------------------
 
 
-def restore(config: ServerConfig, source: Path) -> dict:
-    """Restore `source` into this (empty) data directory and database; returns the manifest."""
+class Restored(NamedTuple):
+    manifest: dict
+    settings_file: Path
+    #: "name: why it matters", for each backed-up setting that differs here (secrets by name only)
+    differences: list[str]
+
+
+def restore(config: ServerConfig, source: Path) -> Restored:
+    """Restore `source` into this (empty) data directory and database."""
     from autoenroll.server.certificates.models import Certificate, CertificateAuthority
 
     with tarfile.open(source, "r:gz") as tar:
@@ -234,7 +270,24 @@ def restore(config: ServerConfig, source: Path) -> dict:
     restored = Certificate.objects.count()
     if restored != manifest["certificates"]:
         raise BackupError(f"restored {restored} certificates, the backup says {manifest['certificates']}")
-    return manifest
+    carried = secrets.get("settings", {})  # (none in a backup of an older version)
+    settings_file = config.data_dir / SETTINGS_FILE
+    _write_private(settings_file, tomli_w.dumps(carried))
+    return Restored(manifest, settings_file, _differences(config, carried))
+
+
+def _differences(config: ServerConfig, carried: dict) -> list[str]:
+    differences = []
+    for name, value in carried.items():
+        here = _plain(getattr(config, name, None))
+        if name in OF_THE_HOST or here == value:
+            continue
+        if isinstance(getattr(config, name, None), SecretStr):
+            line = f"{name} (a secret)"
+        else:
+            line = f"{name}: {value!r} in the backup, {here!r} here"
+        differences.append(line + (f": {_CONSEQUENCES[name]}" if name in _CONSEQUENCES else ""))
+    return differences
 
 
 def _staging(config: ServerConfig) -> Path:
@@ -293,11 +346,14 @@ def _place_files(config: ServerConfig, secrets: dict) -> None:
     shutil.rmtree(staging)
     for name, text in (("secret_key", secrets["secret_key"] + "\n"), ("tls/server.key", secrets.get("tls_key"))):
         if text:
-            path = config.data_dir / name
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as out:  # created 0600
-                out.write(text)
-            os.replace(out.name, path)
+            _write_private(config.data_dir / name, text)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as out:  # created 0600
+        out.write(text)
+    os.replace(out.name, path)
 
 
 def _moved_key(config: ServerConfig, ca_name: str, key_path: str, old_dir: Path) -> Path | None:

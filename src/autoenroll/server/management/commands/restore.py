@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, file: Path, **options) -> None:
         try:
-            manifest = restore(settings.CONFIG, file)
+            manifest, settings_file, differences = restore(settings.CONFIG, file)
         except (BackupError, ConfigError, OSError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
@@ -30,3 +30,8 @@ class Command(BaseCommand):
             f"{settings.CONFIG.data_dir}; CRL numbers continue from the time of the restore. "
             "Certificates the lost server issued after the backup are unknown here: their holders re-enroll."
         )
+        self.stdout.write(f"the backed-up server's settings are in {settings_file}")
+        if differences:
+            self.stdout.write(self.style.WARNING("settings that differ from the backed-up server's:"))
+            for line in differences:
+                self.stdout.write(f"  {line}")
