@@ -9,9 +9,12 @@ import signal
 import socket
 import ssl
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autoenroll.testbed.server import SERVER_HOST
 
@@ -294,3 +297,63 @@ def test_http_variables_of_the_environment_are_not_request_headers(samba_ad, tmp
         finally:
             conn.close()
         assert response.status == 401 and response.getheader("WWW-Authenticate") == "Negotiate"
+
+
+_TOKEN = st.text(
+    st.sampled_from("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"), min_size=1
+)
+_VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"), max_size=80)
+_PATHS = [
+    "/", "/healthz", "/metrics", "/login/", "/static/web/style.css", "/certificates/", "/api/enroll/logon",
+    "/api/enroll/logon/status", "/api/enroll/sync", "/api/enroll/enroll", "/api/enroll/requests/x", "/api/customers",
+    "/api/certificates", "/api/docs", "/ocsp/autoenroll-smime/", "/crl/autoenroll-smime.crl",
+    "/ADPolicyProvider_CEP_Kerberos/service.svc/CEP",
+]  # fmt: skip
+
+
+@st.composite
+def _raw_requests(draw) -> bytes:
+    method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "FOO"]))
+    path = draw(st.sampled_from(_PATHS)) + draw(
+        st.one_of(
+            st.just(""),
+            st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters="#"), max_size=40),
+            st.binary(max_size=30).map(lambda b: urllib.parse.quote(b, safe="/")),
+        )
+    )
+    headers = draw(
+        st.lists(
+            st.one_of(
+                st.tuples(_TOKEN, _VALUE),
+                st.tuples(
+                    st.sampled_from(["Content-Type", "Authorization", "Cookie", "Origin", "Sec-Fetch-Site", "Accept"]),
+                    st.one_of(_VALUE, st.sampled_from(["application/json", "Negotiate YIIB", "Negotiate", "null"])),
+                ),
+            ),
+            max_size=5,
+        )
+    )
+    body = draw(st.one_of(st.binary(max_size=300), st.sampled_from([b"{}", b"[]", b'{"csr": 1}', b"null"])))
+    head = f"{method} {path} HTTP/1.1\r\nHost: {SERVER_HOST}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)
+    length = f"Content-Length: {len(body)}\r\n" if body or method in ("POST", "PUT", "PATCH") else ""
+    return (head + length + "Connection: close\r\n\r\n").encode("latin-1") + body
+
+
+@settings(
+    max_examples=int(os.environ.get("AUTOENROLL_HYPOTHESIS_EXAMPLES", "200")) // 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(request=_raw_requests())
+def test_no_request_gets_a_server_error_from_the_real_serve(server, request):
+    """Whatever method, path, headers and body arrive over TLS, the answer is not a 5xx (HTTP's own refusals,
+    400/404/405/413, are fine), through Granian, the RSGI adapter and Django as `serve` runs them."""
+    context = ssl.create_default_context(cafile=str(server.root_ca))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname=SERVER_HOST) as tls:
+            tls.sendall(request)
+            answer = b""
+            while len(answer) < 12 and (chunk := tls.recv(65536)):
+                answer += chunk
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+    assert 100 <= status < 500, (request[:300], answer[:300])
