@@ -66,6 +66,7 @@ def test_a_missing_required_key_is_a_clear_error(tmp_path, key):
     [
         ("requestpath=http://ccm.test.com", "requestpath must be an https:// URL"),
         ("days=twenty", "days must be a whole number"),
+        ("days=²", "days must be a whole number"),  # isdigit() takes it; int() did not: a crash, not this error
         ("keytype=dsa", "keytype must be one of"),
     ],
 )

@@ -141,7 +141,7 @@ def build(values: dict[str, str], *, sources: tuple[str, ...] = (), warnings: tu
     if url.scheme != "https" or not url.hostname:
         raise ConfigError(f"requestpath must be an https:// URL, got {values['requestpath']!r}")
     days_text = values.get("days") or str(DEFAULT_DAYS)
-    if not days_text.isdigit():
+    if not (days_text.isascii() and days_text.isdigit()):  # isdigit alone takes "²", which int refuses
         raise ConfigError(f"days must be a whole number of days, got {days_text!r}")
     keytype = (values.get("keytype") or DEFAULT_KEY_TYPE).lower()
     if keytype not in END_ENTITY_KEY_TYPES:

@@ -112,6 +112,8 @@ def test_get_unknown_ca_oversize_and_internal_errors(user1, ready, ca, schema, m
     # beyond Django's own limit (2.5 MB: RequestDataTooBig was a 500 with a traceback), refused unread
     too_big = user1.post(CEP_PATH, b"<" * (3 * 1024 * 1024))
     refused(too_big, schema, status=413)
+    for length in ("１２", "-1", "1e3"):  # int() read the first as 12: the body was read at a length never sent
+        refused(user1.post(CEP_PATH, get_policies(), CONTENT_LENGTH=length), schema, status=400)
     not_soap = user1.client.post(CEP_PATH, data="a=b", content_type="application/x-www-form-urlencoded", secure=True)
     refused(not_soap, schema, status=415)
 

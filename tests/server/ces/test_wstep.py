@@ -94,6 +94,10 @@ def test_pending_request_is_collected_with_query_token_status(user1, ready, ca, 
     query = rst(None, request_type=wstep.REQUEST_QUERY, request_id=request_id)
     again = assert_valid(schema, user1.post(ces_path(ca[1]), query).content)
     assert again.findtext(".//e:DispositionMessage", namespaces=NS) == wstep.DISPOSITION_PENDING
+    fullwidth = request_id.translate(str.maketrans("0123456789", "０１２３４５６７８９"))  # int() reads it
+    response = user1.post(ces_path(ca[1]), rst(None, request_type=wstep.REQUEST_QUERY, request_id=fullwidth))
+    assert_valid(schema, response.content)
+    assert fault_of(response.content)["reason"] == "Error 25: Failed to get cert.."
 
     lifecycle.approve(EnrollmentRequest.objects.get().pk, by="admin")
     response = user1.post(ces_path(ca[1]), query)

@@ -17,6 +17,7 @@ from autoenroll.server.certificates.models import CertificateAuthority
 from autoenroll.server.enrollment import boundary, configuration
 from autoenroll.server.enrollment.pipeline import Caller
 from autoenroll.server.kerberos import spnego
+from autoenroll.server.utils import http
 
 from . import soap, wstep, xcep
 from .soap import SoapFault
@@ -73,10 +74,9 @@ def _serve(request: HttpRequest, actions: dict, ca: CertificateAuthority | None 
 def _refuse_unread(request: HttpRequest) -> HttpResponse | None:
     """Before Kerberos and before reading the body: a body too large for any SOAP request of ours (413, not
     Django's RequestDataTooBig as a 500), or one that is not SOAP at all (415: what an HTML form sends)."""
-    try:
-        length = int(request.headers.get("Content-Length") or 0)
-    except ValueError:
-        length = 0
+    length = http.content_length(request.headers.get("Content-Length") or "0")
+    if length is None:
+        return _fault(SoapFault("Content-Length is not a decimal number", status=400))
     if length > soap.MAX_BODY_BYTES:
         return _fault(SoapFault(f"request body larger than {soap.MAX_BODY_BYTES} bytes", status=413))
     soap_types = ("", "application/soap+xml", "text/xml")  # text/xml: SOAP 1.1, a VersionMismatch fault

@@ -419,7 +419,7 @@ def _query(rst: etree._Element, ctx: Context) -> etree._Element:
     text = soap.text(id_el)
     if id_el is None or soap.is_nil(id_el) or not text:
         raise _refuse(ctx, 29, "QueryTokenStatus without RequestID")
-    if not text.isdigit() or len(text) > 10:
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
         raise _refuse(ctx, 25, f"RequestID {text[:40]!r} is not a request number")
     number = int(text)
     mine = EnrollmentRequest.objects.filter(person__principal=ctx.caller.principal).order_by("-created")
