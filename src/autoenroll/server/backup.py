@@ -57,6 +57,7 @@ DATA_ENTRIES = ("ca", "ocsp", "templates", "tls/server.pem")
 NOT_CARRIED = frozenset({"ca_passphrase", "secret_key"})
 #: Settings of the new host, which a restore is expected to change.
 OF_THE_HOST = frozenset({"data_dir", "database_url", "ca_passphrase_file", "tls_cert", "tls_key"})
+SECRET_SETTINGS = frozenset(n for n, f in ServerConfig.model_fields.items() if "SecretStr" in str(f.annotation))
 #: Where `restore` writes the backed-up server's settings, for the admin to take into this server's.
 SETTINGS_FILE = "settings-from-backup.toml"
 _CONSEQUENCES = {
@@ -282,7 +283,7 @@ def _differences(config: ServerConfig, carried: dict) -> list[str]:
         here = _plain(getattr(config, name, None))
         if name in OF_THE_HOST or here == value:
             continue
-        if isinstance(getattr(config, name, None), SecretStr):
+        if name in SECRET_SETTINGS:  # by name only, set here or not
             line = f"{name} (a secret)"
         else:
             line = f"{name}: {value!r} in the backup, {here!r} here"
