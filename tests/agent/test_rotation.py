@@ -1,5 +1,6 @@
 """Key rotation in a running server: `autoenroll-server ca rotate` makes a new issuing CA, and the very next
-logon, in server processes that have held the configuration in memory since they started, is issued by it."""
+logon, in server processes that have held the configuration in memory since they started, is issued by it, and
+the renewal revokes the certificate of the old CA it replaces (guide 3.1)."""
 
 from __future__ import annotations
 
@@ -38,10 +39,15 @@ def test_a_new_issuing_ca_issues_from_the_next_logon_without_a_restart(samba_ad,
         new_ca_pem = server.cli("shell", "-c", code)
         new_ca = x509.load_pem_x509_certificate(new_ca_pem.encode())
         assert common_name(new_ca.subject) != first_ca
-        user.write_config(issuername=common_name(new_ca.subject))  # the agent now wants the new CA's certificate
-        assert user.run("run").returncode == 0, user.log_text()
+        assert first_ca in common_name(new_ca.subject)  # the agent's issuername matches both CAs, as the guide's
+        first = installed(user)[0]
+        assert user.run("run", "--force").returncode == 0, user.log_text()  # the renewal, as when it is due
         newest = max(installed(user), key=lambda c: c.not_valid_before_utc)
         assert newest.issuer == new_ca.subject
+        # ...and, as the guide's renewal, it revoked the certificate it replaced, of the old CA
+        status = "from autoenroll.server.certificates.models import Certificate as C; "
+        status += f"print(C.objects.get(serial='{first.serial_number:x}').revocation_reason)"
+        assert server.shell(status) == "superseded", user.log_text()
         (tmp_path / "new-ca.pem").write_text(new_ca_pem)
         leaf = tmp_path / "leaf.pem"
         leaf.write_bytes(newest.public_bytes(serialization.Encoding.PEM))

@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from autoenroll.server.certificates import authority, publication
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory.models import Person
 from autoenroll.server.enrollment import pipeline
@@ -71,6 +72,24 @@ def test_installation_report_with_the_token_supersedes_the_old_certificate_once(
     assert new.replaces == old and new.installed_at is not None
     again = user1.logon_status(**report)  # the answer was lost: the report comes again and converges
     assert again.status_code == 200 and again.json() == {"status": "ok", "revoked_serial": None}
+
+
+def test_a_renewal_after_an_issuing_ca_rotation_supersedes_the_old_cas_certificate(user1, ready, settings, tmp_path):
+    """Guide 3.1: the renewal revokes the old certificate, also when a new issuing CA signed the new one (the
+    report was refused with error 24: the replaced certificate had to be of the same CA)."""
+    first = logged_on(user1)
+    user1.logon_status(status_token=first["status_token"], status="installed")
+    (tmp_path / "ca").mkdir()
+    new_ca = authority.rotate_issuing_ca(settings.CONFIG.model_copy(update={"data_dir": tmp_path}))  # its key there
+    second = logged_on(user1)
+    assert Certificate.objects.get(serial=second["serial"]).ca == new_ca
+    report = {"status_token": second["status_token"], "status": "installed", "replaced_serial": first["serial"]}
+    answer = user1.logon_status(**report)
+    assert answer.status_code == 200 and answer.json() == {"status": "ok", "revoked_serial": first["serial"]}
+    old = Certificate.objects.get(serial=first["serial"])
+    assert (old.status, old.revocation_reason) == ("revoked", "superseded") and old.ca != new_ca
+    crl = x509.load_der_x509_crl(bytes(publication.current_crl(old.ca).der))  # the old CA's CRL lists it
+    assert crl.get_revoked_certificate_by_serial_number(int(first["serial"], 16)) is not None
 
 
 def test_a_forged_or_foreign_status_token_is_refused(user1, ready):

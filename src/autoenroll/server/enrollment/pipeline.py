@@ -622,7 +622,7 @@ def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> 
         # the installation is real and is recorded (refusing it would fail this agent's every renewal).
         note = f"replaced certificate {old_serial} is unknown here: nothing to revoke"
         old_serial = None
-    if old_serial and (replaced is None or replaced.ca_id != installed.ca_id):
+    if old_serial and replaced is None:  # of any of our CAs: a renewal after a rotation replaces the old CA's
         raise EnrollmentError(24, f"{old_serial} is not a certificate of {caller.principal}")
     installed.person = person  # its events and AD entry are the person's, as loaded here
     if replaced is not None:
