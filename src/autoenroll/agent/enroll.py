@@ -123,8 +123,9 @@ def current(certs: list[Installed], config: Config, mail: str, now: datetime.dat
 
 
 def is_due(cert: Installed | None, days: int, now: datetime.datetime) -> bool:
-    """Guide 3.1: with days = 20 and expiry on 6/30, the new certificate is enrolled on 6/10."""
-    return cert is None or cert.not_after - now <= datetime.timedelta(days=days)
+    """Guide 3.1: with days = 20 and expiry on 6/30, the new certificate is enrolled on 6/10, at any hour of
+    6/10 whatever the hour of expiry (`days_left` counts calendar days)."""
+    return cert is None or cert.days_left(now) <= days
 
 
 @contextlib.contextmanager
@@ -292,7 +293,7 @@ class Run:
             return False
         self.log.step(
             f"check: certificate {first.serial} for {mail} from {first.issuer} valid until "
-            f"{first.not_after:%Y-%m-%d} ({int(first.days_left(self.now))} days left, renewal {config.days} days "
+            f"{first.not_after:%Y-%m-%d} ({first.days_left(self.now)} days left, renewal {config.days} days "
             "before): nothing to do"
         )
         return True
@@ -563,7 +564,7 @@ def status_lines(config: Config, now: datetime.datetime | None = None) -> tuple[
             lines.append(f"  issuer     {cert.issuer}")
             lines.append(
                 f"  validity   {cert.not_before:%Y-%m-%d %H:%M} .. {cert.not_after:%Y-%m-%d %H:%M} UTC, "
-                f"{cert.days_left(now):.0f} days left"
+                f"{cert.days_left(now)} days left"
             )
             if revocation_line:
                 lines.append(f"  revocation {revocation_line}")

@@ -77,9 +77,10 @@ class Installed:
             self._certificate = self._loader()
         return self._certificate
 
-    def days_left(self, now: datetime.datetime | None = None) -> float:
+    def days_left(self, now: datetime.datetime | None = None) -> int:
+        """Calendar days of the user's clock until it expires, as the guide's script counted them."""
         now = now or datetime.datetime.now(datetime.UTC)
-        return (self.not_after - now).total_seconds() / 86400
+        return (self.not_after.astimezone().date() - now.astimezone().date()).days
 
     def __repr__(self) -> str:
         return f"Installed({self.serial} in {self.store} as {self.ref!r})"
