@@ -249,7 +249,7 @@ def test_a_new_ad_server_needs_a_password(client_a):
 
 def test_ad_server_table_has_the_guides_columns(client_a, tenant_a):
     page = client_a.get(reverse("web:adserver_list")).content.decode()
-    for header in ("Domain", "AD Server", "Port", "Use SSL", "Organization", "Default"):
+    for header in ("Domain", "AD Server", "Port", "Use SSL", "Organization/Department", "Default", "Setup By Operator"):
         assert f'<th scope="col">{header}</th>' in page
     assert "alpha.example</a> (Default)" in page and "alpha sales" in page and "Verify" in page
 

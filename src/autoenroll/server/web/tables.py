@@ -98,7 +98,7 @@ class ADServerTable(Table):
         Column("AD Server", lambda s: s.address),
         Column("Port", lambda s: s.port),
         Column("Use SSL", lambda s: yes_no(s.use_ssl)),
-        Column("Organization", lambda s: ", ".join(o.name for o in s.organizations.all() if not o.deleted)),
+        Column("Organization/Department", lambda s: ", ".join(o.name for o in s.organizations.all() if not o.deleted)),
         Column("Default", lambda s: yes_no(s.is_default)),
         Column("Setup By Operator", lambda s: yes_no(s.setup_by_operator)),
         Column(
