@@ -180,6 +180,20 @@ def test_40_wait_sync_response_timeout_when_the_server_never_answers(make_user, 
     assert result.seconds < 30
 
 
+def test_40_also_for_the_one_call_logon_when_the_server_never_answers(make_user, server):
+    """After the first run the agent syncs within its one logon call: a server that does not take the
+    connection within the sync wait is still error 40, not 34 after the certificate's 2 minutes."""
+    user = make_user("user1")
+    assert user.run("run").returncode == 0, user.log_text()
+    user.extra_env.update(AUTOENROLL_SYNC_TIMEOUT="3", AUTOENROLL_CERTIFICATE_TIMEOUT="25")
+    user.log_path.unlink()
+    with frozen(server):
+        result = user.run("run", "--force", timeout=60)
+    assert_logged(user, result, 40)
+    log = user.log_text()
+    assert result.seconds < 20 and "request: new" in log and "sync:" not in log  # the logon call, not a sync
+
+
 def test_41_server_tls_certificate_not_trusted(make_user, samba_ad):
     user = make_user("user1")
     user.write_config(cafile=str(samba_ad.tls_ca))  # a CA, but not the one of the server's certificate

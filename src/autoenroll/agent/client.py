@@ -211,10 +211,18 @@ class EnrollmentClient:
         return conn
 
     def call(
-        self, method: str, path: str, body: dict | None, timeout: float, timeout_code: int, *, kerberos: bool = True
+        self,
+        method: str,
+        path: str,
+        body: dict | None,
+        timeout: float,
+        timeout_code: int,
+        *,
+        kerberos: bool = True,
+        connect: tuple[float, int] | None = None,
     ) -> Answer:
         """One request, authenticated with Kerberos unless `kerberos` is False; raises EnrollmentError
-        (client codes) or ServerRefusal (1-30).
+        (client codes) or ServerRefusal (1-30). `connect`: another (timeout, code) for the TLS handshake.
 
         Connect and check TLS first, then ask Kerberos for a token: without a network the answer is 35,
         not 37, and the server's identity is known before a ticket is used for it."""
@@ -223,7 +231,8 @@ class EnrollmentClient:
         where = f"https://{self.authority}" + (f" ({self.address})" if self.address != self.host else "")
         url = f"{self.base}/{path}"
         kept = self._conn is not None and self._conn.is_connected
-        conn = self._connect(timeout, timeout_code, where)
+        conn = self._connect(*(connect or (timeout, timeout_code)), where)
+        conn.sock.settimeout(timeout)  # the answer's own wait
         negotiator = Negotiator(self.host) if kerberos else None
         headers = {"Host": self.authority, "Accept": "application/json", "User-Agent": "autoenroll-agent"}
         if negotiator is not None:
@@ -244,7 +253,7 @@ class EnrollmentClient:
             if kept and isinstance(exc, ConnectionResetError | BrokenPipeError):
                 # The server closed the kept connection as the request went out (its keep-alive ran out):
                 # ask again on a new one, with a new Kerberos token. Every call converges when repeated.
-                return self.call(method, path, body, timeout, timeout_code, kerberos=kerberos)
+                return self.call(method, path, body, timeout, timeout_code, kerberos=kerberos, connect=connect)
             raise EnrollmentError(CANNOT_CONNECT, f"{where}: {method} {url}: {_reason(exc)}") from None
         if response.headers.get("Connection", "").lower() == "close":
             self.close()
@@ -276,8 +285,10 @@ class EnrollmentClient:
     # ---- one call per logon ----
 
     def logon(self, body: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """Sync, checks and issuance in one call (NotOffered from a server older than the agent)."""
-        answer = self.call("POST", msg.LOGON, body, _left(deadline), CERTIFICATE_TIMEOUT).body
+        """Sync, checks and issuance in one call (NotOffered from a server older than the agent). A server
+        that does not take the connection within the sync wait is the guide's error 40, as its sync was."""
+        connect = (min(timeouts()[0], _left(deadline)), SYNC_TIMEOUT)
+        answer = self.call("POST", msg.LOGON, body, _left(deadline), CERTIFICATE_TIMEOUT, connect=connect).body
         return self._collect(answer, deadline)
 
     def logon_status(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
