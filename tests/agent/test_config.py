@@ -112,7 +112,7 @@ def test_the_command_says_what_is_missing_and_exits_78(tmp_path):
         env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 78
-    assert "required key issuername, domainname, customeruri missing" in proc.stderr
+    assert "required key issuername, domainname missing" in proc.stderr
     log = tmp_path / ".local/state/autoenroll/log/autoenroll.log"
     assert "configuration: required key issuername" in log.read_text()
 

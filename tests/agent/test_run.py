@@ -177,6 +177,15 @@ def test_status_lists_the_installed_certificate(make_user):
     assert re.search(r"validity .* UTC, 36[45] days left", status.stdout), status.stdout
 
 
+def test_without_customeruri_the_log_has_the_guides_error_1(make_user):
+    """Guide 8.1.1, error 1: "customeruri" was not provided in autoenroll.conf."""
+    user1 = make_user("user1")
+    user1.write_config(customeruri=None)
+    result = user1.run("run")
+    assert result.returncode == 1, user1.log_text()
+    assert "ERROR Error 1: No customer URI supplied.." in user1.log_text()
+
+
 def test_a_server_refusal_is_logged_with_its_number_and_message_as_received(make_user):
     user1 = make_user("user1")
     user1.write_config(customeruri="nobody")
