@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import queue
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 from autoenroll.server.utils.http import content_length
 
@@ -29,14 +30,32 @@ class Application:
 
     def __init__(self, wsgi, threads: int, *, body_seconds: float, max_body: int, refused_by_app: str) -> None:
         self.wsgi, self.body_seconds, self.max_body, self.refused_by_app = wsgi, body_seconds, max_body, refused_by_app
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="request")
+        self.threads = threads
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.receiving: dict[asyncio.Task, float] = {}  # requests whose body is awaited, and until when
+        self.expired: set[asyncio.Task] = set()
 
     def __rsgi_init__(self, loop) -> None:
         self.loop = loop
+        for number in range(self.threads):
+            threading.Thread(target=self._work, name=f"request-{number}", daemon=True).start()
+        loop.call_later(1, self._expire)
+
+    def _expire(self) -> None:
+        """Once a second, the bodies not received in time are given up. One timer for all requests: a timer
+        per request (asyncio.timeout) held 9 % of the OCSP listener's samples under load."""
+        now = self.loop.time()
+        for task, deadline in list(self.receiving.items()):
+            if deadline <= now:
+                del self.receiving[task]
+                self.expired.add(task)
+                task.cancel()
+        self.loop.call_later(1, self._expire)
 
     def __rsgi_del__(self, loop) -> None:
-        self.pool.shutdown(wait=False)
+        for _ in range(self.threads):
+            self.jobs.put(None)
 
     async def __rsgi__(self, scope, protocol) -> None:
         if scope.proto != "http":  # websockets are off; nothing else is defined
@@ -51,23 +70,47 @@ class Application:
                 protocol.response_bytes(413, _TEXT, b"request body too large\n")
                 return
             body = None
+        elif declared is None and "transfer-encoding" not in scope.headers:
+            body = b""  # RFC 9112 6.3: no length, not chunked: no body (every GET)
         else:
+            task = asyncio.current_task()
+            self.receiving[task] = self.loop.time() + self.body_seconds
             try:
-                body = await asyncio.wait_for(_body(protocol, self.max_body), self.body_seconds)
-            except TimeoutError:
+                # A declared length is at most max_body: read at once; chunked, chunk by chunk to the limit.
+                body = await (protocol() if declared is not None else _body(protocol, self.max_body))
+            except asyncio.CancelledError:
+                if task not in self.expired:
+                    raise
+                self.expired.discard(task)
                 protocol.response_bytes(408, _TEXT, b"request body not received in time\n")
                 return
             except _TooLarge:  # chunked, without a length
                 protocol.response_bytes(413, _TEXT, b"request body too large\n")
                 return
+            finally:
+                self.receiving.pop(task, None)
             if declared is not None and len(body) != declared:  # the client went away in the middle
                 protocol.response_bytes(400, _TEXT, b"request body shorter than its Content-Length\n")
                 return
-        environ = _environ(scope, body)
-        status, headers, content = await self.loop.run_in_executor(self.pool, self._call, environ)
+        answer = self.loop.create_future()
+        self.jobs.put((answer, _environ(scope, body)))
+        status, headers, content = await answer
         if body is None:
             headers = [*headers, ("connection", "close")]  # the body it did not read must not be taken as a request
         protocol.response_bytes(status, headers, content)
+
+    def _work(self) -> None:
+        """One of the application's threads. A queue and call_soon_threadsafe, not run_in_executor, whose
+        futures cost about 40 us more per request (a trivial application on one pinned core: 8,300 against
+        12,100 requests/s)."""
+        while (job := self.jobs.get()) is not None:
+            answer, environ = job
+            try:
+                result = self._call(environ)
+            except BaseException as exc:  # noqa: BLE001 - handed to the request's coroutine, which raises it
+                self.loop.call_soon_threadsafe(_settle, answer, None, exc)
+            else:
+                self.loop.call_soon_threadsafe(_settle, answer, result, None)
 
     def _call(self, environ: dict) -> tuple[int, list[tuple[str, str]], bytes]:
         """The WSGI call, its answer read and closed in this thread (Django's end-of-request work)."""
@@ -84,6 +127,15 @@ class Application:
             if close is not None:
                 close()
         return int(started[0].split(" ", 1)[0]), started[1], content
+
+
+def _settle(answer: asyncio.Future, result, exc: BaseException | None) -> None:
+    if answer.cancelled():  # the client went away
+        return
+    if exc is not None:
+        answer.set_exception(exc)
+    else:
+        answer.set_result(result)
 
 
 class _TooLarge(Exception):
