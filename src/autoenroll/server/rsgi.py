@@ -45,13 +45,15 @@ class Application:
     def _expire(self) -> None:
         """Once a second, the bodies not received in time are given up. One timer for all requests: a timer
         per request (asyncio.timeout) held 9 % of the OCSP listener's samples under load."""
-        now = self.loop.time()
-        for task, deadline in list(self.receiving.items()):
-            if deadline <= now:
-                del self.receiving[task]
-                self.expired.add(task)
-                task.cancel()
-        self.loop.call_later(1, self._expire)
+        try:
+            now = self.loop.time()
+            for task, deadline in list(self.receiving.items()):
+                if deadline <= now:
+                    del self.receiving[task]
+                    self.expired.add(task)
+                    task.cancel()
+        finally:
+            self.loop.call_later(1, self._expire)  # whatever happened: the next bodies need it too
 
     def __rsgi_del__(self, loop) -> None:
         for _ in range(self.threads):
