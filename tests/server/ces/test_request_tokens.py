@@ -242,6 +242,15 @@ def test_truncated_tokens_are_refused_cleanly(good):
 
 
 @pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")  # corrupted serials
+def test_a_length_past_what_python_can_index_is_refused_cleanly():
+    """Found by the random corruption below in a CI run: a ContentInfo whose content declares 2**64 - 1 bytes
+    made pyasn1 raise OverflowError, which the SOAP endpoint answered as an internal error."""
+    signed_data = bytes.fromhex("06092a864886f70d010702")
+    token = b"\x30" + bytes([len(signed_data) + 11]) + signed_data + b"\xa0\x88" + b"\xff" * 8
+    with pytest.raises(ValueError, match="malformed CMS request"):
+        wstep.unwrap(token)
+
+
 def test_wrong_tags_and_random_corruption_are_refused_cleanly(good):
     rng = random.Random(5652)
     for _ in range(1500):
@@ -259,6 +268,7 @@ HOSTILE_EXTENSIONS = {
     "truncated": b"\x1e",
     "odd-bmp": b"\x1e\x03abc",
     "huge-length": b"\x1e\x84\xff\xff\xff\xff",
+    "overflowing-length": b"\x1e\x88" + b"\xff" * 8,  # 2**64 - 1: pyasn1's read raised OverflowError
     "deep-indefinite": b"\x30\x80" * 3000,
     "deep-definite": nested(3000),
     "octets": b"\x04\x00",

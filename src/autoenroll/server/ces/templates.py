@@ -59,7 +59,7 @@ class CertificateTemplateName(univ.Choice):
 def _decode(value: bytes, spec: univ.Asn1Type) -> univ.Asn1Type:
     try:
         decoded, rest = der_decoder.decode(value, asn1Spec=spec)
-    except PyAsn1Error as exc:
+    except (PyAsn1Error, OverflowError) as exc:  # a length of 2**64 - 1 overflows pyasn1's read
         raise ValueError(f"malformed template extension: {str(exc)[:200]}") from None
     if rest:
         raise ValueError("malformed template extension: trailing bytes")

@@ -254,7 +254,7 @@ def unwrap(token: bytes) -> Unwrapped:
     """PKCS#10, PKCS#7 around PKCS#10, or CMC; signatures checked. Raises TokenError or ValueError."""
     try:
         request = _unwrap(token)
-    except (PyAsn1Error, IndexError) as exc:
+    except (PyAsn1Error, IndexError, OverflowError) as exc:  # a length of 2**64 - 1 overflows pyasn1's read
         raise TokenError(f"malformed CMS request: {str(exc)[:200]}") from None
     except (UnsupportedAlgorithm, x509.InvalidVersion) as exc:  # e.g. an unknown key type, CSR version 87
         raise TokenError(f"unsupported request: {exc}") from None
