@@ -34,7 +34,6 @@ class Application:
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.receiving: dict[asyncio.Task, float] = {}  # requests whose body is awaited, and until when
-        self.expired: set[asyncio.Task] = set()
 
     def __rsgi_init__(self, loop) -> None:
         self.loop = loop
@@ -49,8 +48,7 @@ class Application:
             now = self.loop.time()
             for task, deadline in list(self.receiving.items()):
                 if deadline <= now:
-                    del self.receiving[task]
-                    self.expired.add(task)
+                    del self.receiving[task]  # how the request tells this cancellation from its client's
                     task.cancel()
         finally:
             self.loop.call_later(1, self._expire)  # whatever happened: the next bodies need it too
@@ -81,9 +79,8 @@ class Application:
                 # A declared length is at most max_body: read at once; chunked, chunk by chunk to the limit.
                 body = await (protocol() if declared is not None else _body(protocol, self.max_body))
             except asyncio.CancelledError:
-                if task not in self.expired:
+                if task in self.receiving:  # not given up here: the client went away
                     raise
-                self.expired.discard(task)
                 protocol.response_bytes(408, _TEXT, b"request body not received in time\n")
                 return
             except _TooLarge:  # chunked, without a length
