@@ -8,7 +8,7 @@ import time
 import pytest
 
 from autoenroll.agent.enroll import is_due
-from autoenroll.agent.stores.base import Installed
+from autoenroll.agent.stores.base import Installed, days_left, local_date
 
 
 @pytest.fixture
@@ -40,3 +40,12 @@ def test_the_guides_example_renews_on_6_10_at_any_hour(new_york, now, due):
 
 def test_no_certificate_is_due():
     assert is_due(None, 20, datetime.datetime.now(datetime.UTC))
+
+
+def test_the_log_shows_the_expiry_date_of_the_users_clock(new_york):
+    """The log's "valid until" date and its day count are on the same clock: 22:00 in New York on 6/30 is
+    already 7/1 in UTC, which would have read as one day more than the count says."""
+    expiry = datetime.datetime(2008, 6, 30, 22, 0, tzinfo=new_york).astimezone(datetime.UTC)
+    assert expiry.date() == datetime.date(2008, 7, 1)
+    assert local_date(expiry) == datetime.date(2008, 6, 30)
+    assert days_left(expiry, datetime.datetime(2008, 6, 10, 23, 0, tzinfo=new_york)) == 20

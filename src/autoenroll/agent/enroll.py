@@ -31,6 +31,7 @@ from autoenroll.protocol import messages as msg
 from .config import Config, ConfigError
 from .log import RunLog
 from .stores import Installed, Request, Store, open_stores
+from .stores.base import days_left, local_date
 
 if TYPE_CHECKING:
     from .client import EnrollmentClient
@@ -269,8 +270,8 @@ class Run:
                 for old in inventory[store.name]:
                     if old.serial == replaced.serial:
                         store.supersede(old)
-        days_left = (certificate.not_valid_after_utc - self.now).days
-        self.log.step(f"done: certificate {serial} for {mail} installed, valid {days_left} days")
+        days = days_left(certificate.not_valid_after_utc, self.now)
+        self.log.step(f"done: certificate {serial} for {mail} installed, valid {days} days")
         return EXIT_OK
 
     def _open(self, stores: list[Store]) -> dict[str, list[Installed]]:
@@ -293,7 +294,7 @@ class Run:
             return False
         self.log.step(
             f"check: certificate {first.serial} for {mail} from {first.issuer} valid until "
-            f"{first.not_after:%Y-%m-%d} ({first.days_left(self.now)} days left, renewal {config.days} days "
+            f"{local_date(first.not_after)} ({first.days_left(self.now)} days left, renewal {config.days} days "
             "before): nothing to do"
         )
         return True
@@ -467,7 +468,7 @@ class Run:
         how = "logon" if not self._three_calls else f"enroll: request {answer.get('request_id')}"
         self.log.step(
             f"{how}: issued certificate {format(certificate.serial_number, 'x')} "
-            f"by {certificate.issuer.rfc4514_string()}, valid until {certificate.not_valid_after_utc:%Y-%m-%d}"
+            f"by {certificate.issuer.rfc4514_string()}, valid until {local_date(certificate.not_valid_after_utc)}"
         )
         return certificate, chain
 

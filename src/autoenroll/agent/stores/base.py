@@ -78,12 +78,21 @@ class Installed:
         return self._certificate
 
     def days_left(self, now: datetime.datetime | None = None) -> int:
-        """Calendar days of the user's clock until it expires, as the guide's script counted them."""
-        now = now or datetime.datetime.now(datetime.UTC)
-        return (self.not_after.astimezone().date() - now.astimezone().date()).days
+        return days_left(self.not_after, now)
 
     def __repr__(self) -> str:
         return f"Installed({self.serial} in {self.store} as {self.ref!r})"
+
+
+def days_left(not_after: datetime.datetime, now: datetime.datetime | None = None) -> int:
+    """Calendar days of the user's clock until ``not_after``, as the guide's script counted them."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    return (local_date(not_after) - local_date(now)).days
+
+
+def local_date(moment: datetime.datetime) -> datetime.date:
+    """The date on the user's clock: what the agent's log shows beside its day counts."""
+    return moment.astimezone().date()
 
 
 @dataclass
