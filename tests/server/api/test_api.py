@@ -116,7 +116,8 @@ def test_certificate_search_download_and_revoke_records_who(acme, ca, customer_a
     revoked = admin.post(f"/api/certificates/{cert.pk}/revoke", {"reason": "key_compromise"}).json()
     assert revoked["state"] == "revoked" and revoked["revoked_by"] == "alice"
     assert Certificate.objects.get(pk=cert.pk).revocation_reason == "key_compromise"
-    assert admin.post(f"/api/certificates/{cert.pk}/revoke", {"reason": "superseded"}).status_code == 409
+    again = admin.post(f"/api/certificates/{cert.pk}/revoke", {"reason": "superseded"})  # a retry converges
+    assert again.status_code == 200 and again.json() == revoked  # as it is: the first reason and date stand
 
 
 def test_tokens_command_prints_a_working_token(db, capsys):

@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import reverse
 
 from autoenroll import pki
+from autoenroll.protocol import EnrollmentError
 from autoenroll.server.api.models import ApiToken
 from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate
@@ -124,10 +125,13 @@ def test_two_concurrent_approvals_issue_one_certificate(publishing, samba_ad):
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert sorted(outcomes)[0] == "approved" and "not pending" in sorted(outcomes)[1]
+    assert outcomes == ["approved", "approved"]  # the second is answered the request as the first left it
     request.refresh_from_db()
     assert request.status == "issued"
     assert Certificate.objects.filter(person=person).count() == 2  # the first one, and this one
+    assert EnrollmentEvent.objects.filter(person=person, message__startswith="approved by").count() == 1
+    again = lifecycle.approve(request.pk, by="admin9")  # a retry after a lost answer
+    assert (again.status, again.certificate_id, again.decided_by) == ("issued", request.certificate_id, request.decided_by)
 
 
 def test_reject_is_recorded_once_and_a_second_decision_is_refused(publishing, samba_ad):
@@ -136,7 +140,49 @@ def test_reject_is_recorded_once_and_a_second_decision_is_refused(publishing, sa
         customer=cert.person.customer, person=cert.person, csr_pem=make_csr(cert.person.sam_account_name)[1]
     )
     lifecycle.reject(request.pk, by="admin")
+    assert lifecycle.reject(request.pk, by="admin2").decided_by == "admin"  # again: answered as it is
     with pytest.raises(ValueError, match="not pending"):
         lifecycle.approve(request.pk, by="admin")
     event = EnrollmentEvent.objects.get(person=cert.person, error_code=25)
     assert "rejected by admin" in event.detail
+
+
+def disable_customer(organization, person):
+    organization.customer.enabled = False
+    organization.customer.save()
+
+
+def unauthorize_domain(organization, person):
+    domain = organization.domains.get()
+    domain.authorized = False
+    domain.save()
+
+
+def delete_organization(organization, person):
+    organization.deleted = True
+    organization.save()
+
+
+def disable_person(organization, person):
+    person.enabled = False  # as the sweep records a user disabled in AD
+    person.save()
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [(disable_customer, 3), (unauthorize_domain, 5), (delete_organization, 8), (disable_person, 17)],
+)
+def test_an_approval_meets_the_rules_of_every_issuance(publishing, samba_ad, change, code):
+    """A request made last week is approved today: what a logon would refuse today is refused, and the
+    request stays pending (the rules are checked where every issuance is signed, `lifecycle.issue`)."""
+    cert = new_holder(samba_ad, publishing)
+    person = cert.person
+    request = EnrollmentRequest.objects.create(
+        customer=person.customer, person=person, csr_pem=make_csr(person.sam_account_name)[1]
+    )
+    change(publishing, person)
+    with pytest.raises(EnrollmentError) as refused:
+        lifecycle.approve(request.pk, by="admin")
+    assert refused.value.code == code
+    request.refresh_from_db()
+    assert request.status == "pending" and Certificate.objects.filter(person=person).count() == 1

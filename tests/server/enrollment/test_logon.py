@@ -160,6 +160,37 @@ def test_require_approval_answers_pending_and_the_poll_collects_it(user1, ready)
     assert polled["status"] == "issued" and polled["status_token"]
 
 
+def test_a_pending_logon_sent_again_converges(user1, ready):
+    """The agent gave up waiting (error 34) and logs on again with the same key: its pending request
+    comes back, not a second one; once approved, the same key gets the approved certificate."""
+    from autoenroll.server.enrollment import lifecycle
+    from autoenroll.server.enrollment.models import EnrollmentRequest
+
+    ready.customer.require_approval = True
+    ready.customer.save()
+    _, csr = make_csr("user1")
+    first, again = logged_on(user1, csr), logged_on(user1, csr)
+    assert again["status"] == "pending" and again["request_id"] == first["request_id"]
+    assert EnrollmentRequest.objects.count() == 1
+    approved = lifecycle.approve(first["request_id"], by="admin").certificate
+    after = logged_on(user1, csr)
+    assert (after["status"], after["serial"]) == ("issued", approved.serial)
+    assert EnrollmentRequest.objects.count() == 1 and Certificate.objects.filter(profile="smime").count() == 1
+    assert logged_on(user1)["status"] == "pending"  # a new key still waits for an administrator
+
+
+def test_a_disabled_customers_installation_report_is_refused_on_both_paths(user1, ready):
+    """The report with the logon's token and the authenticated one decide alike (error 3): neither
+    revokes the replaced certificate of a customer an administrator disabled."""
+    first, second = logged_on(user1), logged_on(user1)
+    ready.customer.enabled = False
+    ready.customer.save()
+    report = {"status": "installed", "serial": second["serial"], "replaced_serial": first["serial"]}
+    assert_error(user1.logon_status(status_token=second["status_token"], **report), 3, "Customer disabled..")
+    assert_error(user1.status(customeruri="acme", **report), 3, "Customer disabled..")
+    assert Certificate.objects.get(serial=first["serial"]).status == "issued"
+
+
 def test_refusals_carry_the_guides_numbers(user1, ready):
     assert_error(user1.logon(csr=make_csr("user1")[1]), 1, "No customer URI supplied..")
     assert_error(user1.logon(customeruri="acme"), 29, "No request supplied..")

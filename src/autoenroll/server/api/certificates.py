@@ -107,10 +107,15 @@ def download(request: HttpRequest, pk: int, format: Literal["pem", "der"] = "pem
     return response
 
 
-@router.post("/{pk}/revoke", response=CertificateOut, summary="Revoke, recording who and why")
+@router.post(
+    "/{pk}/revoke",
+    response=CertificateOut,
+    summary="Revoke, recording who and why",
+    description="A certificate revoked already is answered as it is, with its first reason and date: "
+    "a retry after a lost answer converges.",
+)
 def revoke(request: HttpRequest, pk: int, body: RevokeIn):
     cert = get_object_or_404(_restricted(request), pk=pk)
-    if not lifecycle.revoke([cert], body.reason, by=request.user.get_username()):
-        raise HttpError(409, f"certificate {cert.serial} is already revoked")
+    lifecycle.revoke([cert], body.reason, by=request.user.get_username())
     cert.refresh_from_db()
     return cert

@@ -11,6 +11,7 @@ from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 
 from autoenroll.protocol import EnrollmentError
+from autoenroll.protocol.messages import http_status
 from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.utils.restrict import restricted
@@ -106,8 +107,8 @@ def approve(request: HttpRequest, pk: UUID):
         return lifecycle.approve(req.pk, by=request.user.get_username())
     except ValueError as exc:
         raise HttpError(409, str(exc)) from None
-    except EnrollmentError as exc:
-        raise HttpError(503, str(exc)) from None
+    except EnrollmentError as exc:  # the CA or the database cannot now: 503; the rules refuse it: 409
+        raise HttpError(503 if (exc.http_status or http_status(exc.code)) >= 500 else 409, str(exc)) from None
 
 
 @requests_router.post("/{pk}/reject", response=RequestOut, summary="Reject: the agent's next poll gets error 25")

@@ -35,7 +35,8 @@ from autoenroll.server.directory.models import Person
 from autoenroll.server.directory.publication import publish
 from autoenroll.server.utils import rows
 
-from . import events
+from . import configuration, events
+from .configuration import Configuration
 from .models import EnrollmentEvent, EnrollmentRequest
 
 log = logging.getLogger("autoenroll.enrollment")
@@ -47,6 +48,44 @@ def max_valid_certificates() -> int:
 
 
 # --- issue -----------------------------------------------------------------------------------------
+
+
+def check_mail_domain(conf: Configuration, customer_id: int, mail: str, organization_id: int | None) -> None:
+    """The mail's domain is the customer's (4), authorized (5) and held by the organization (8)."""
+    name = mail.rpartition("@")[2].lower()
+    domain = conf.domains.get(name)
+    if domain is None or domain.customer_id != customer_id:
+        raise EnrollmentError(4, f"{name} is not a domain of {conf.customer(customer_id) or customer_id}")
+    if not domain.authorized:
+        raise EnrollmentError(5, f"{name} is not authorized")
+    if organization_id is not None and name not in conf.organization_domains.get(organization_id, ()):
+        raise EnrollmentError(8, f"organization {organization_id} does not hold {name}")
+
+
+def check_customer(customer) -> None:
+    """A disabled customer's users get nothing done: no certificate, no installation report (3)."""
+    if not customer.enabled:
+        raise EnrollmentError(3, f"customer {customer.uri}")
+
+
+def check_issuable(conf: Configuration, person: Person) -> None:
+    """What must hold at the moment a certificate is signed, whoever asks (a logon, MS-WSTEP, an approval
+    of a request made last week, the command line): the customer enabled (3), the person enabled (17)
+    with a mail (16) of an authorized domain of the customer (4, 5), in a live organization of the
+    customer that holds the domain (8). `person` carries the organization the caller resolved."""
+    customer = conf.customer(person.customer_id)
+    if customer is None:
+        raise EnrollmentError(3, f"customer {person.customer_id} no longer exists")
+    check_customer(customer)
+    if not person.enabled:
+        raise EnrollmentError(17, f"{person.principal} is disabled in AD")
+    if not person.mail:
+        raise EnrollmentError(16, f"AD holds no mail for {person.principal}")
+    if person.organization_id is not None:
+        org = conf.organizations.get(person.organization_id)
+        if org is None or org.deleted or org.customer_id != customer.pk:
+            raise EnrollmentError(8, f"organization {person.organization_id} is not a live organization of {customer}")
+    check_mail_domain(conf, customer.pk, person.mail, person.organization_id)
 
 
 def _valid_smime(**filters) -> QuerySet:
@@ -121,21 +160,23 @@ def issue(
     step: str = Step.ENROLL,
     remote_addr: str | None = None,
     message: str = "",
+    conf: Configuration | None = None,
 ) -> Issued:
     """Sign and record an S/MIME certificate for the person's AD mail, with its audit event, inside the
     caller's transaction; `person` comes from `locked_person`/`lock`. Publishes to AD after commit.
 
-    Error 15 when the key is certified for someone else or was revoked for key compromise; 25 when the
-    CA cannot sign; 30 when the database refuses the row."""
+    The errors of `check_issuable`; 15 when the key is certified for someone else or was revoked for key
+    compromise; 25 when the CA cannot sign; 30 when the database refuses the row. `conf`: the caller's
+    configuration, when it read one already."""
+    check_issuable(conf or configuration.current(), person)
     if person.key_elsewhere:
         raise EnrollmentError(15, "this public key is certified for another person")
     if person.key_compromised:
         raise EnrollmentError(15, "a certificate of this public key was revoked for key compromise: make a new key")
-    if person.same_key is not None and replaces is None:
-        certificate = Certificate.objects.select_related("ca").get(pk=person.same_key)
-        if certificate.mail.lower() == person.mail.lower():  # else AD changed the mail: a new certificate
-            _event(step, person, certificate=certificate, remote_addr=remote_addr, message="same key: same certificate")
-            return Issued(certificate, new=False)
+    certificate = already_issued(person, replaces)
+    if certificate is not None:
+        _event(step, person, certificate=certificate, remote_addr=remote_addr, message="same key: same certificate")
+        return Issued(certificate, new=False)
     try:
         certificate = authority.issue_smime(
             settings.CONFIG,
@@ -158,6 +199,20 @@ def issue(
     transaction.on_commit(lambda: publish(person, add_pem=certificate.pem))
     transaction.on_commit(lambda: metrics.CERTIFICATES_ISSUED.labels(certificate.profile).inc())
     return Issued(certificate, new=True)
+
+
+def already_issued(person: Person, replaces: Certificate | None = None) -> Certificate | None:
+    """The valid certificate the person holds for this key (`locked_person`'s `same_key`), which a retry
+    gets back instead of a second signature; None when AD changed the mail since, or when it is not the
+    renewal of `replaces` that was asked (a renewal that keeps its key is signed once)."""
+    if person.same_key is None:
+        return None
+    certificate = Certificate.objects.select_related("ca").get(pk=person.same_key)
+    if certificate.mail.lower() != person.mail.lower():
+        return None
+    if replaces is not None and certificate.replaces_id != replaces.pk:
+        return None
+    return certificate
 
 
 def _bound(person: Person, newest: Certificate) -> None:
@@ -275,10 +330,14 @@ def _unpublish(certificates: list[Certificate]) -> None:
 
 
 def approve(request_id, *, by: str) -> EnrollmentRequest:
-    """An administrator lets a pending request through: issued now, once, however many approve at once.
-    ValueError when it is no longer pending; EnrollmentError when it cannot be issued (it stays pending)."""
+    """An administrator lets a pending request through: issued now, once, however many approve at once;
+    approving it again answers it as it is (a retry after a lost answer). ValueError when it was
+    rejected; EnrollmentError when it cannot be issued now, by the rules of any issuance (it stays
+    pending)."""
     with transaction.atomic():
-        request = _pending(request_id)
+        request = _pending(request_id, decided=EnrollmentRequest.Status.ISSUED)
+        if request.status != EnrollmentRequest.Status.PENDING:
+            return request
         public_key = pki.public_key_from_csr(request.csr_pem.encode())
         person = lock(request.person, authority.key_sha256(public_key))
         issued = issue(
@@ -294,9 +353,12 @@ def approve(request_id, *, by: str) -> EnrollmentRequest:
 
 
 def reject(request_id, *, by: str) -> EnrollmentRequest:
-    """An administrator refuses a pending request; the agent's next poll answers error 25."""
+    """An administrator refuses a pending request; the agent's next poll answers error 25. Rejecting it
+    again answers it as it is; ValueError when it was issued."""
     with transaction.atomic():
-        request = _pending(request_id)
+        request = _pending(request_id, decided=EnrollmentRequest.Status.REJECTED)
+        if request.status != EnrollmentRequest.Status.PENDING:
+            return request
         request.status, request.decided_by, request.error_code = EnrollmentRequest.Status.REJECTED, by, 25
         request.save(update_fields=["status", "decided_by", "error_code", "updated"])
         error = EnrollmentError(25, f"request {request.pk} rejected by {by}")
@@ -304,13 +366,14 @@ def reject(request_id, *, by: str) -> EnrollmentRequest:
     return request
 
 
-def _pending(request_id) -> EnrollmentRequest:
+def _pending(request_id, decided: str) -> EnrollmentRequest:
+    """The request, locked; ValueError unless it is pending or already `decided` so."""
     request = (
         EnrollmentRequest.objects.select_for_update(of=("self",))
         .select_related("person__customer", "person__ad_server", "person__organization", "customer", "organization")
         .get(pk=request_id)
     )
-    if request.status != EnrollmentRequest.Status.PENDING:
+    if request.status not in (EnrollmentRequest.Status.PENDING, decided):
         raise ValueError(f"request {request.pk} is {request.get_status_display().lower()}, not pending")
     return request
 

@@ -122,8 +122,7 @@ def _customer(conf: Configuration, data: dict, caller: Caller, audit: _Audit) ->
     if customer is None:
         raise EnrollmentError(2, f"customeruri {uri!r}")
     audit.refs["customer"] = customer
-    if not customer.enabled:
-        raise EnrollmentError(3, f"customer {uri}")
+    lifecycle.check_customer(customer)
     _principal(caller)
     if caller.realm is not None and caller.realm.customer_id not in (None, customer.pk):
         raise EnrollmentError(20, f"realm {caller.realm.domain} belongs to customer {caller.realm.customer}")
@@ -176,17 +175,6 @@ def _suitable_organization(conf: Configuration, customer: Customer, server: ADSe
     raise EnrollmentError(11, f"no organization of {customer} on AD server {server} holds {domain}")
 
 
-def _check_mail_domain(conf: Configuration, customer: Customer, mail: str, org: Organization | None) -> None:
-    name = mail.rpartition("@")[2].lower()
-    domain = conf.domains.get(name)
-    if domain is None or domain.customer_id != customer.pk:
-        raise EnrollmentError(4, f"{name} is not a domain of {customer}")
-    if not domain.authorized:
-        raise EnrollmentError(5, f"{name} is not authorized")
-    if org is not None and name not in conf.organization_domains.get(org.pk, ()):
-        raise EnrollmentError(8, f"organization {org.pk} does not hold {name}")
-
-
 @dataclass
 class _Directory:
     """What AD said about the caller, and where that put them."""
@@ -210,7 +198,7 @@ def _ask_directory(conf: Configuration, caller: Caller, data: dict, audit: _Audi
     user = read_user(server, caller.principal)
     claimed_mail = _text(data.get("email")).lower()
     if user.mail:
-        _check_mail_domain(conf, customer, user.mail, org)
+        lifecycle.check_mail_domain(conf, customer.pk, user.mail, org.pk if org else None)
         if org is None:
             org = _suitable_organization(conf, customer, server, user.mail.rpartition("@")[2].lower())
             audit.refs["organization"] = org
@@ -326,18 +314,19 @@ class Logon:
         return answer
 
 
-def logon(caller: Caller, data: dict) -> Logon:
+def logon(caller: Caller, data: dict, *, step: str = Step.ENROLL, message: str = "") -> Logon:
     """One authenticated call per logon: sync, the identity checks and issuance, in one transaction.
 
     Serialised per person (the person's row is locked while the certificate is made); the same key sent
-    again gets the same certificate back, so a retry after a lost answer converges."""
+    again gets the same certificate back (or its pending request), so a retry after a lost answer
+    converges. The command line's `certificates issue` asks through here too (`step`, `message`)."""
     conf = configuration.current()
     with _Audit(Step.SYNC, caller, call="logon") as audit:
         found = _ask_directory(conf, caller, data, audit)
         user = found.user
         if not user.mail:
             raise EnrollmentError(16, f"AD holds no mail for {caller.principal}")
-        audit.step = Step.ENROLL
+        audit.step = step
         claimed_cn = _text(data.get("cn"))
         if claimed_cn and claimed_cn.lower() != user.cn.lower():
             raise EnrollmentError(19, f"request says CN {claimed_cn!r}, AD says {user.cn!r}")
@@ -357,11 +346,18 @@ def logon(caller: Caller, data: dict) -> Logon:
                     audit.refs["person"] = person
                 store_person(customer, found.ad_server, caller.principal, user, org, current=person)
                 person.customer, person.ad_server, person.organization = customer, found.ad_server, org
-                if customer.require_approval:
-                    request = _hold(caller, person, org, csr_text=data["csr"])
+                if customer.require_approval and lifecycle.already_issued(person) is None:
+                    request = _hold(caller, person, org, data["csr"], key_hash)
                     return Logon(customer, org, person, request=request)
                 issued = lifecycle.issue(
-                    person, public_key, csr_pem=_pem(data["csr"]), ca=conf.issuing_ca, remote_addr=caller.remote_addr
+                    person,
+                    public_key,
+                    csr_pem=_pem(data["csr"]),
+                    ca=conf.issuing_ca,
+                    remote_addr=caller.remote_addr,
+                    step=step,
+                    message=message,
+                    conf=conf,
                 )
         except DatabaseError as exc:
             raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
@@ -386,8 +382,14 @@ def _request_row(person: Person, org: Organization | None, csr_text: str, templa
     )
 
 
-def _hold(caller: Caller, person: Person, org: Organization | None, csr_text: str, template=None) -> EnrollmentRequest:
-    """A customer that requires approval: the request waits, and says so in the log."""
+def _hold(
+    caller: Caller, person: Person, org: Organization | None, csr_text: str, key_hash: str, template=None
+) -> EnrollmentRequest:
+    """A customer that requires approval: the request waits, and says so in the log. The same key asking
+    again (an agent that gave up waiting, error 34, and retries) gets its pending request back."""
+    for pending in EnrollmentRequest.objects.filter(person=person, status=EnrollmentRequest.Status.PENDING):
+        if authority.key_sha256(pki.public_key_from_csr(pending.csr_pem.encode())) == key_hash:
+            return pending
     request = _request_row(person, org, csr_text, template)
     events.event(
         Step.ENROLL,
@@ -451,18 +453,19 @@ def enroll(
             raise EnrollmentError(19, f"request says CN {claimed_cn!r}, AD says {person.cn!r}")
         org = org or (conf.organizations.get(person.organization_id) if person.organization_id else None)
         if org is not None:
-            _check_mail_domain(conf, customer, person.mail, org)
+            lifecycle.check_mail_domain(conf, customer.pk, person.mail, org.pk)
         csr, public_key = _parse_csr(data["csr"])
         _csr_identity_check(csr, person.mail, person.cn, person.sam_account_name, subject_from_ad=subject_from_ad)
         try:
             with transaction.atomic():
-                locked = lifecycle.locked_person(customer.pk, caller.principal, authority.key_sha256(public_key))
+                key_hash = authority.key_sha256(public_key)
+                locked = lifecycle.locked_person(customer.pk, caller.principal, key_hash)
                 if locked is None:  # deleted by an admin since the sync moments ago
                     raise EnrollmentError(28, f"{caller.principal} is no longer a person of {customer}")
                 locked.customer, locked.organization = customer, org
                 locked.ad_server = conf.ad_server(person.ad_server_id)
-                if customer.require_approval:
-                    return _hold(caller, locked, org, data["csr"], template)
+                if customer.require_approval and lifecycle.already_issued(locked, replaces) is None:
+                    return _hold(caller, locked, org, data["csr"], key_hash, template)
                 issued = lifecycle.issue(
                     locked,
                     public_key,
@@ -471,8 +474,10 @@ def enroll(
                     template=template,
                     replaces=replaces,
                     remote_addr=caller.remote_addr,
+                    conf=conf,
                 )
-                request = _request_row(
+                # the same key again (a retry): the request that got this certificate, not a second record
+                request = (None if issued.new else issued.certificate.enrollment_requests.first()) or _request_row(
                     locked,
                     org,
                     data["csr"],
@@ -568,6 +573,7 @@ def report_with_token(token: str, data: dict, remote_addr: str | None = None) ->
     caller = Caller(principal=person.principal, remote_addr=remote_addr)
     with _Audit(Step.STATUS, caller, call="logon_status") as audit:
         audit.refs.update(customer=person.customer, person=person)
+        lifecycle.check_customer(customer)  # as the authenticated report (`_customer`) does
         if _text(data.get("serial")) and _serial(data.get("serial"), "serial") != serial:
             raise EnrollmentError(24, f"the status token is for certificate {serial}, not {data.get('serial')}")
         return _apply_report(caller, person, {**data, "serial": serial}, audit)

@@ -633,7 +633,7 @@ class CertificateRevokeView(CertificateMixin, RestrictedMixin, DetailView):
             return self.render_to_response(self.get_context_data(form=form))
         by = request.user.get_username()
         if not lifecycle.revoke([cert], form.cleaned_data["reason"], by=by):
-            messages.error(request, f"Certificate {cert.serial} is already revoked.")
+            messages.info(request, f"Certificate {cert.serial} is already revoked.")
         else:
             messages.success(request, f"Certificate {cert.serial} revoked.")
         return HttpResponseRedirect(reverse("web:certificate_detail", args=[cert.pk]))

@@ -4,19 +4,30 @@ import re
 import sys
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.core.management.base import CommandError
-from django.db import transaction
 
 from autoenroll import pki
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.certificates import authority, publication
 from autoenroll.server.certificates.models import Certificate, RevocationReason
-from autoenroll.server.directory.sync import sync_person
-from autoenroll.server.enrollment import lifecycle
-from autoenroll.server.enrollment.events import record_error
+from autoenroll.server.enrollment import lifecycle, pipeline
 from autoenroll.server.enrollment.models import EnrollmentEvent
-from autoenroll.server.tenants.models import EmailDomain
 from autoenroll.server.utils.commands import SubcommandCommand, get_customer
+
+Step = EnrollmentEvent.Step
+
+
+def _pem_csr(data: bytes) -> str:
+    """The request as the agent sends it (PEM); a DER request is converted, anything else is sent as it
+    is, for the pipeline to refuse with the agent's error."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return data.decode("ascii", "replace")
+    try:
+        return x509.load_der_x509_csr(data).public_bytes(serialization.Encoding.PEM).decode()
+    except ValueError:
+        return data.decode("ascii", "replace")
 
 
 class Command(SubcommandCommand):
@@ -30,7 +41,8 @@ class Command(SubcommandCommand):
     def add_issue_arguments(self, p) -> None:
         p.add_argument("--customer", required=True, help="customer uri")
         p.add_argument("--principal", required=True, help="the user's Kerberos principal, e.g. user1@TEST.COM")
-        p.add_argument("--csr", required=True, help="PKCS#10 request (PEM or DER); only its key is used")
+        p.add_argument("--csr", required=True, help="PKCS#10 request (PEM or DER), checked as an agent's is")
+        p.add_argument("--orgid", help="the organization (default: the one that holds the user's mail domain)")
         p.add_argument("--out", help="write the certificate here (PEM); default: standard output")
 
     def add_list_arguments(self, p) -> None:
@@ -48,40 +60,20 @@ class Command(SubcommandCommand):
         p.add_argument("--ca", help="the issuing CA's name, when a serial is not unique")
         p.add_argument("--by", default="", help="who revokes (recorded; default: the CLI user)")
 
-    def handle_issue(self, customer, principal, csr, out, **_) -> None:
+    def handle_issue(self, customer, principal, csr, orgid, out, **_) -> None:
+        """Through the agent's own logon (`pipeline.logon`): the same AD read, rules and checks of the CSR;
+        for a customer that requires approval, the administrator running this gives it."""
         cust = get_customer(customer)
-        server = cust.ad_servers.filter(is_default=True).first()
-        step = EnrollmentEvent.Step.ISSUE
         try:
-            csr_bytes = Path(csr).read_bytes()
+            csr_pem = _pem_csr(Path(csr).read_bytes())
         except OSError as exc:
             raise CommandError(f"cannot read {csr}: {exc.strerror}") from None
+        by = f"cli:{getpass.getuser()}"
+        data = {"customeruri": cust.uri, "csr": csr_pem, "orgid": orgid}
         try:
-            if server is None:
-                raise EnrollmentError(9, f"customer {cust} has no default AD server")
-            person, user = sync_person(cust, server, principal)
-            if not user.mail:
-                raise EnrollmentError(16, f"{principal} has no mail in AD")
-            domain = EmailDomain.objects.filter(customer=cust, name=user.mail.rpartition("@")[2].lower()).first()
-            if domain is None:
-                raise EnrollmentError(4, f"{user.mail}: domain is not one of customer {cust}'s")
-            if not domain.authorized:
-                raise EnrollmentError(5, f"{domain} is not authorized")
-            try:
-                public_key = pki.public_key_from_csr(csr_bytes)
-            except pki.InvalidCSR as exc:
-                raise EnrollmentError(15, str(exc)) from None
-            with transaction.atomic():
-                locked = lifecycle.lock(person, authority.key_sha256(public_key))
-                cert = lifecycle.issue(
-                    locked,
-                    public_key,
-                    csr_pem=csr_bytes.decode("ascii", "replace"),
-                    step=step,
-                    message=f"issued by cli:{getpass.getuser()}",
-                ).certificate
+            answer = pipeline.logon(pipeline.Caller(principal), data, step=Step.ISSUE, message=f"issued by {by}")
+            cert = answer.certificate or lifecycle.approve(answer.request.pk, by=by).certificate
         except EnrollmentError as exc:
-            record_error(step, principal, exc, customer=cust)
             raise CommandError(str(exc)) from None
         if out:
             Path(out).write_text(cert.pem)
