@@ -149,6 +149,27 @@ def test_renewal_signed_by_the_old_key_is_issued_and_replaces_the_old_certificat
     assert x509.load_der_x509_csr(csr).public_key() == leaf.public_key()
 
 
+def test_a_renewal_sent_again_gets_the_same_certificate(user1, ready, ca, schema):
+    """certenroll sends the same renewal again after a lost answer: the certificate that renews the old one
+    comes back; the old one is not revoked by the limit of valid certificates, nor the retry refused."""
+    old_key, old_cert = _issue(user1, ca)
+    _, csr = make_csr()
+    signed = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(csr)
+        .add_signer(old_cert, old_key, hashes.SHA256())
+        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    )
+    serials = []
+    for _ in range(3):
+        response = user1.post(ces_path(ca[1]), rst(signed))
+        assert response.status_code == 200, response.content
+        serials.append(issued_parts(assert_valid(schema, response.content))[1].serial_number)
+    assert len(set(serials)) == 1
+    assert Certificate.objects.filter(profile="smime").count() == 2
+    assert Certificate.objects.get(serial=format(old_cert.serial_number, "x")).status == "issued"
+
+
 def test_renewal_signed_by_a_foreign_certificate_or_a_wrong_key_is_refused(user1, ready, ca, schema):
     stranger_key = pki.generate_private_key("rsa-2048")
     stranger = (
