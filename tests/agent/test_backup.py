@@ -148,6 +148,7 @@ def test_a_backup_under_load_restores_into_a_new_data_directory(samba_ad, tmp_pa
     assert settings["publication_url"] == lost.env["AUTOENROLL_PUBLICATION_URL"]
     assert settings["metrics_token"] == lost.env["AUTOENROLL_METRICS_TOKEN"]
     assert "ca_passphrase" not in settings and "secret_key" not in settings
+    assert "data_dir" not in settings  # the lost host's: taken into this server's file, it would point there
     differing = printed_restore.split("settings that differ from the backed-up server's:")[1]
     assert f"publication_url: '{lost.env['AUTOENROLL_PUBLICATION_URL']}' in the backup" in differing
     assert "public_url:" in differing and "listen:" in differing

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import ssl
@@ -41,6 +42,16 @@ def test_the_admin_pages_are_styled_under_serve(server):
     assert status == 200 and headers["content-type"].startswith("text/css")
     assert b"{" in css and len(css) > 100
     assert get(server, "/static/web/nothing-here.css")[0] == 404
+
+
+def test_the_api_documentation_needs_no_network_beyond_the_server(server):
+    """/api/docs loads Swagger UI from the server itself: on an admin network without the internet a CDN's
+    copy would leave the page blank."""
+    status, _, page = get(server, "/api/docs")
+    assert status == 200 and b"cdn." not in page
+    for asset in re.findall(rb'(?:href|src)="(/static/ninja/[^"]+)"', page):
+        assert get(server, asset.decode())[0] == 200, asset
+    assert b"/static/ninja/swagger-ui-bundle.js" in page
 
 
 def test_two_servers_on_one_host_stop_independently(samba_ad, tmp_path):

@@ -71,6 +71,35 @@ def test_invalid_setting_stops_the_server_at_start_naming_it(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def server_cli(data_dir, *argv):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOENROLL_", "DJANGO_"))}
+    env.update(AUTOENROLL_DATA_DIR=str(data_dir))
+    return subprocess.run(
+        [sys.executable, "-m", "autoenroll.server.cli", *argv], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_command_without_the_servers_configuration_says_so_and_leaves_no_database(tmp_path):
+    """A new shell without AUTOENROLL_CONFIG exported: the default data directory has no database."""
+    result = server_cli(tmp_path, "customers", "list")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no database at" in result.stderr and "AUTOENROLL_CONFIG=(unset)" in result.stderr
+    assert "autoenroll-server init" in result.stderr
+    assert not (tmp_path / "autoenroll.sqlite3").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root running a command on the service account's data directory")
+def test_root_is_told_to_run_commands_as_the_data_directorys_owner(tmp_path):
+    """As root, `ca rotate` would write a CA key that the service account cannot read: every enrollment
+    would then fail. The command refuses and names the user to run it as."""
+    data_dir = tmp_path / "lib"
+    data_dir.mkdir()
+    os.chown(data_dir, 65534, 65534)  # nobody
+    result = server_cli(data_dir, "ca", "list")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{data_dir} belongs to nobody" in result.stderr and "runuser -u nobody" in result.stderr
+
+
 def test_generated_secret_key_is_private_and_stable(tmp_path):
     config = load_config({"AUTOENROLL_DATA_DIR": str(tmp_path)})
     first = config.secret_key_value()

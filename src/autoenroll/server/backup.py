@@ -273,7 +273,8 @@ def restore(config: ServerConfig, source: Path) -> Restored:
         raise BackupError(f"restored {restored} certificates, the backup says {manifest['certificates']}")
     carried = secrets.get("settings", {})  # (none in a backup of an older version)
     settings_file = config.data_dir / SETTINGS_FILE
-    _write_private(settings_file, tomli_w.dumps(carried))
+    # without the old host's paths: the file is there to be taken into this server's autoenroll.toml
+    _write_private(settings_file, tomli_w.dumps({k: v for k, v in carried.items() if k not in OF_THE_HOST}))
     return Restored(manifest, settings_file, _differences(config, carried))
 
 

@@ -47,10 +47,71 @@ def main(argv: list[str] | None = None) -> None:
         if not exc.name or exc.name.partition(".")[0] == "autoenroll":
             raise
         _not_installed(exc.name)
+    command = argv[1] if len(argv) > 1 else ""
+    problem = _wrong_user(command) or _no_database(command)
+    if problem:
+        sys.stderr.write(f"autoenroll-server: {problem}\n")
+        raise SystemExit(2)
     from django.core.management import execute_from_command_line
 
     argv[0] = "autoenroll-server"
-    execute_from_command_line(argv)
+    try:
+        execute_from_command_line(argv)
+    except BrokenPipeError:  # `audit export | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        raise SystemExit(1) from None
+
+
+#: Commands that run without a database of this server (help, or making one).
+WITHOUT_DATABASE = {"", "help", "--help", "-h", "init", "restore", "keytab", "version", "check", "migrate"}
+
+
+def _wrong_user(command: str) -> str:
+    """root running a command on a data directory that belongs to the service account would leave files
+    (a rotated CA's key, a new TLS key) that the server cannot read: every enrollment then fails."""
+    from django.conf import settings
+
+    data_dir = settings.CONFIG.data_dir
+    if command in ("", "help", "--help", "-h") or os.geteuid() != 0 or not data_dir.is_dir():
+        return ""
+    owner = data_dir.stat().st_uid
+    if owner == 0:
+        return ""
+    import pwd
+
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    return (
+        f"{data_dir} belongs to {name}: run the command as {name} (runuser -u {name} -- autoenroll-server ...), "
+        "or the files it writes could not be read by the server"
+    )
+
+
+def _no_database(command: str) -> str:
+    """A command run without the server's configuration (AUTOENROLL_CONFIG not exported in this shell)
+    would find an empty default database, fail with a traceback and leave the file behind."""
+    if command in WITHOUT_DATABASE:
+        return ""
+    from django.conf import settings
+    from django.db import DatabaseError, connection
+
+    where = f"data_dir {settings.CONFIG.data_dir}; AUTOENROLL_CONFIG={os.environ.get('AUTOENROLL_CONFIG', '(unset)')}"
+    hint = "run `autoenroll-server init` first, or set AUTOENROLL_CONFIG to this server's configuration file"
+    if connection.vendor == "sqlite":
+        name = settings.DATABASES["default"]["NAME"]
+        if str(name) != ":memory:" and not os.path.exists(name):
+            return f"no database at {name} ({where}): {hint}"
+    try:
+        tables = connection.introspection.table_names()
+    except DatabaseError as exc:
+        return f"the database cannot be opened ({where}): {exc}".strip()
+    finally:
+        connection.close()
+    if "django_migrations" not in tables:
+        return f"the database holds no tables ({where}): {hint}"
+    return ""
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # its /api/docs assets served from here, not a CDN the admin's network may not reach
     "axes",
     "autoenroll.server",
     "autoenroll.server.tenants",

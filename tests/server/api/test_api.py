@@ -175,3 +175,26 @@ def test_a_body_that_is_not_an_object_is_refused(super_api, acme):
     """Found by schemathesis: PATCH with `[]` was read as an empty change and answered 200."""
     answer = super_api.patch(f"/api/customers/{acme.pk}", [])
     assert answer.status_code == 400 and answer.json()["detail"].endswith("not a JSON object")
+
+
+@pytest.mark.parametrize("written", ["Example.COM", "example.com.", " example.com "])
+def test_a_domain_is_written_the_same_through_the_api_the_page_and_the_command_line(super_api, written):
+    """One rule (EmailDomain.normalized): the page had lower-cased and dropped the dot, the command line only
+    lower-cased (and refused the dot), the API refused both."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from autoenroll.server.tenants.models import EmailDomain
+
+    acme = Customer.objects.create(uri="acme", name="ACME")
+    answer = super_api.post("/api/domains", {"customer": "acme", "name": written, "authorized": True})
+    assert answer.status_code in (200, 201), answer.content
+    assert answer.json()["name"] == "example.com"
+    EmailDomain.objects.all().delete()
+    call_command("domains", "add", written, "--customer", "acme")
+    assert EmailDomain.objects.get().name == "example.com"
+    EmailDomain.objects.all().delete()
+    page = Client()
+    page.force_login(get_user_model().objects.get(username="root"))
+    page.post("/settings/domains/add/", {"customer": acme.pk, "name": written, "authorized": "on"}, secure=True)
+    assert EmailDomain.objects.get().name == "example.com"

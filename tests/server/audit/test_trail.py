@@ -136,3 +136,37 @@ def test_the_command_says_intact_or_names_the_first_problem(sealed, capsys):
     AuditRecord.objects.filter(position=1).delete()
     with pytest.raises(Exception, match="tampered with: .* first: records #1 to #1 were deleted"):
         call_command("audit", "verify")
+
+
+def test_which_domains_an_organization_holds_and_the_administrators_are_recorded(acme):
+    """Both decide who gets what: an organization's domains (a many-to-many table, invisible to a row's
+    save) and the administrator accounts (a Super Admin added, an admin disabled). A sign-in is no change."""
+    from django.contrib.auth import get_user_model
+
+    from autoenroll.server.tenants.models import EmailDomain, Organization
+
+    org = Organization.objects.create(customer=acme, name="Sales")
+    org.domains.set(EmailDomain.objects.filter(customer=acme))
+    record = AuditRecord.objects.get(subject=f"tenants.Organization {org.pk} domains changed")
+    assert json.loads(record.data) == {"domains": ["test.com"]}
+    call_command("admins", "add", "boss", "--super", "--password-file", _password_file())
+    boss = get_user_model().objects.get(username="boss")
+    assert AuditRecord.objects.filter(subject=f"auth.User {boss.pk} created").exists()
+    made = json.loads(AuditRecord.objects.filter(subject__startswith=f"auth.User {boss.pk} ").latest("pk").data)
+    assert made["is_superuser"] is True and made["password"] == "(set)"  # never the hash
+    before = AuditRecord.objects.count()
+    from django.contrib.auth.models import update_last_login
+
+    update_last_login(None, boss)  # what a sign-in does (the user_logged_in receiver)
+    assert AuditRecord.objects.count() == before
+    boss.is_active = False
+    boss.save()
+    assert AuditRecord.objects.filter(subject=f"auth.User {boss.pk} changed").exists()
+
+
+def _password_file() -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("a-Long-Passw0rd-42\n")
+    return f.name

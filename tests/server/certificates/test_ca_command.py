@@ -18,7 +18,9 @@ def config(settings, tmp_path):
 
 
 def test_init_creates_database_ca_and_tls_certificate(config, capsys):
+    config.data_dir.mkdir(mode=0o755)  # as useradd --create-home may leave it
     call_command("init", "--key-type", "ec-p256")
+    assert config.data_dir.stat().st_mode & 0o777 == 0o700
     assert set(CertificateAuthority.objects.values_list("role", flat=True)) == {"root", "issuing"}
     tls = x509.load_pem_x509_certificate(config.tls_cert_path.read_bytes())
     assert tls.issuer == x509.load_pem_x509_certificate((config.ca_dir / "root-ca.pem").read_bytes()).subject

@@ -35,10 +35,13 @@ def refused(response, schema, status: int = 500) -> dict:
     ],
     ids=["empty", "not-xml", "truncated", "no-namespace", "no-body", "two-children", "entities", "no-action"],
 )
-def test_malformed_soap_is_a_sender_fault(user1, ready, ca, schema, body):
+def test_malformed_soap_is_a_sender_fault(user1, ready, ca, schema, body, caplog):
     for path in (CEP_PATH, ces_path(ca[1])):
         fault = refused(user1.post(path, body), schema)
         assert fault["code"] == "s:Sender"
+    # the client's mistake: a warning of ours, not Django's "Internal Server Error" with the 500
+    assert not [r for r in caplog.records if r.name == "django.request" and r.levelname == "ERROR"]
+    assert any(r.getMessage().startswith("SOAP fault (Sender") for r in caplog.records)
 
 
 def test_soap_11_is_a_version_mismatch(user1, ready, schema):

@@ -133,6 +133,8 @@ def test_the_customer_admins_get_one_digest_a_day(ca, person, smtp, acme):
     certificate(person, 1)  # an older one, also about to lapse (its successor is the 20-day one)
     for name, address in (("alice", "alice@acme.example"), ("bob", "bob@acme.example"), ("nomail", "")):
         CustomerAdmin.objects.create(user=User.objects.create_user(name, address, "x"), customer=acme)
+    gone = User.objects.create_user("gone", "gone@acme.example", "x", is_active=False)  # disabled: no digest
+    CustomerAdmin.objects.create(user=gone, customer=acme)
     notify.run(now=NOW)
     notify.run(now=NOW + dt.timedelta(hours=2))
     digests = smtp.to("alice@acme.example")
@@ -142,6 +144,7 @@ def test_the_customer_admins_get_one_digest_a_day(ca, person, smtp, acme):
     notify.run(now=NOW + dt.timedelta(days=1))
     assert len(smtp.to("alice@acme.example")) == 2
     assert ExpiryDigest.objects.count() == 2
+    assert not smtp.to("gone@acme.example")
 
 
 def test_a_failed_mail_is_tried_again_next_run(ca, person, settings):

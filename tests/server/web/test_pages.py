@@ -635,3 +635,20 @@ def test_the_realm_page_checks_a_keytab_as_keytab_check_does(super_client, tmp_p
     bad = super_client.get(url).content.decode()
     assert "Not usable:" in bad and "no such file" in bad
     assert client_a.get(url).status_code in (403, 404)  # a Customer Admin does not see realms
+
+
+def test_an_add_form_sent_twice_at_once_is_answered_not_a_server_error(super_client, tenant_a, monkeypatch):
+    """A double click: both submissions pass the form's uniqueness check before either is saved. The
+    second is answered with the form and a message (it was a 500 with an IntegrityError)."""
+    from django.db.models import Model
+
+    from autoenroll.server.tenants.models import EmailDomain
+
+    EmailDomain.objects.create(customer=tenant_a.customer, name="dup.example", authorized=True)
+    monkeypatch.setattr(Model, "validate_unique", lambda self, exclude=None: None)  # as if checked a moment ago
+    monkeypatch.setattr(Model, "validate_constraints", lambda self, exclude=None: None)
+    url = reverse("web:domain_add")
+    answer = super_client.post(url, {"customer": tenant_a.customer.pk, "name": "dup.example", "authorized": "on"})
+    assert answer.status_code == 200
+    assert "a moment ago" in answer.content.decode()
+    assert EmailDomain.objects.filter(name="dup.example").count() == 1

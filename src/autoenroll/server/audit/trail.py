@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
 from autoenroll import pki
@@ -85,10 +85,12 @@ def _canonical(data: dict) -> str:
 
 
 def _audited_models() -> tuple:
+    from django.contrib.auth import get_user_model
+
     from autoenroll.server.enrollment.configuration import WATCHED
     from autoenroll.server.tenants.models import CustomerAdmin
 
-    return (*WATCHED, CustomerAdmin)
+    return (*WATCHED, CustomerAdmin, get_user_model())  # the user: Super Admins, and who may sign in at all
 
 
 def _fields(instance) -> dict:
@@ -98,27 +100,45 @@ def _fields(instance) -> dict:
     values = {}
     for f in instance._meta.concrete_fields:
         value = getattr(instance, f.attname)
-        values[f.attname] = ("(set)" if value else "") if isinstance(f, EncryptedTextField) else value
+        secret = isinstance(f, EncryptedTextField) or f.attname == "password"  # a user's password hash too
+        values[f.attname] = ("(set)" if value else "") if secret else value
     return values
 
 
-def record_change(sender, instance, created: bool | None = None, **kwargs) -> None:
-    """Signal receiver: a configuration row was saved or deleted (in the change's transaction)."""
-    action = "deleted" if created is None else ("created" if created else "changed")
-    record = AuditRecord(
-        created=timezone.now(),
-        kind="config",
-        subject=f"{sender._meta.label} {instance.pk} {action}",
-        data=_canonical(_fields(instance)),
-    )
+def _record(subject: str, data: dict) -> None:
+    record = AuditRecord(created=timezone.now(), kind="config", subject=subject, data=_canonical(data))
     record.mac = _record_mac(record)
     record.save(force_insert=True)
 
 
+def record_change(sender, instance, created: bool | None = None, update_fields=None, **kwargs) -> None:
+    """Signal receiver: a configuration row was saved or deleted (in the change's transaction)."""
+    if update_fields is not None and set(update_fields) <= {"last_login"}:  # a sign-in, not a change
+        return
+    action = "deleted" if created is None else ("created" if created else "changed")
+    _record(f"{sender._meta.label} {instance.pk} {action}", _fields(instance))
+
+
+def record_domains(sender, instance, action: str, reverse: bool, pk_set, **kwargs) -> None:
+    """Signal receiver: which email domains an organization holds (a many-to-many table, which
+    `record_change` does not see) decides who gets certificates in it."""
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    if reverse:  # domain.organizations.add(...): the domain's side
+        organizations = sorted(instance.organizations.values_list("pk", flat=True))
+        _record(f"{instance._meta.label} {instance.pk} organizations changed", {"organizations": organizations})
+    else:
+        domains = sorted(instance.domains.values_list("name", flat=True))
+        _record(f"{instance._meta.label} {instance.pk} domains changed", {"domains": domains})
+
+
 def watch_configuration() -> None:
+    from autoenroll.server.tenants.models import Organization
+
     for model in _audited_models():
         post_save.connect(record_change, sender=model, dispatch_uid=f"audit-save-{model._meta.label}")
         post_delete.connect(record_change, sender=model, dispatch_uid=f"audit-delete-{model._meta.label}")
+    m2m_changed.connect(record_domains, sender=Organization.domains.through, dispatch_uid="audit-org-domains")
 
 
 # --- sealing -------------------------------------------------------------------------------------------------

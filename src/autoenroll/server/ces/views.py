@@ -31,7 +31,11 @@ def _reply(body: bytes, status: int = 200, negotiated: spnego.Negotiated | None 
 
 def _fault(fault: SoapFault, message: soap.Message | None = None, negotiated=None) -> HttpResponse:
     relates_to = message.message_id if message is not None else None
-    return _reply(soap.fault_document(fault, relates_to), fault.status, negotiated)
+    response = _reply(soap.fault_document(fault, relates_to), fault.status, negotiated)
+    if fault.code == "Sender":  # the client's mistake: a warning, not Django's "Internal Server Error"
+        log.warning("SOAP fault (Sender, HTTP %s): %s", fault.status, fault.reason)
+        response._has_been_logged = True
+    return response
 
 
 def _serve(request: HttpRequest, actions: dict, ca: CertificateAuthority | None = None) -> HttpResponse:

@@ -7,6 +7,11 @@ class EnrollmentConfig(AppConfig):
     verbose_name = "Enrollment"
 
     def ready(self) -> None:
-        from . import configuration
+        from django.db.models.signals import pre_delete
+
+        from autoenroll.server.directory.models import Person
+
+        from . import configuration, lifecycle
 
         configuration.watch()
+        pre_delete.connect(lifecycle.revoke_on_deletion, sender=Person, dispatch_uid="revoke-on-person-deletion")

@@ -315,6 +315,13 @@ def _revoke(
     return done
 
 
+def revoke_on_deletion(sender, instance: Person, origin=None, **_) -> None:
+    """A person deleted (with their customer) leaves no valid certificate behind:
+    afterwards no page, API or sweep could see or revoke it (they reach certificates through persons)."""
+    what = f"{origin._meta.verbose_name} {origin}" if hasattr(origin, "_meta") else f"person {instance.principal}"
+    revoke(_valid_smime(person=instance), RevocationReason.CESSATION_OF_OPERATION, by=f"deletion of {what}")
+
+
 def _count_revoked(certificates: list[Certificate], reason: str) -> None:
     metrics.CERTIFICATES_REVOKED.labels(reason).inc(len(certificates))
     metrics.ENROLLMENT_STEPS.labels(Step.REVOKE, EnrollmentEvent.Outcome.SUCCESS, "").inc(len(certificates))

@@ -147,7 +147,8 @@ def _digests(config: ServerConfig, connection, now: dt.datetime, report: NotifyR
     today = now.date()
     for customer in Customer.objects.filter(pk__in=per_customer).order_by("pk"):
         recipients = sorted(
-            {a.user.email for a in CustomerAdmin.objects.filter(customer=customer).select_related("user")} - {""}
+            {a.user.email for a in CustomerAdmin.objects.active().filter(customer=customer).select_related("user")}
+            - {""}
         )
         if not recipients:
             continue

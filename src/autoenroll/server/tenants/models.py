@@ -101,8 +101,17 @@ class EmailDomain(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
-        self.name = self.name.strip().lower().rstrip(".")
+        self.name = self.normalized(self.name)
         super().save(*args, **kwargs)
+
+    @staticmethod
+    def normalized(name: str) -> str:
+        """ "Example.COM." is example.com, whether a page, the API or the command line says it."""
+        return name.strip().lower().rstrip(".") if isinstance(name, str) else name
+
+    def clean_fields(self, exclude=None) -> None:
+        self.name = self.normalized(self.name)
+        super().clean_fields(exclude)
 
 
 class Organization(models.Model):
@@ -149,17 +158,34 @@ def _same_customer_domains(sender, instance, action, pk_set, **kwargs) -> None:
 models.signals.m2m_changed.connect(_same_customer_domains, sender=Organization.domains.through)
 
 
+class CustomerAdminQuerySet(models.QuerySet):
+    def active(self) -> models.QuerySet:
+        """Those who may act and be told: an administrator disabled on the Administrators page signs in to
+        nothing (`utils.restrict`) and gets no customer's mail either."""
+        return self.filter(user__is_active=True)
+
+
 class CustomerAdmin(models.Model):
     """A Customer Admin: a user who administers one customer only. Super Admins are Django superusers."""
 
     user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="customer_admin")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="admins")
 
+    objects = CustomerAdminQuerySet.as_manager()
+
     class Meta:
         verbose_name = "customer admin"
 
     def __str__(self) -> str:
         return f"{self.user} ({self.customer})"
+
+
+def username_taken(username: str, *, other_than=None) -> bool:
+    """Usernames are unique whatever their case ("Boss" and "boss" would be two logins an admin cannot
+    tell apart): the page and the command line ask here."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.exclude(pk=other_than).filter(username__iexact=username).exists()
 
 
 def set_admin_role(user, customer: Customer | None) -> None:

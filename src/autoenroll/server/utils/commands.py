@@ -49,9 +49,9 @@ def get_customer(uri: str):
         raise CommandError(f"no customer with uri {uri!r}") from None
 
 
-def read_password(password_file: str | None) -> str:
-    """The AD login password, from a file, standard input or a prompt: never from the command line,
-    where every user of the machine could read it in the process list."""
+def read_password(password_file: str | None, prompt: str = "Login Password: ") -> str:
+    """A password (the AD login's, an administrator's), from a file, standard input or a prompt: never
+    from the command line, where every user of the machine could read it in the process list."""
     if password_file == "-":
         value = sys.stdin.readline().rstrip("\r\n")
     elif password_file:
@@ -60,9 +60,9 @@ def read_password(password_file: str | None) -> str:
         except OSError as exc:
             raise CommandError(f"cannot read {password_file}: {exc.strerror}") from None
     elif sys.stdin.isatty():
-        value = getpass.getpass("Login Password: ")
+        value = getpass.getpass(prompt)
     else:
-        raise CommandError("give the login password with --password-file FILE (or - for standard input)")
+        raise CommandError("no terminal to ask the password on: give --password-file FILE (or - for standard input)")
     if not value:
         raise CommandError("the login password is empty")
     return value

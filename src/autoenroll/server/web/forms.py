@@ -18,7 +18,7 @@ from autoenroll.server.certificates.models import RevocationReason
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos.models import KerberosRealm
-from autoenroll.server.tenants.models import Customer, EmailDomain, Organization, set_admin_role
+from autoenroll.server.tenants.models import Customer, EmailDomain, Organization, set_admin_role, username_taken
 from autoenroll.server.utils.restrict import customer_of, is_super_admin, restrict
 
 
@@ -161,9 +161,6 @@ class DomainForm(RestrictedModelForm):
         fields = ["customer", "name", "authorized"]
         labels = {"name": "Domain"}
 
-    def clean_name(self) -> str:
-        return self.cleaned_data["name"].strip().lower().rstrip(".")
-
 
 class CustomerForm(forms.ModelForm):
     class Meta:
@@ -212,8 +209,7 @@ class AdministratorForm(RestrictedModelForm):
 
     def clean_username(self) -> str:
         username = self.cleaned_data["username"]
-        users = get_user_model().objects.exclude(pk=self.instance.pk)
-        if username and users.filter(username__iexact=username).exists():
+        if username and username_taken(username, other_than=self.instance.pk):
             raise forms.ValidationError("A user with that username already exists.", code="unique")
         return username
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -114,7 +115,12 @@ class ObjectEditView(RestrictedMixin, RestrictedFormMixin, UpdateView):
         return reverse(f"web:{self.list_url}")
 
     def form_valid(self, form):
-        response = super().form_valid(form)
+        try:
+            with transaction.atomic():
+                response = super().form_valid(form)
+        except IntegrityError:  # a second submission that passed the form's checks before the first was saved
+            form.add_error(None, f"Another request saved a {self.noun()} like this one a moment ago: see the list.")
+            return self.form_invalid(form)
         verb = "saved" if "pk" in self.kwargs else "added"
         messages.success(self.request, f"{capfirst(self.noun())} {self.object} {verb}.")
         self.after_save(self.object)

@@ -1,10 +1,12 @@
 """`autoenroll-server init`: everything a new installation needs, safe to run again."""
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import connection
 
 from autoenroll.server.certificates.models import CertificateAuthority
 from autoenroll.server.startup import prepare_kerberos
@@ -22,8 +24,12 @@ class Command(BaseCommand):
     def handle(self, *args, key_type, pkcs11, **options) -> None:
         config = settings.CONFIG
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config.data_dir.chmod(0o700)  # also when it existed (useradd --create-home): CA keys, database
         prepare_kerberos()  # the replay cache directory and krb5 file, owned by whoever runs init
         call_command("migrate", interactive=False, verbosity=0)
+        database = Path(str(connection.settings_dict["NAME"]))
+        if connection.vendor == "sqlite" and database.is_file():  # AD passwords (encrypted), every certificate
+            database.chmod(0o600)
         self.stdout.write(f"database ready ({config.effective_database_url.split('@')[-1]})")
         if urlsplit(config.publication_url).hostname in ("localhost", "127.0.0.1", "::1"):
             self.stderr.write(

@@ -65,6 +65,7 @@ class Command(SubcommandCommand):
     def handle_tls(self, name, **_) -> None:
         cert = authority.issue_tls_certificate(settings.CONFIG, extra_names=name)
         self.stdout.write(f"TLS certificate {cert.subject} #{cert.serial} written to {settings.CONFIG.tls_cert_path}")
+        self.stdout.write("a running `serve` presents it after a restart (systemctl restart autoenroll)")
 
     def handle_rotate(self, name, **_) -> None:
         ca = authority.rotate_issuing_ca(settings.CONFIG, name)

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.db import transaction
 
-from autoenroll.server.tenants.models import set_admin_role
+from autoenroll.server.tenants.models import set_admin_role, username_taken
 from autoenroll.server.utils.commands import SubcommandCommand, get_customer, read_password
 
 
@@ -23,9 +23,9 @@ class Command(SubcommandCommand):
     @transaction.atomic
     def handle_add(self, username, customer, super, email, password_file, **_) -> None:
         users = get_user_model()
-        if users.objects.filter(username=username).exists():
-            raise CommandError(f"user {username!r} exists")
-        password = read_password(password_file)
+        if username_taken(username):
+            raise CommandError(f"user {username!r} exists (usernames are unique whatever their case)")
+        password = read_password(password_file, prompt=f"Password for {username}: ")
         user = users(username=username, email=email)
         try:
             validate_password(password, user)

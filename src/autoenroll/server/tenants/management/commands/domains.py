@@ -15,7 +15,7 @@ class Command(SubcommandCommand):
         p.add_argument("--customer", help="customer uri")
 
     def handle_add(self, name, customer, authorized, **_) -> None:
-        domain = EmailDomain(customer=get_customer(customer), name=name.strip().lower(), authorized=authorized)
+        domain = EmailDomain(customer=get_customer(customer), name=name, authorized=authorized)
         domain.full_clean()
         domain.save()
         self.stdout.write(f"domain {domain.name} added ({'authorized' if authorized else 'not authorized'})")
