@@ -411,6 +411,9 @@ def test_a_certificate_an_admin_revoked_is_replaced_at_the_first_logon_after_the
     server.cli("certificates", "revoke", format(second.serial_number, "x"), "--reason", "unspecified")
     status = user1.run("status").stdout
     assert "[revoked]" in status and "the next run enrolls again" in status, status
+    assert user1.run("run").returncode == 0, user1.log_text()  # as status said: not a day later
+    (third,) = folder_certificates(user1.folder).values()
+    assert third.serial_number != second.serial_number
 
 
 def test_a_certificate_the_server_does_not_know_is_replaced_after_the_daily_check(make_user, server):

@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
+import math
 import os
+import re
+import socket
 import ssl
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +38,11 @@ from autoenroll.protocol import EnrollmentError
 from autoenroll.protocol import messages as msg
 
 CONNECT_TIMEOUT = 10.0
+SERVER_CODES = 30  # the guide's server errors are 1-30; 31-41 are the client's own
+MAX_MESSAGE = 500  # of a server's refusal, in the log
+#: An answer is a certificate and its chain: a few kilobytes. More is not an answer of this protocol.
+MAX_ANSWER_BYTES = 1 << 20
+_REQUEST_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 CANNOT_CONNECT, SERVER_INTERNAL, AUTHENTICATION, REQUEST_CERTIFICATE = 35, 36, 37, 38
 CERTIFICATE_TIMEOUT, SYNC_TIMEOUT, NOT_TRUSTED = 34, 40, 41
 
@@ -72,6 +83,27 @@ def timeouts() -> tuple[float, float]:
         read("AUTOENROLL_SYNC_TIMEOUT", msg.SYNC_TIMEOUT_SECONDS),
         read("AUTOENROLL_CERTIFICATE_TIMEOUT", msg.CERTIFICATE_TIMEOUT_SECONDS),
     )
+
+
+@contextlib.contextmanager
+def watchdog(sock: socket.socket, seconds: float) -> Iterator[threading.Event]:
+    """Shuts the socket down when the exchange has not ended within `seconds`; the event says it did. A
+    socket's timeout bounds each read, not the answer: a server sending a byte a second would hold the
+    logon for as long as it likes."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the descriptor itself, under TLS too
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
 
 
 def connect_to(host: str, port: int, setting: str | None = None) -> str:
@@ -242,19 +274,30 @@ class EnrollmentClient:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         try:
-            conn.request(method, url, body=data, headers=headers)
-            response = conn.getresponse()
-            response_data = response.data
-        except (TimeoutError, u3.ReadTimeoutError):
+            with watchdog(conn.sock, timeout) as late:
+                conn.request(method, url, body=data, headers=headers, preload_content=False)
+                response = conn.getresponse()
+                response_data = response.read(MAX_ANSWER_BYTES + 1)
+        except Exception as exc:  # noqa: BLE001 - sorted below; whatever it was, this connection is done
             self.close()
-            raise EnrollmentError(timeout_code, f"no answer to {method} {url} within {timeout:g} s") from None
-        except (u3.HTTPError, OSError) as exc:
-            self.close()
+            if late.is_set() or isinstance(exc, TimeoutError | u3.ReadTimeoutError):
+                raise EnrollmentError(timeout_code, f"no answer to {method} {url} within {timeout:g} s") from None
             if kept and isinstance(exc, ConnectionResetError | BrokenPipeError):
                 # The server closed the kept connection as the request went out (its keep-alive ran out):
                 # ask again on a new one, with a new Kerberos token. Every call converges when repeated.
                 return self.call(method, path, body, timeout, timeout_code, kerberos=kerberos, connect=connect)
-            raise EnrollmentError(CANNOT_CONNECT, f"{where}: {method} {url}: {_reason(exc)}") from None
+            if isinstance(exc, u3.DecodeError):  # Content-Encoding: gzip, and no gzip
+                raise EnrollmentError(REQUEST_CERTIFICATE, f"{method} {url}: {exc}") from None
+            if isinstance(exc, u3.HTTPError | OSError):
+                raise EnrollmentError(CANNOT_CONNECT, f"{where}: {method} {url}: {_reason(exc)}") from None
+            if isinstance(exc, http.client.HTTPException | OverflowError | ValueError):  # a status line "ICY 200"
+                raise EnrollmentError(REQUEST_CERTIFICATE, f"{method} {url}: not HTTP: {exc!r:.200}") from None
+            raise
+        if len(response_data) > MAX_ANSWER_BYTES:
+            self.close()
+            raise EnrollmentError(
+                REQUEST_CERTIFICATE, f"{method} {url}: an answer of more than {MAX_ANSWER_BYTES} bytes"
+            )
         if response.headers.get("Connection", "").lower() == "close":
             self.close()
         return self._answer(response, response_data, negotiator, f"{method} {url}")
@@ -267,11 +310,12 @@ class EnrollmentClient:
             raise EnrollmentError(AUTHENTICATION, f"{what}: HTTP 401, the server refused the Kerberos ticket")
         try:
             body = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # (JSON nested 100,000 deep)
             body = None
         error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict) and isinstance(error.get("code"), int):
-            raise ServerRefusal(error["code"], str(error.get("message", "")), status)
+        code = error.get("code") if isinstance(error, dict) else None
+        if type(code) is int and 1 <= code <= SERVER_CODES:  # not True, not 999: the server's numbers only
+            raise ServerRefusal(code, str(error.get("message", ""))[:MAX_MESSAGE], status)
         if status >= 500:
             raise EnrollmentError(SERVER_INTERNAL, f"{what}: HTTP {status}")
         if status == 404:
@@ -309,9 +353,9 @@ class EnrollmentClient:
         """Poll a pending request until it is issued or the deadline (error 34)."""
         while answer.get("status") == msg.REQUEST_PENDING:
             request_id = str(answer.get("request_id") or "")
-            if not request_id:
-                raise EnrollmentError(REQUEST_CERTIFICATE, "pending answer without request_id")
-            wait = min(max(float(answer.get("retry_after") or 5), 1.0), 30.0)
+            if not _REQUEST_ID.fullmatch(request_id):
+                raise EnrollmentError(REQUEST_CERTIFICATE, f"pending answer with request_id {request_id[:80]!r}")
+            wait = _retry_after(answer.get("retry_after"))
             if time.monotonic() + wait >= deadline:
                 raise EnrollmentError(CERTIFICATE_TIMEOUT, f"request {request_id} still pending")
             time.sleep(wait)
@@ -324,6 +368,15 @@ class EnrollmentClient:
 
     def status(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         return self.call("POST", msg.STATUS, body, timeout, SYNC_TIMEOUT).body
+
+
+def _retry_after(value: Any) -> float:
+    """The server's suggested wait before polling again, within 1 to 30 seconds (5 when unusable)."""
+    try:
+        wait = float(value)
+    except (TypeError, ValueError, OverflowError):
+        wait = 5.0
+    return min(max(wait, 1.0), 30.0) if math.isfinite(wait) else 5.0
 
 
 def _left(deadline: float) -> float:

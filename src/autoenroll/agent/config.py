@@ -139,12 +139,19 @@ def build(values: dict[str, str], *, sources: tuple[str, ...] = (), warnings: tu
     missing = [k for k in REQUIRED if not values.get(k)]
     if missing:
         raise ConfigError(f"required key {', '.join(missing)} missing in {where}")
-    url = urlsplit(values["requestpath"])
-    if url.scheme != "https" or not url.hostname:
-        raise ConfigError(f"requestpath must be an https:// URL, got {values['requestpath']!r}")
+    try:
+        url = urlsplit(values["requestpath"])
+        url.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        url = None
+    if url is None or url.scheme != "https" or not url.hostname:
+        raise ConfigError(f"requestpath must be an https:// URL, got {values['requestpath'][:200]!r}")
     days_text = values.get("days") or str(DEFAULT_DAYS)
-    if not (days_text.isascii() and days_text.isdigit()):  # isdigit alone takes "²", which int refuses
-        raise ConfigError(f"days must be a whole number of days, got {days_text!r}")
+    if not (days_text.isascii() and days_text.isdigit() and len(days_text) <= 5):  # isdigit alone takes "²"
+        raise ConfigError(f"days must be a whole number of days, got {days_text[:20]!r}")
+    for key in ("store", "cafile"):
+        if "\x00" in (values.get(key) or ""):
+            raise ConfigError(f"{key} holds a NUL character")
     keytype = (values.get("keytype") or DEFAULT_KEY_TYPE).lower()
     if keytype not in END_ENTITY_KEY_TYPES:
         raise ConfigError(f"keytype must be one of {', '.join(END_ENTITY_KEY_TYPES)}, got {keytype!r}")

@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +50,8 @@ LOCK_WAIT_SECONDS = 180
 #: How long the key of a request whose answer never arrived is sent again (then a new key is made).
 RESEND_KEY_SECONDS = 7 * 24 * 3600
 DAY = 24 * 3600  # between checks that the current certificate is not revoked
+#: How far the server's clock may be ahead of this one: a certificate valid from a minute ago there is installed.
+CLOCK_SKEW = datetime.timedelta(hours=1)
 
 
 def state_path() -> Path:
@@ -78,14 +82,17 @@ class State:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            data = None
+        if not isinstance(data, dict):  # missing or damaged: the agent syncs first, as on a new machine
             return cls(path=path)
+        cn = str(data.get("cn") or "")
         return cls(
             principal=str(data.get("principal", "")),
-            mail=str(data.get("mail", "")),
-            cn=str(data.get("cn", "")),
-            unreported=data.get("unreported") or None,
-            in_flight=data.get("in_flight") or None,
-            next_revocation_check=data.get("next_revocation_check") or None,
+            mail=str(data.get("mail", "")) if cn else "",  # who the user is, whole or not at all: sync first
+            cn=cn,
+            unreported=_entry(data.get("unreported")),
+            in_flight=_entry(data.get("in_flight"), "made"),
+            next_revocation_check=_entry(data.get("next_revocation_check"), "at"),
             path=path,
         )
 
@@ -105,6 +112,34 @@ class State:
             os.replace(tmp, self.path)
         except OSError:
             pass  # only an optimisation: next time the agent syncs first
+
+
+_MAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,253}")
+
+
+def _answer_text(answer: dict[str, Any], key: str) -> str:
+    """A text field of the server's answer; 38 when it is not text a log, a CSR or a store can hold."""
+    value = answer.get(key)
+    if value is None:
+        return ""
+    usable = isinstance(value, str) and value.isprintable()
+    if usable:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate
+            usable = False
+    if not usable:
+        raise EnrollmentError(38, f"{key} in the server's answer is not text: {value!r:.80}")
+    return value
+
+
+def _entry(value: Any, time_key: str = "") -> dict[str, Any] | None:
+    """An entry of the state file as the agent wrote it (a dict, its time a number), else nothing."""
+    if not isinstance(value, dict) or not value:
+        return None
+    if time_key and not (isinstance(value.get(time_key), int | float) and math.isfinite(value[time_key])):
+        return None
+    return value
 
 
 def matches(cert: Installed, issuername: str, mail: str, now: datetime.datetime) -> bool:
@@ -252,12 +287,14 @@ class Run:
             mail = self._sync(client)
             request, answer = self._request(client, primary, mail)
         mail = self.state.mail
-        certificate, chain = self._certificate(answer, request)
-        replaced = next((c for s in stores if (c := current(inventory[s.name], config, mail, self.now))), None)
-        installed_in = self._install(stores, request, certificate, chain)
+        certificate, chain = self._certificate(answer, request, mail)
         serial = format(certificate.serial_number, "x")
+        replaced = next((c for s in stores if (c := current(inventory[s.name], config, mail, self.now))), None)
+        if replaced is not None and replaced.serial == serial:  # the same certificate again (its key resent)
+            replaced = None
+        installed_in = self._install(stores, request, certificate, chain)
         report = {"customeruri": config.customeruri, "status": msg.STATUS_INSTALLED, "serial": serial}
-        if replaced is not None and replaced.serial != serial:
+        if replaced is not None:
             report["replaced_serial"] = replaced.serial
         if answer.get("status_token"):
             report["status_token"] = answer["status_token"]
@@ -269,7 +306,10 @@ class Run:
             for store in installed_in:
                 for old in inventory[store.name]:
                     if old.serial == replaced.serial:
-                        store.supersede(old)
+                        try:
+                            store.supersede(old)
+                        except (OSError, EnrollmentError) as exc:  # installed and reported: only tidying failed
+                            self.log.warning(f"install: {old.serial} left in {store.name}: {exc}")
         days = days_left(certificate.not_valid_after_utc, self.now)
         self.log.step(f"done: certificate {serial} for {mail} installed, valid {days} days")
         return EXIT_OK
@@ -364,15 +404,7 @@ class Run:
         body: dict[str, Any] = {"customeruri": config.customeruri, "domainname": config.domainname}
         if config.orgid:
             body["orgid"] = config.orgid
-        answer = client.sync(body, timeouts()[0])
-        principal, mail = str(answer.get("principal") or ""), str(answer.get("email") or "")
-        self.log.step(f"sync: {principal or '?'} has mail {mail or '(none)'} in AD, orgid {answer.get('orgid')}")
-        if not mail:
-            raise EnrollmentError(NO_EMAIL, principal)
-        self.state.principal, self.state.mail = principal, mail
-        self.state.cn = str(answer.get("cn") or principal.partition("@")[0])
-        self.state.save()
-        return mail
+        return self._remember(client.sync(body, timeouts()[0]), said="sync")
 
     def _request(self, client: EnrollmentClient, primary: Store, mail: str) -> tuple[Request, dict[str, Any]]:
         """A key and CSR, and the server's answer: one ``logon`` call (sync, enroll and enroll's polling
@@ -442,29 +474,52 @@ class Run:
             self._sync(client)
         return client.enroll(body, deadline)
 
-    def _remember(self, answer: dict[str, Any]) -> None:
-        """Who the logon answer says the user is in AD (the next quick check needs the mail)."""
-        principal, mail = str(answer.get("principal") or ""), str(answer.get("email") or "")
+    def _remember(self, answer: dict[str, Any], *, said: str = "") -> str:
+        """Who the server's answer says the user is in AD (the next quick check needs the mail): 32 when AD
+        holds no mail, 38 for a name or mail that no request or certificate could carry."""
+        principal, mail, cn = (_answer_text(answer, key) for key in ("principal", "email", "cn"))
+        if said:
+            self.log.step(f"{said}: {principal or '?'} has mail {mail or '(none)'} in AD, orgid {answer.get('orgid')}")
         if not mail:
             raise EnrollmentError(NO_EMAIL, principal)
+        if not _MAIL.fullmatch(mail):
+            raise EnrollmentError(38, f"the server's answer names the mail {mail[:100]!r}")
         self.state.principal, self.state.mail = principal, mail
-        self.state.cn = str(answer.get("cn") or principal.partition("@")[0])
+        self.state.cn = cn or principal.partition("@")[0]
         self.state.save()
+        return mail
 
-    def _certificate(self, answer: dict[str, Any], request: Request) -> tuple[Any, list[Any]]:
+    def _certificate(self, answer: dict[str, Any], request: Request, mail: str) -> tuple[Any, list[Any]]:
+        """The answer's certificate, if it is one this agent would find at the next logon: for the key of
+        the request and the user's mail, in force, from ``issuername``. Anything else is error 38 and
+        nothing is installed, so the certificate in use stays (and is not reported replaced)."""
         from cryptography import x509
+        from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives import serialization
 
         try:
             certificate = x509.load_pem_x509_certificate(str(answer["certificate"]).encode())
-            chain = x509.load_pem_x509_certificates(answer["chain"].encode()) if answer.get("chain") else []
+            chain_pem = answer.get("chain") or ""
+            if not isinstance(chain_pem, str):
+                raise ValueError("the chain is not PEM text")
+            chain = x509.load_pem_x509_certificates(chain_pem.encode()) if chain_pem else []
             csr = x509.load_pem_x509_csr(request.csr_pem.encode())
-        except (KeyError, ValueError) as exc:
+            spki = serialization.PublicFormat.SubjectPublicKeyInfo
+            der = serialization.Encoding.DER
+            same_key = certificate.public_key().public_bytes(der, spki) == csr.public_key().public_bytes(der, spki)
+            found = Installed(certificate, "answer", "")
+        except (KeyError, ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
             raise EnrollmentError(38, f"unreadable certificate in the answer: {exc}") from None
-        spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        der = serialization.Encoding.DER
-        if certificate.public_key().public_bytes(der, spki) != csr.public_key().public_bytes(der, spki):
+        if not same_key:
             raise EnrollmentError(38, "the certificate does not certify the key of the request")
+        if mail.lower() not in found.mails:
+            raise EnrollmentError(38, f"the certificate is for {', '.join(found.mails) or 'no mail'}, not {mail}")
+        if not found.not_before - CLOCK_SKEW <= self.now < found.not_after:
+            raise EnrollmentError(38, f"the certificate is valid {found.not_before} to {found.not_after}, not now")
+        if self.config.issuername.lower() not in found.issuer.lower():
+            raise EnrollmentError(
+                38, f"the certificate's issuer {found.issuer} does not match issuername {self.config.issuername!r}"
+            )
         how = "logon" if not self._three_calls else f"enroll: request {answer.get('request_id')}"
         self.log.step(
             f"{how}: issued certificate {format(certificate.serial_number, 'x')} "
@@ -554,6 +609,9 @@ def status_lines(config: Config, now: datetime.datetime | None = None) -> tuple[
                 revocation_line = _revocation_status(store, cert)
                 if revocation_line.startswith("revoked"):
                     mark = "revoked"
+                if revocation_line.endswith("the next run enrolls again"):  # not a day later: make it so
+                    state.next_revocation_check = None
+                    state.save()
             elif cert.not_after <= now:
                 mark = "expired"
             elif config.issuername.lower() not in cert.issuer.lower():

@@ -42,6 +42,7 @@ class RunLog:
 
     def _write(self, level: str, text: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S%z")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate from a server
         text = " | ".join(part.strip() for part in text.replace("\x00", "").splitlines() if part.strip())
         line = f"{stamp} autoenroll[{os.getpid()}] {level} {text}"
         self.lines.append(line)

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from .client import connect_to
+from .client import connect_to, watchdog
 
 if TYPE_CHECKING:
     from .stores import Installed, Store
@@ -56,7 +56,14 @@ def check(cert: x509.Certificate, issuer: x509.Certificate, timeout: float = TIM
     url = _ocsp_url(cert)
     # SHA-1 in the CertID is what RFC 5019 responders are required to understand; it names, not signs.
     request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()  # noqa: S303
-    answer = ocsp.load_der_ocsp_response(_post(url, request.public_bytes(serialization.Encoding.DER), timeout))
+    data = _post(url, request.public_bytes(serialization.Encoding.DER), timeout)
+    try:
+        return _verdict(url, ocsp.load_der_ocsp_response(data), cert, issuer)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # not DER, no BasicOCSPResponse, odd algorithms
+        raise NoAnswer(f"{url}: an unusable OCSP answer ({exc})") from None
+
+
+def _verdict(url: str, answer: ocsp.OCSPResponse, cert: x509.Certificate, issuer: x509.Certificate) -> Verdict:
     if answer.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         raise NoAnswer(f"{url}: {answer.response_status.name}")
     _verify(answer, issuer)
@@ -86,20 +93,29 @@ def _post(url: str, body: bytes, timeout: float) -> bytes:
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise NoAnswer(f"{url}: not an http:// OCSP URL")
-    port = parts.port or 80
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise NoAnswer(f"{url}: not a port") from None
     conn = http.client.HTTPConnection(connect_to(parts.hostname, port), port, timeout=timeout)
     try:
-        conn.putrequest("POST", parts.path or "/", skip_host=True)
-        conn.putheader("Host", parts.netloc)
-        conn.putheader("Content-Type", "application/ocsp-request")
-        conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        response = conn.getresponse()
-        data = response.read(65536)
-    except (OSError, http.client.HTTPException) as exc:
+        conn.connect()
+        with watchdog(conn.sock, timeout):
+            return _exchange(conn, parts.path or "/", parts.netloc, body, url)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         raise NoAnswer(f"{url}: {exc}") from None
     finally:
         conn.close()
+
+
+def _exchange(conn: http.client.HTTPConnection, path: str, host: str, body: bytes, url: str) -> bytes:
+    conn.putrequest("POST", path, skip_host=True)
+    conn.putheader("Host", host)
+    conn.putheader("Content-Type", "application/ocsp-request")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    response = conn.getresponse()
+    data = response.read(65536)
     if response.status != 200:
         raise NoAnswer(f"{url}: HTTP {response.status}")
     return data

@@ -67,8 +67,8 @@ class Installed:
         self.issuer: str = summary["issuer"]
         self.subject: str = summary["subject"]
         self.mails: list[str] = list(summary["mails"])
-        self.not_before = datetime.datetime.fromisoformat(summary["not_before"])
-        self.not_after = datetime.datetime.fromisoformat(summary["not_after"])
+        self.not_before = _aware(datetime.datetime.fromisoformat(summary["not_before"]))
+        self.not_after = _aware(datetime.datetime.fromisoformat(summary["not_after"]))
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -84,6 +84,11 @@ class Installed:
         return f"Installed({self.serial} in {self.store} as {self.ref!r})"
 
 
+def _aware(moment: datetime.datetime) -> datetime.datetime:
+    """A time without a zone (a summary edited by hand) is UTC, as the agent writes them."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
 def days_left(not_after: datetime.datetime, now: datetime.datetime | None = None) -> int:
     """Calendar days of the user's clock until ``not_after``, as the guide's script counted them."""
     now = now or datetime.datetime.now(datetime.UTC)
@@ -92,7 +97,10 @@ def days_left(not_after: datetime.datetime, now: datetime.datetime | None = None
 
 def local_date(moment: datetime.datetime) -> datetime.date:
     """The date on the user's clock: what the agent's log shows beside its day counts."""
-    return moment.astimezone().date()
+    try:
+        return moment.astimezone().date()
+    except OverflowError:  # 9999-12-31 23:59:59 UTC (RFC 5280's "no expiry") east of UTC
+        return moment.date()
 
 
 @dataclass

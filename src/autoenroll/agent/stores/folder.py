@@ -87,6 +87,8 @@ class FolderStore(Store):
         found = []
         try:
             for path in sorted(self.root.glob("*.cert.pem")):
+                if not path.is_file():  # a FIFO or a device would block or never end the read
+                    continue
                 summary = self._summary(path)
                 if summary is not None:
                     found.append(Installed(None, self.name, path.name, summary=summary, loader=_loader(path)))
@@ -100,8 +102,11 @@ class FolderStore(Store):
     @staticmethod
     def _summary(cert_path: Path) -> dict | None:
         """The summary saved at install, if it still describes this very file (same size and mtime)."""
+        meta_path = cert_path.with_name(cert_path.name.replace(".cert.pem", ".meta.json"))
+        if not meta_path.is_file():
+            return None
         try:
-            meta = json.loads(cert_path.with_name(cert_path.name.replace(".cert.pem", ".meta.json")).read_text())
+            meta = json.loads(meta_path.read_text())
             st = cert_path.stat()
             if meta["size"] == st.st_size and meta["mtime_ns"] == st.st_mtime_ns:
                 return meta["summary"]
