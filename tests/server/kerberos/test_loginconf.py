@@ -136,12 +136,18 @@ def test_import_creates_one_realm_per_entry_and_reports_it(tmp_path, acme):
     assert "realm de.com created (HTTP/certmgr.de.com@DE.COM, /home/lsc/keytab/fff.keytab)" in out
     assert "realm ny.com created" in out and "2 entries read" in out
     # the guide's keytabs are on its server, not here: imported, with the reason users would get error 37
-    assert "warning: /home/lsc/keytab/fff.keytab: no such file: copy the keytab there before users log on" in out
+    assert "warning: /home/lsc/keytab/fff.keytab: no such file: copy the keytab there" in out
     assert rows() == [
         ("de.com", "/home/lsc/keytab/fff.keytab", "HTTP/certmgr.de.com@DE.COM"),
         ("ny.com", "/home/lsc/keytab/abc.keytab", "HTTP/ccm.ny.com@NY.COM"),
     ]
     assert {r.customer for r in KerberosRealm.objects.all()} == {acme}
+    java = "com.sun.security.jgss.accept {\n  com.sun.security.auth.module.Krb5LoginModule required\n"
+    java += "  keyTab=k principal=p;\n};\n"
+    conf.write_text(GUIDE_6_1 + java)
+    assert "entry com.sun.security.jgss.accept skipped: Java's default login entry" in realms("import", str(conf))
+    assert KerberosRealm.objects.count() == 2
+    conf.write_text(GUIDE_6_1)
     again = realms("import", str(conf))
     assert "realm de.com unchanged" in again and "realm ny.com unchanged" in again
 

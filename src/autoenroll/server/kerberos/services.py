@@ -11,6 +11,11 @@ from .loginconf import LoginConfError, LoginEntry
 from .models import KerberosRealm
 
 
+#: Entries a JAAS login.conf may hold for Java itself (com.sun.security.jgss.accept, ..., and "other").
+def _java_entry(name: str) -> bool:
+    return name == "other" or name.startswith("com.sun.security.")
+
+
 def import_entries(entries: list[LoginEntry], owner: Customer | None = None) -> list[str]:
     """Create or update one realm per entry, all or nothing; new realms belong to `owner`.
 
@@ -22,6 +27,9 @@ def import_entries(entries: list[LoginEntry], owner: Customer | None = None) -> 
     with transaction.atomic():
         for entry in entries:
             domain = entry.name.strip().lower()
+            if _java_entry(domain):  # Java's own, not a customer's domain
+                report.append(f"entry {entry.name} skipped: Java's default login entry, not a domain")
+                continue
             realm = KerberosRealm.objects.filter(domain=domain).first()
             if realm is None:
                 realm, verb = KerberosRealm(domain=domain, customer=owner), "created"
@@ -39,5 +47,8 @@ def import_entries(entries: list[LoginEntry], owner: Customer | None = None) -> 
             realm.save()
             report.append(f"realm {domain} {verb} ({entry.principal}, {entry.keytab})")
             for problem in realm.keytab_problems():
-                report.append(f"  warning: {problem}: copy the keytab there before users log on")
+                report.append(
+                    f"  warning: {problem}: copy the keytab there, or give the realm this server's path on the "
+                    "Autoenrollment page, before users log on"
+                )
     return report
