@@ -46,7 +46,12 @@ def test_super_admin_manages_customers_and_a_customer_admin_may_not(super_api, c
 
 def test_customer_admin_configures_domains_organizations_and_ad_servers(acme, customer_admin_of, samba_ad):
     admin = customer_admin_of(acme)
-    assert admin.post("/api/domains", {"name": "example.org", "authorized": True}).status_code == 201
+    # the Super Admin authorizes a domain: authorized, the customer's AD names mailboxes in it
+    assert admin.post("/api/domains", {"name": "example.org", "authorized": True}).status_code == 403
+    added = admin.post("/api/domains", {"name": "example.org"})
+    assert added.status_code == 201 and added.json()["authorized"] is False
+    assert admin.patch(f"/api/domains/{added.json()['id']}", {"authorized": True}).status_code == 403
+    assert admin.patch(f"/api/domains/{added.json()['id']}", {"name": "example.org"}).status_code == 200
     server = admin.post(
         "/api/ad-servers",
         {

@@ -265,6 +265,13 @@ def test_error_20_another_customers_uri(user1, ready):
     EmailDomain.objects.create(customer=other, name="other.example", authorized=True)
     assert_error(user1.sync(customeruri="other"), 20, "Person mismatch..")
     assert no_certificate_issued()
+    # recorded in the log of the caller's own customer (its realm's), not in the named one's: a user of one
+    # customer neither writes into another's log nor reads there what it says of them
+    event = EnrollmentEvent.objects.get(error_code=20)
+    assert event.customer == ready.customer and "other" not in event.detail
+    disabled = Customer.objects.create(uri="gone", name="Gone", enabled=False)
+    assert_error(user1.sync(customeruri="gone"), 20, "Person mismatch..")  # not 3: whether it is enabled is theirs
+    assert not EnrollmentEvent.objects.filter(customer__in=[other, disabled]).exists()
 
 
 def test_error_20_enroll_under_another_customer_than_synced(user1, ready):

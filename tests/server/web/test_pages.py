@@ -652,3 +652,30 @@ def test_an_add_form_sent_twice_at_once_is_answered_not_a_server_error(super_cli
     assert answer.status_code == 200
     assert "a moment ago" in answer.content.decode()
     assert EmailDomain.objects.filter(name="dup.example").count() == 1
+
+
+@pytest.mark.parametrize("field", ["domains", "ad_server", "customer"])
+def test_a_choice_beyond_the_databases_integers_is_an_invalid_choice(super_client, tenant_a, field):
+    """Found by the hostile pages' Hypothesis run: SQLite's driver raised OverflowError (a 500) for an id of
+    2**64 in a multiple choice; every choice field of the pages answers "Select a valid choice" instead."""
+    form = {"customer": tenant_a.customer.pk, "name": "Huge", field: str(2**64)}
+    answer = super_client.post(reverse("web:organization_add"), form)
+    assert answer.status_code == 200
+    assert "Select a valid choice" in answer.content.decode()
+
+
+def test_only_a_super_admin_authorizes_a_domain(client_a, super_client, tenant_a):
+    """Authorized, a domain's mailboxes get certificates for whatever the customer's AD says: the CA's
+    operator decides, not the customer (who could claim a domain nobody holds yet)."""
+    from autoenroll.server.tenants.models import EmailDomain
+
+    client_a.post(reverse("web:domain_add"), {"name": "claimed.example", "authorized": "on"})
+    domain = EmailDomain.objects.get(name="claimed.example")
+    assert domain.customer == tenant_a.customer and domain.authorized is False
+    form = {"customer": tenant_a.customer.pk, "name": "claimed.example", "authorized": "on"}
+    assert super_client.post(reverse("web:domain_edit", args=[domain.pk]), form).status_code == 302
+    domain.refresh_from_db()
+    assert domain.authorized is True
+    client_a.post(reverse("web:domain_edit", args=[domain.pk]), {"name": "claimed.example"})  # unticked
+    domain.refresh_from_db()
+    assert domain.authorized is True

@@ -7,7 +7,7 @@ from ninja import Router, Schema
 from ninja.errors import HttpError
 
 from autoenroll.server.tenants.models import Customer, EmailDomain, Organization
-from autoenroll.server.utils.restrict import restricted
+from autoenroll.server.utils.restrict import may_authorize_domains, restricted
 
 from .auth import ADMIN_AUTH
 from .crud import Boolean, Integer, customer_for_write, register
@@ -74,6 +74,8 @@ def _assign_domain(request: HttpRequest, domain: EmailDomain, data: dict) -> Non
     if domain.pk is None:
         domain.customer = customer_for_write(request, data.pop("customer", None))
     data.pop("customer", None)
+    if data.get("authorized", domain.authorized) != domain.authorized and not may_authorize_domains(request.user):
+        raise HttpError(403, "a Super Admin authorizes domains")
     for key, value in data.items():
         setattr(domain, key, value)
 

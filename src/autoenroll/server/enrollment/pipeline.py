@@ -121,11 +121,14 @@ def _customer(conf: Configuration, data: dict, caller: Caller, audit: _Audit) ->
     customer = conf.customers.get(uri)
     if customer is None:
         raise EnrollmentError(2, f"customeruri {uri!r}")
+    if caller.realm is not None and caller.realm.customer_id not in (None, customer.pk):
+        # In the caller's own customer's log, not the named one's: a user of one customer must neither write
+        # into another's log nor read there what it says of them.
+        audit.refs["customer"] = caller.realm.customer
+        raise EnrollmentError(20, f"realm {caller.realm.domain} is not one of the customer's the request names")
     audit.refs["customer"] = customer
     lifecycle.check_customer(customer)
     _principal(caller)
-    if caller.realm is not None and caller.realm.customer_id not in (None, customer.pk):
-        raise EnrollmentError(20, f"realm {caller.realm.domain} belongs to customer {caller.realm.customer}")
     return customer
 
 

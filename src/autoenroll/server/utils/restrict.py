@@ -67,6 +67,14 @@ def may_add(model: type[Model] | str, user) -> bool:
     return path not in (None, "pk") and customer_of(user) is not None and user.is_active
 
 
+def may_authorize_domains(user) -> bool:
+    """Whether `user` may authorize an email domain (or take the authorization back). Authorized, a
+    customer's AD names mailboxes in it and gets certificates for them: a Customer Admin who could
+    authorize a domain nobody holds yet (another company's, a mail provider's) would have the CA sign
+    whatever their AD says. The operator of the CA, a Super Admin, decides."""
+    return is_super_admin(user)
+
+
 def restrict_administrators(queryset: QuerySet, user) -> QuerySet:
     """The administrator accounts (users) in `queryset` that `user` may manage: a Super Admin every Super Admin
     and Customer Admin; a Customer Admin the Customer Admins of their own customer, never a Super Admin (not

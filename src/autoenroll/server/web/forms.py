@@ -19,10 +19,34 @@ from autoenroll.server.directory.models import ADServer
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Customer, EmailDomain, Organization, set_admin_role, username_taken
-from autoenroll.server.utils.restrict import customer_of, is_super_admin, restrict
+from autoenroll.server.utils.restrict import customer_of, is_super_admin, may_authorize_domains, restrict
 
 
-class RestrictedModelForm(forms.ModelForm):
+class ChoicesChecked:
+    """Form mixin: a choice given as a number beyond the database's integers (2**63 and more) is an invalid
+    choice, not a server error: SQLite's driver raises OverflowError before the query that looks it up."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            if isinstance(field, forms.ModelChoiceField):  # also ModelMultipleChoiceField
+                field.clean = _checked(field)
+
+
+def _checked(field: forms.ModelChoiceField):
+    clean = field.clean
+
+    def checked(value):
+        try:
+            return clean(value)
+        except OverflowError:
+            message = field.error_messages["invalid_choice"]
+            raise forms.ValidationError(message, code="invalid_choice", params={"value": value}) from None
+
+    return checked
+
+
+class RestrictedModelForm(ChoicesChecked, forms.ModelForm):
     """A ModelForm whose every choice (customer, AD server, domains) comes through `restrict()`.
 
     A Customer Admin's `customer` field is fixed to their own customer (disabled: the posted value is ignored),
@@ -43,7 +67,7 @@ class RestrictedModelForm(forms.ModelForm):
                 self.instance.customer = customer_of(user)
 
 
-class RealmForm(forms.ModelForm):
+class RealmForm(ChoicesChecked, forms.ModelForm):
     """Figure 2.12: Add/Edit Autoenrollment properties (Super Admin only)."""
 
     class Meta:
@@ -57,7 +81,7 @@ class RealmForm(forms.ModelForm):
                 self.add_error("keytab_path", problem)
 
 
-class LoginConfImportForm(forms.Form):
+class LoginConfImportForm(ChoicesChecked, forms.Form):
     text = forms.CharField(
         label="login.conf",
         required=False,
@@ -160,6 +184,12 @@ class DomainForm(RestrictedModelForm):
         model = EmailDomain
         fields = ["customer", "name", "authorized"]
         labels = {"name": "Domain"}
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        if not may_authorize_domains(user):
+            self.fields["authorized"].disabled = True  # the posted value is ignored
+            self.fields["authorized"].help_text = "A Super Admin authorizes domains."
 
 
 class CustomerForm(forms.ModelForm):
@@ -347,7 +377,7 @@ class RevokeForm(forms.Form):
     confirm = forms.BooleanField(label="Yes, revoke this certificate. This cannot be undone.", required=True)
 
 
-class ADServerImportForm(forms.Form):
+class ADServerImportForm(ChoicesChecked, forms.Form):
     file = forms.FileField(label="CSV file")
     customer = forms.ModelChoiceField(Customer.objects.all(), help_text="Customer the AD servers belong to.")
 
