@@ -100,7 +100,13 @@ def list_requests(request: HttpRequest, status: EnrollmentRequest.Status | None 
     return (qs.filter(status=status) if status else qs).order_by("status", "-created")[:1000]
 
 
-@requests_router.post("/{pk}/approve", response=RequestOut, summary="Approve: the certificate is issued now")
+@requests_router.post(
+    "/{pk}/approve",
+    response=RequestOut,
+    summary="Approve: the certificate is issued now",
+    description="Approved already: answered as it is (a retry converges). 409 when it was rejected, or when the "
+    "rules of any issuance refuse it now (customer disabled, domain not authorized, ...); it stays pending.",
+)
 def approve(request: HttpRequest, pk: UUID):
     req = _request(request, pk)
     try:
@@ -111,7 +117,12 @@ def approve(request: HttpRequest, pk: UUID):
         raise HttpError(503 if (exc.http_status or http_status(exc.code)) >= 500 else 409, str(exc)) from None
 
 
-@requests_router.post("/{pk}/reject", response=RequestOut, summary="Reject: the agent's next poll gets error 25")
+@requests_router.post(
+    "/{pk}/reject",
+    response=RequestOut,
+    summary="Reject: the agent's next poll gets error 25",
+    description="Rejected already: answered as it is (a retry converges). 409 when it was issued.",
+)
 def reject(request: HttpRequest, pk: UUID):
     req = _request(request, pk)
     try:
