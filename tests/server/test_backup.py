@@ -73,3 +73,9 @@ def test_restore_extracts_plain_files_only_with_or_without_tarfile_filters(tmp_p
     assert (dest / "keys/ca.key").read_bytes() == b"key"
     assert (dest / "keys/ca.key").stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["b.tar", "ca.key", "keys", "out"]
+
+
+def test_a_backup_into_a_missing_directory_names_the_directory(tmp_path):
+    config = load_config({"AUTOENROLL_DATA_DIR": str(tmp_path), "AUTOENROLL_CA_PASSPHRASE": "x-pass-phrase"})
+    with pytest.raises(backup.BackupError, match=f"{tmp_path / 'backups'} is not a directory"):
+        backup.backup(config, tmp_path / "backups" / "today.backup")

@@ -85,7 +85,7 @@ def test_a_command_without_the_servers_configuration_says_so_and_leaves_no_datab
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "no database at" in result.stderr and "AUTOENROLL_CONFIG=(unset)" in result.stderr
     assert "autoenroll-server init" in result.stderr
-    assert not (tmp_path / "autoenroll.sqlite3").exists()
+    assert list(tmp_path.iterdir()) == []  # neither a database nor a secret key left behind
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="root running a command on the service account's data directory")
@@ -95,9 +95,11 @@ def test_root_is_told_to_run_commands_as_the_data_directorys_owner(tmp_path):
     data_dir = tmp_path / "lib"
     data_dir.mkdir()
     os.chown(data_dir, 65534, 65534)  # nobody
-    result = server_cli(data_dir, "ca", "list")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{data_dir} belongs to nobody" in result.stderr and "runuser -u nobody" in result.stderr
+    for command in (["ca", "list"], ["init"], ["serve"]):
+        result = server_cli(data_dir, *command)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"{data_dir} belongs to nobody" in result.stderr and "runuser -u nobody" in result.stderr
+    assert list(data_dir.iterdir()) == []  # refused before writing anything there (secret key, metrics folder)
 
 
 def test_generated_secret_key_is_private_and_stable(tmp_path):

@@ -112,6 +112,8 @@ def backup(config: ServerConfig, target: Path) -> Manifest:
     passphrase = config.ca_passphrase_bytes()
     salt = os.urandom(16)
     target = Path(target)
+    if not target.parent.is_dir():
+        raise BackupError(f"{target.parent} is not a directory: make it first (owned by the user running this)")
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".backup-") as work:
         work_dir = Path(work)
         vendor = connection.vendor
@@ -246,6 +248,7 @@ def restore(config: ServerConfig, source: Path) -> Restored:
                 "would not decrypt; unset it (the backup's is restored) or set the old value"
             )
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config.data_dir.chmod(0o700)  # as init leaves it: the CA keys and the database are in there
         try:
             for member in tar.getmembers():
                 if member.name.startswith(("files/", "keys/")):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 EXIT_NOT_INSTALLED = 2
 
@@ -29,29 +30,32 @@ def main(argv: list[str] | None = None) -> None:
         print(f"autoenroll-server {version()}")
         return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autoenroll.server.settings")
+    command = argv[1] if len(argv) > 1 else ""
     try:
         import django
         from django.core.exceptions import ImproperlyConfigured
+
+        from autoenroll.server.config import ConfigError, get_config
     except ModuleNotFoundError as exc:
         _not_installed(exc.name or "django")
+    try:  # before anything writes into the data directory (Django's secret key, serve's metrics folder)
+        config = get_config()
+    except ConfigError as exc:
+        _stop(f"invalid setting: {exc}")
+    _stop(_wrong_user(command, config.data_dir) or _no_database_file(command, config.effective_database_url))
     try:
-        if argv[1:2] == ["serve"]:  # before anything imports prometheus-client (system checks import the URLs)
+        if command == "serve":  # before anything imports prometheus-client (system checks import the URLs)
             from autoenroll.server.startup import prepare_metrics
 
             prepare_metrics()
         django.setup()
     except ImproperlyConfigured as exc:
-        sys.stderr.write(f"autoenroll-server: invalid setting: {exc}\n")
-        raise SystemExit(2) from None
+        _stop(f"invalid setting: {exc}")
     except ModuleNotFoundError as exc:  # another server dependency (pydantic, ninja...); our own bugs propagate
         if not exc.name or exc.name.partition(".")[0] == "autoenroll":
             raise
         _not_installed(exc.name)
-    command = argv[1] if len(argv) > 1 else ""
-    problem = _wrong_user(command) or _no_database(command)
-    if problem:
-        sys.stderr.write(f"autoenroll-server: {problem}\n")
-        raise SystemExit(2)
+    _stop(_no_tables(command))
     from django.core.management import execute_from_command_line
 
     argv[0] = "autoenroll-server"
@@ -66,12 +70,16 @@ def main(argv: list[str] | None = None) -> None:
 WITHOUT_DATABASE = {"", "help", "--help", "-h", "init", "restore", "keytab", "version", "check", "migrate"}
 
 
-def _wrong_user(command: str) -> str:
-    """root running a command on a data directory that belongs to the service account would leave files
-    (a rotated CA's key, a new TLS key) that the server cannot read: every enrollment then fails."""
-    from django.conf import settings
+def _stop(problem: str) -> None:
+    if problem:
+        sys.stderr.write(f"autoenroll-server: {problem}\n")
+        raise SystemExit(2)
 
-    data_dir = settings.CONFIG.data_dir
+
+def _wrong_user(command: str, data_dir: Path) -> str:
+    """root running a command on a data directory that belongs to the service account would leave files
+    (a rotated CA's key, a new TLS key, serve's metrics folder) that the server cannot read: every
+    enrollment then fails, or serve does not start."""
     if command in ("", "help", "--help", "-h") or os.geteuid() != 0 or not data_dir.is_dir():
         return ""
     owner = data_dir.stat().st_uid
@@ -89,29 +97,33 @@ def _wrong_user(command: str) -> str:
     )
 
 
-def _no_database(command: str) -> str:
+def _hint() -> str:
+    where = f"AUTOENROLL_CONFIG={os.environ.get('AUTOENROLL_CONFIG', '(unset)')}"
+    return f"{where}: run `autoenroll-server init` first, or set AUTOENROLL_CONFIG to this server's configuration"
+
+
+def _no_database_file(command: str, database_url: str) -> str:
     """A command run without the server's configuration (AUTOENROLL_CONFIG not exported in this shell)
-    would find an empty default database, fail with a traceback and leave the file behind."""
+    would find an empty default database, fail with a traceback and leave files behind."""
+    if command in WITHOUT_DATABASE or not database_url.startswith("sqlite:///"):
+        return ""
+    path = Path(database_url.removeprefix("sqlite:///"))
+    return "" if path.is_file() else f"no database at {path} ({_hint()})"
+
+
+def _no_tables(command: str) -> str:
+    """The database is there (PostgreSQL's always is) but was never initialised."""
     if command in WITHOUT_DATABASE:
         return ""
-    from django.conf import settings
     from django.db import DatabaseError, connection
 
-    where = f"data_dir {settings.CONFIG.data_dir}; AUTOENROLL_CONFIG={os.environ.get('AUTOENROLL_CONFIG', '(unset)')}"
-    hint = "run `autoenroll-server init` first, or set AUTOENROLL_CONFIG to this server's configuration file"
-    if connection.vendor == "sqlite":
-        name = settings.DATABASES["default"]["NAME"]
-        if str(name) != ":memory:" and not os.path.exists(name):
-            return f"no database at {name} ({where}): {hint}"
     try:
         tables = connection.introspection.table_names()
     except DatabaseError as exc:
-        return f"the database cannot be opened ({where}): {exc}".strip()
+        return f"the database cannot be opened: {exc}".strip()
     finally:
         connection.close()
-    if "django_migrations" not in tables:
-        return f"the database holds no tables ({where}): {hint}"
-    return ""
+    return "" if "django_migrations" in tables else f"the database holds no tables ({_hint()})"
 
 
 if __name__ == "__main__":

@@ -60,7 +60,10 @@ def read_password(password_file: str | None, prompt: str = "Login Password: ") -
         except OSError as exc:
             raise CommandError(f"cannot read {password_file}: {exc.strerror}") from None
     elif sys.stdin.isatty():
-        value = getpass.getpass(prompt)
+        try:
+            value = getpass.getpass(prompt)
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D, Ctrl-C at the prompt
+            raise CommandError("no password given") from None
     else:
         raise CommandError("no terminal to ask the password on: give --password-file FILE (or - for standard input)")
     if not value:
