@@ -317,6 +317,20 @@ def test_garbage_ocsp_answer(agent: Agent, serve, pki: PKI) -> None:
 # ---- the stores ----
 
 
+@pytest.mark.parametrize("damaged", ["foreign", "current"])
+def test_an_unreadable_file_in_the_folder_store_is_passed_over(agent: Agent, serve, installed: str, damaged) -> None:
+    """One damaged file stopped every logon at error 31, for good. Now it is named in the log; a damaged
+    current certificate is replaced, a damaged foreign file changes nothing."""
+    path = agent.store / (f"{installed}.cert.pem" if damaged == "current" else "foreign.cert.pem")
+    path.write_bytes(b"-----BEGIN CERTIFICATE-----\nbm90IERFUg==\n-----END CERTIFICATE-----\n")
+    assert agent() == 0, agent.log()
+    assert f"WARNING check: folder:{agent.store}: passed over {path.name}" in agent.log()
+    if damaged == "current":
+        assert "done: certificate" in agent.last_line()
+    else:
+        assert agent.last_line().endswith("nothing to do")
+
+
 def test_fifo_in_the_folder_store_does_not_block(agent: Agent, serve) -> None:
     serve()
     agent.store.mkdir()

@@ -318,6 +318,8 @@ class Run:
         inventory = {}
         for store in stores:
             inventory[store.name] = store.certificates()
+            for problem in store.unreadable:
+                self.log.warning(f"check: {store.name}: passed over {problem}")
         return inventory
 
     def _nothing_due(self, stores: list[Store], inventory: dict[str, list[Installed]], mail: str) -> bool:
@@ -601,6 +603,7 @@ def status_lines(config: Config, now: datetime.datetime | None = None) -> tuple[
             code = exc.code
             continue
         lines.append(f"{store.name}: {len(certs)} certificate(s)")
+        lines += [f"  unreadable {problem}" for problem in store.unreadable]
         mine = current(certs, config, state.mail, now) if state.mail else None
         for cert in sorted(certs, key=lambda c: c.not_after, reverse=True):
             revocation_line = None

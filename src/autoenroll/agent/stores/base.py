@@ -121,6 +121,7 @@ class Store:
 
     def __init__(self, location: str = "") -> None:
         self.location = location
+        self.unreadable: list[str] = []  # files certificates() passed over, for the log
 
     @property
     def name(self) -> str:

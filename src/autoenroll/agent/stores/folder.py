@@ -83,20 +83,27 @@ class FolderStore(Store):
             raise EnrollmentError(OPEN_STORE, f"{self.name}: {exc}") from None
 
     def certificates(self) -> list[Installed]:
+        """The folder's certificates. One file that cannot be read (damaged, truncated, not a certificate)
+        is passed over and named in ``unreadable``: the store still opens, and a damaged current
+        certificate is renewed instead of stopping every logon at error 31."""
         self._open()
-        found = []
+        found, self.unreadable = [], []
         try:
-            for path in sorted(self.root.glob("*.cert.pem")):
-                if not path.is_file():  # a FIFO or a device would block or never end the read
-                    continue
-                summary = self._summary(path)
+            paths = sorted(self.root.glob("*.cert.pem"))
+        except OSError as exc:
+            raise EnrollmentError(OPEN_STORE, f"{self.name}: {exc}") from None
+        for path in paths:
+            if not path.is_file():  # a FIFO or a device would block or never end the read
+                continue
+            summary = self._summary(path)
+            try:
                 if summary is not None:
                     found.append(Installed(None, self.name, path.name, summary=summary, loader=_loader(path)))
                     continue
                 for cert in load_pems(path.read_bytes())[:1]:
                     found.append(Installed(cert, self.name, path.name))
-        except (OSError, ValueError) as exc:
-            raise EnrollmentError(OPEN_STORE, f"{self.name}: {exc}") from None
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self.unreadable.append(f"{path.name}: {exc}")
         return found
 
     @staticmethod
