@@ -231,6 +231,27 @@ def test_unreadable_certificate_in_the_answer(agent: Agent, serve, pki: PKI, ans
     assert agent.serials() == []
 
 
+def test_a_request_in_flight_whose_handle_is_not_the_agents(agent: Agent, serve) -> None:
+    """The request of an earlier run, fresh and for this store, mail and CN, but its key's handle damaged:
+    a new key is made (exit 70 before)."""
+    state = {"mail": MAIL, "cn": USER["cn"], "principal": USER["principal"]}
+    state["in_flight"] = {"store": f"folder:{agent.store}", "mail": MAIL, "cn": USER["cn"], "keytype": "ec-p256"}
+    state["in_flight"].update(made=time.time(), handle="x")
+    agent.state_path.write_text(json.dumps(state))
+    serve()
+    assert agent(force=True) == 0, agent.log()
+    assert "installed, valid" in agent.last_line()
+
+
+@pytest.mark.parametrize("cn", ["山田\u3000太郎", "Jos\u00e9\u00a0Garc\u00eda", "\u0645\u06cc\u200c\u0631\u0648\u0645"])
+def test_names_of_every_script_are_names(agent: Agent, serve, cn: str) -> None:
+    """An ideographic space, a no-break space, a zero-width non-joiner: names as AD holds them, not
+    control characters (a refusal there would leave these users without certificates)."""
+    serve(sync=lambda body: http_answer(200, {**USER, "cn": cn}))
+    assert agent() == 0, agent.log()
+    assert "installed, valid" in agent.last_line()
+
+
 @pytest.mark.parametrize(
     ("answer", "code", "words"),
     [

@@ -95,7 +95,7 @@ def test_root_is_told_to_run_commands_as_the_data_directorys_owner(tmp_path):
     data_dir = tmp_path / "lib"
     data_dir.mkdir()
     os.chown(data_dir, 65534, 65534)  # nobody
-    for command in (["ca", "list"], ["init"], ["serve"]):
+    for command in (["ca", "list"], ["init"], ["serve"], ["help"], []):
         result = server_cli(data_dir, *command)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert f"{data_dir} belongs to nobody" in result.stderr and "runuser -u nobody" in result.stderr

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ class State:
             mail=str(data.get("mail", "")) if cn else "",  # who the user is, whole or not at all: sync first
             cn=cn,
             unreported=_entry(data.get("unreported")),
-            in_flight=_entry(data.get("in_flight"), "made"),
+            in_flight=_entry(data.get("in_flight"), "made", handle=dict),
             next_revocation_check=_entry(data.get("next_revocation_check"), "at"),
             path=path,
         )
@@ -122,22 +123,20 @@ def _answer_text(answer: dict[str, Any], key: str) -> str:
     value = answer.get(key)
     if value is None:
         return ""
-    usable = isinstance(value, str) and value.isprintable()
-    if usable:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate
-            usable = False
+    # Control characters and lone surrogates only: "山田\u3000太郎" and names with a zero-width non-joiner are names
+    usable = isinstance(value, str) and not any(unicodedata.category(c) in ("Cc", "Cs") for c in value)
     if not usable:
         raise EnrollmentError(38, f"{key} in the server's answer is not text: {value!r:.80}")
     return value
 
 
-def _entry(value: Any, time_key: str = "") -> dict[str, Any] | None:
-    """An entry of the state file as the agent wrote it (a dict, its time a number), else nothing."""
+def _entry(value: Any, time_key: str = "", **types: type) -> dict[str, Any] | None:
+    """An entry of the state file as the agent wrote it (a dict, its time a number, its `types`), else nothing."""
     if not isinstance(value, dict) or not value:
         return None
     if time_key and not (isinstance(value.get(time_key), int | float) and math.isfinite(value[time_key])):
+        return None
+    if any(not isinstance(value.get(key), kind) for key, kind in types.items()):
         return None
     return value
 

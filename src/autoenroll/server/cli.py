@@ -80,7 +80,7 @@ def _wrong_user(command: str, data_dir: Path) -> str:
     """root running a command on a data directory that belongs to the service account would leave files
     (a rotated CA's key, a new TLS key, serve's metrics folder) that the server cannot read: every
     enrollment then fails, or serve does not start."""
-    if command in ("", "help", "--help", "-h") or os.geteuid() != 0 or not data_dir.is_dir():
+    if os.geteuid() != 0 or not data_dir.is_dir():  # (help too: Django's setup writes the secret key)
         return ""
     owner = data_dir.stat().st_uid
     if owner == 0:
@@ -105,10 +105,12 @@ def _hint() -> str:
 def _no_database_file(command: str, database_url: str) -> str:
     """A command run without the server's configuration (AUTOENROLL_CONFIG not exported in this shell)
     would find an empty default database, fail with a traceback and leave files behind."""
-    if command in WITHOUT_DATABASE or not database_url.startswith("sqlite:///"):
+    if command in WITHOUT_DATABASE or not database_url.startswith("sqlite:"):
         return ""
-    path = Path(database_url.removeprefix("sqlite:///"))
-    return "" if path.is_file() else f"no database at {path} ({_hint()})"
+    import dj_database_url
+
+    name = str(dj_database_url.parse(database_url)["NAME"])  # as settings.py reads it
+    return "" if name in ("", ":memory:") or Path(name).is_file() else f"no database at {name} ({_hint()})"
 
 
 def _no_tables(command: str) -> str:

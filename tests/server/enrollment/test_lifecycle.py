@@ -207,3 +207,35 @@ def test_deleting_a_customer_revokes_its_valid_certificates(publishing, samba_ad
     event = EnrollmentEvent.objects.get(certificate=cert, step="revoke")
     assert event.person_id is None and event.principal  # the link went with the person; the name stays
     assert der(cert) not in published(samba_ad, dn)  # and taken out of AD's userCertificate
+
+
+@pytest.mark.parametrize("same_key", [True, False], ids=["key-kept", "new-key"])
+def test_a_windows_renewal_held_for_approval_renews_once_approved(publishing, samba_ad, same_key):
+    """MS-WSTEP renewal (signed with the old certificate's key) for a customer that requires approval: once
+    approved, a new certificate that replaces the old one (the approval had answered the old one when the
+    key was kept, and lost what it renewed otherwise); the same renewal sent again gets it back."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from autoenroll.server.enrollment import pipeline
+
+    old = new_holder(samba_ad, publishing)
+    person = old.person
+    publishing.customer.require_approval = True
+    publishing.customer.save()
+    key = pki.generate_private_key("ec-p256")
+    if same_key:  # new_holder threw its key away: certify this one as the certificate to renew
+        with transaction.atomic():
+            old = lifecycle.issue(lifecycle.lock(person, authority.key_sha256(key.public_key())), key.public_key())
+            old = old.certificate
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, person.sam_account_name)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    data = {"customeruri": "acme", "email": person.mail, "csr": csr.public_bytes(serialization.Encoding.PEM).decode()}
+    caller = pipeline.Caller(person.principal)
+    pending = pipeline.enroll(caller, data, replaces=old, subject_from_ad=True)
+    assert pending.status == "pending"
+    assert pipeline.enroll(caller, data, replaces=old, subject_from_ad=True).pk == pending.pk  # the same request
+    renewed = lifecycle.approve(pending.pk, by="admin").certificate
+    assert renewed.pk != old.pk and renewed.replaces_id == old.pk
+    again = pipeline.enroll(caller, data, replaces=old, subject_from_ad=True)
+    assert (again.status, again.certificate_id) == ("issued", renewed.pk)

@@ -679,3 +679,6 @@ def test_only_a_super_admin_authorizes_a_domain(client_a, super_client, tenant_a
     client_a.post(reverse("web:domain_edit", args=[domain.pk]), {"name": "claimed.example"})  # unticked
     domain.refresh_from_db()
     assert domain.authorized is True
+    client_a.post(reverse("web:domain_edit", args=[domain.pk]), {"name": "gmail.com", "authorized": "on"})
+    domain.refresh_from_db()
+    assert (domain.name, domain.authorized) == ("claimed.example", True)  # no rename of an authorized domain

@@ -98,7 +98,7 @@ _PERSON_FACTS = """
 SELECT p.*,
   (SELECT COUNT(*) FROM {cert} c WHERE c.person_id = p.id AND {valid}) AS held,
   (SELECT c.id FROM {cert} c WHERE c.person_id = p.id AND {valid} AND c.public_key_sha256 = %s
-    ORDER BY c.not_after DESC LIMIT 1) AS same_key,
+    ORDER BY c.not_after DESC, c.id DESC LIMIT 1) AS same_key,
   EXISTS (SELECT 1 FROM {cert} c WHERE c.public_key_sha256 = %s AND (c.person_id IS NULL OR c.person_id <> p.id))
     AS key_elsewhere,
   EXISTS (SELECT 1 FROM {cert} c WHERE c.public_key_sha256 = %s AND c.revocation_reason = 'key_compromise')
@@ -352,6 +352,7 @@ def approve(request_id, *, by: str) -> EnrollmentRequest:
             public_key,
             csr_pem=request.csr_pem,
             template=request.template,
+            replaces=request.replaces,  # a Windows renewal held for approval renews its certificate
             message=f"approved by {by}",
         )
         request.certificate, request.status, request.decided_by = issued.certificate, request.Status.ISSUED, by
@@ -378,6 +379,7 @@ def _pending(request_id, decided: str) -> EnrollmentRequest:
     request = (
         EnrollmentRequest.objects.select_for_update(of=("self",))
         .select_related("person__customer", "person__ad_server", "person__organization", "customer", "organization")
+        .select_related("replaces")
         .get(pk=request_id)
     )
     if request.status not in (EnrollmentRequest.Status.PENDING, decided):

@@ -81,6 +81,10 @@ class EnrollmentRequest(models.Model):
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="enrollment_requests")
     organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     csr_pem = models.TextField()
+    # What a request sent again is recognised by (the same key, renewing the same certificate), and what an
+    # approval issues: a Windows renewal held for approval still renews its certificate once approved.
+    public_key_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    replaces = models.ForeignKey(Certificate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     # A foreign key, not one-to-one: the same key sent again is answered with the certificate it already has.
     certificate = models.ForeignKey(

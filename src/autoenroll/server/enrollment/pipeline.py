@@ -371,13 +371,17 @@ def _pem(text: str) -> str:
     return text.strip() + "\n"
 
 
-def _request_row(person: Person, org: Organization | None, csr_text: str, template=None, **fields):
-    """The record of a CSR (and of the Windows template it asked for, MS-WSTEP only)."""
+def _request_row(
+    person: Person, org: Organization | None, csr_text: str, key_hash: str, template=None, replaces=None, **fields
+):
+    """The record of a CSR (and of the Windows template it asked for and the certificate it renews, MS-WSTEP)."""
     return EnrollmentRequest.objects.create(
         customer=person.customer,
         person=person,
         organization=org,
         csr_pem=_pem(csr_text),
+        public_key_sha256=key_hash,
+        replaces=replaces,
         template_oid=template.template_id.dotted_string if template else "",
         template_major_version=(template.major_version or 0) if template else 0,
         template_minor_version=(template.minor_version or 0) if template else 0,
@@ -386,14 +390,23 @@ def _request_row(person: Person, org: Organization | None, csr_text: str, templa
 
 
 def _hold(
-    caller: Caller, person: Person, org: Organization | None, csr_text: str, key_hash: str, template=None
+    caller: Caller,
+    person: Person,
+    org: Organization | None,
+    csr_text: str,
+    key_hash: str,
+    template=None,
+    replaces: Certificate | None = None,
 ) -> EnrollmentRequest:
     """A customer that requires approval: the request waits, and says so in the log. The same key asking
-    again (an agent that gave up waiting, error 34, and retries) gets its pending request back."""
-    for pending in EnrollmentRequest.objects.filter(person=person, status=EnrollmentRequest.Status.PENDING):
-        if authority.key_sha256(pki.public_key_from_csr(pending.csr_pem.encode())) == key_hash:
-            return pending
-    request = _request_row(person, org, csr_text, template)
+    again (an agent that gave up waiting, error 34, and retries; a renewal of the same certificate) gets
+    its pending request back."""
+    pending = EnrollmentRequest.objects.filter(
+        person=person, status=EnrollmentRequest.Status.PENDING, public_key_sha256=key_hash, replaces=replaces
+    ).first()
+    if pending is not None:
+        return pending
+    request = _request_row(person, org, csr_text, key_hash, template, replaces)
     events.event(
         Step.ENROLL,
         caller.principal,
@@ -468,7 +481,7 @@ def enroll(
                 locked.customer, locked.organization = customer, org
                 locked.ad_server = conf.ad_server(person.ad_server_id)
                 if customer.require_approval and lifecycle.already_issued(locked, replaces) is None:
-                    return _hold(caller, locked, org, data["csr"], key_hash, template)
+                    return _hold(caller, locked, org, data["csr"], key_hash, template, replaces)
                 issued = lifecycle.issue(
                     locked,
                     public_key,
@@ -484,7 +497,9 @@ def enroll(
                     locked,
                     org,
                     data["csr"],
+                    key_hash,
                     template,
+                    replaces,
                     status=EnrollmentRequest.Status.ISSUED,
                     certificate=issued.certificate,
                 )

@@ -190,6 +190,8 @@ class DomainForm(RestrictedModelForm):
         if not may_authorize_domains(user):
             self.fields["authorized"].disabled = True  # the posted value is ignored
             self.fields["authorized"].help_text = "A Super Admin authorizes domains."
+            if self.instance.authorized:  # renamed, it would be another domain, authorized by nobody
+                self.fields["name"].disabled = True
 
 
 class CustomerForm(forms.ModelForm):
