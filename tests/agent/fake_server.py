@@ -182,6 +182,18 @@ class Call:
 Handler = Callable[[str, str, Any], "bytes | Hangup"]
 
 
+def accepted(sock: socket.socket, stopping: threading.Event):
+    """The connections a listening socket (with a short timeout) accepts until `stopping` is set or it closes."""
+    while not stopping.is_set():
+        try:
+            conn, _ = sock.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        yield conn
+
+
 class FakeServer:
     """The enrollment service on https://ccm.test.com:<port> (127.0.0.1): ``handler`` answers each request;
     ``calls`` is what the agent asked, in order."""
@@ -207,13 +219,7 @@ class FakeServer:
         thread.start()
 
     def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
+        for conn in accepted(self._sock, self.stopping):
             self._start(self._serve, conn)
 
     def _serve(self, conn: socket.socket) -> None:
@@ -285,13 +291,7 @@ class FakeOCSPResponder:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
+        for conn in accepted(self._sock, self._stopping):
             with conn:  # one request at a time is all the agent makes
                 try:
                     conn.settimeout(5)

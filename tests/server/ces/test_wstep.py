@@ -132,15 +132,16 @@ def _issue(user1, ca, key=None):
     return key, leaf
 
 
+def renewal(csr: bytes, signer: x509.Certificate, key) -> bytes:
+    """What certenroll sends to renew: the new CSR in PKCS#7, signed with a certificate's key."""
+    builder = pkcs7.PKCS7SignatureBuilder().set_data(csr).add_signer(signer, key, hashes.SHA256())
+    return builder.sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+
+
 def test_renewal_signed_by_the_old_key_is_issued_and_replaces_the_old_certificate(user1, ready, ca, schema):
     old_key, old_cert = _issue(user1, ca)
     _, csr = make_csr()
-    signed = (
-        pkcs7.PKCS7SignatureBuilder()
-        .set_data(csr)
-        .add_signer(old_cert, old_key, hashes.SHA256())
-        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
-    )
+    signed = renewal(csr, old_cert, old_key)
     response = user1.post(ces_path(ca[1]), rst(signed))
     assert response.status_code == 200, response.content
     _, leaf, _ = issued_parts(assert_valid(schema, response.content))
@@ -154,12 +155,7 @@ def test_a_renewal_sent_again_gets_the_same_certificate(user1, ready, ca, schema
     comes back; the old one is not revoked by the limit of valid certificates, nor the retry refused."""
     old_key, old_cert = _issue(user1, ca)
     _, csr = make_csr()
-    signed = (
-        pkcs7.PKCS7SignatureBuilder()
-        .set_data(csr)
-        .add_signer(old_cert, old_key, hashes.SHA256())
-        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
-    )
+    signed = renewal(csr, old_cert, old_key)
     serials = []
     for _ in range(3):
         response = user1.post(ces_path(ca[1]), rst(signed))
@@ -183,24 +179,14 @@ def test_renewal_signed_by_a_foreign_certificate_or_a_wrong_key_is_refused(user1
         .sign(stranger_key, hashes.SHA256())
     )
     _, csr = make_csr()
-    signed = (
-        pkcs7.PKCS7SignatureBuilder()
-        .set_data(csr)
-        .add_signer(stranger, stranger_key, hashes.SHA256())
-        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
-    )
+    signed = renewal(csr, stranger, stranger_key)
     response = user1.post(ces_path(ca[1]), rst(signed))
     assert response.status_code == 500
     assert_valid(schema, response.content)
     assert fault_of(response.content)["reason"] == "Error 15: Invalid CSR.."
 
     _, old_cert = _issue(user1, ca)
-    forged = (
-        pkcs7.PKCS7SignatureBuilder()
-        .set_data(csr)
-        .add_signer(old_cert, stranger_key, hashes.SHA256())  # the old certificate, but not its key
-        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
-    )
+    forged = renewal(csr, old_cert, stranger_key)  # the old certificate, but not its key
     response = user1.post(ces_path(ca[1]), rst(forged))
     assert response.status_code == 500
     assert fault_of(response.content)["reason"] == "Error 15: Invalid CSR.."
