@@ -91,6 +91,7 @@ TEMPLATES = [
 # Connections are kept (per worker thread): opening one per request costs more than the request's queries.
 DATABASES = {"default": dj_database_url.parse(CONFIG.effective_database_url, conn_max_age=600, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["ENGINE"] = "autoenroll.server.utils.sqlite"  # Django's, placeholders converted once
     # Several server workers share the file: wait for the write lock instead of failing at once.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,

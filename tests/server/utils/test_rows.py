@@ -82,3 +82,73 @@ def test_many_rows_go_in_one_statement_per_batch(acme):
     assert len(queries) == 3
     stored = Person.objects.order_by("principal").values_list("principal", "mail", "synced_at")
     assert list(stored) == [(f"user{i}@TEST.COM", f"user{i}@test.com", SYNCED) for i in range(5)]
+
+
+def _as_django_writes(obj) -> list:
+    fields = rows._written(obj)
+    return [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
+
+
+def _comparable(values: list, stamped: list) -> list:
+    """psycopg's Binary wrappers compare by identity: by what they wrap."""
+    return [(type(v), None if t else getattr(v, "obj", v)) for v, t in zip(values, stamped, strict=True)]
+
+
+def test_values_written_are_what_django_would_write(acme, ca):
+    issuing = ca[1]
+    """`_values` passes some values on as they are: never one that Django's chain would have changed."""
+    from django.utils.functional import lazy
+
+    from autoenroll.server.certificates.models import Certificate
+    from autoenroll.server.enrollment.models import EnrollmentEvent
+
+    lazy_text = lazy(lambda: "lazy text", str)()
+    person = rows.insert(_person(acme))
+    samples = [
+        _person(acme, mail=lazy_text, enabled=True, synced_at=None),
+        _person(acme, principal=Person._meta.get_field("principal").verbose_name),  # a str subclass
+        Certificate(
+            ca=issuing,
+            serial="0a",
+            person=person,
+            subject="CN=x",
+            issuer="CN=y",
+            not_before=SYNCED,
+            not_after=SYNCED,
+            fingerprint_sha256="f" * 64,
+            pem="-",
+            status=Certificate.Status.ISSUED,
+            crl_partition=3,
+            crl_entry=b"\x30\x00",
+            installed_at=None,
+        ),  # fmt: skip
+        EnrollmentEvent(
+            created=SYNCED,
+            step="enroll",
+            outcome="error",
+            error_code=True,
+            message="m",
+            principal="p",
+            customer_id=acme.pk,
+            remote_addr="::1",
+            mac="",
+        ),  # fmt: skip
+        EnrollmentEvent(step=EnrollmentEvent.Step.STATUS, outcome="success", customer=None),
+    ]
+    for obj in samples:
+        expected = _as_django_writes(obj)
+        written = rows._values(obj, rows._written(obj), connection)
+        stamped = [getattr(f, "auto_now_add", False) for f in rows._written(obj)]  # now, at each call
+        assert _comparable(written, stamped) == _comparable(expected, stamped), type(obj).__name__
+
+
+def test_a_new_row_is_what_the_keyword_constructor_makes(acme):
+    from autoenroll.server.enrollment.models import EnrollmentEvent
+
+    values = {"step": "enroll", "outcome": "success", "principal": "p", "customer_id": acme.pk}
+    made, expected = rows.new(EnrollmentEvent, **values), EnrollmentEvent(**values)
+    fields = [f.attname for f in EnrollmentEvent._meta.concrete_fields if f.attname != "created"]
+    assert [getattr(made, name) for name in fields] == [getattr(expected, name) for name in fields]
+    assert made.created is not None and made._state.adding and made.customer == acme
+    with pytest.raises(TypeError, match="no field customer"):
+        rows.new(EnrollmentEvent, customer=acme)

@@ -31,7 +31,8 @@ def event(
         if name in refs:
             linked = refs.pop(name)
             refs[f"{name}_id"] = linked.pk if linked is not None else None
-    row = EnrollmentEvent(
+    row = rows.new(
+        EnrollmentEvent,
         created=timezone.now(),
         step=step,
         outcome=outcome or (EnrollmentEvent.Outcome.ERROR if error else EnrollmentEvent.Outcome.SUCCESS),
