@@ -250,12 +250,11 @@ def record(
     public_key_sha256: str = "",
     crl_partition: int | None = None,
 ) -> Certificate:
-    certificate = rows.new(
-        Certificate,
-        ca_id=ca.pk,
+    certificate = Certificate(
+        ca=ca,
         serial=serial_hex(cert.serial_number),
         profile=profile,
-        person_id=person.pk if person else None,
+        person=person,
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),
         mail=mail,
@@ -265,10 +264,9 @@ def record(
         public_key_sha256=public_key_sha256 or key_sha256(cert.public_key()),
         pem=_pem(cert),
         csr_pem=csr_pem,
-        replaces_id=replaces.pk if replaces else None,
+        replaces=replaces,
         crl_partition=crl_partition,
     )
-    certificate.ca, certificate.person, certificate.replaces = ca, person, replaces  # as given, not read again
     return rows.insert(certificate)
 
 

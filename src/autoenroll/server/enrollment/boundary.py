@@ -61,11 +61,12 @@ def refusal_of(errors: list[dict]) -> EnrollmentError:
 
 
 def cross_site(request: HttpRequest) -> str | None:
-    """Why the request looks like a web page's (another site's), or None for a program's."""
-    fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
+    """Why the request looks like a web page's (another site's), or None for a program's. (From META: on a logon,
+    `request.headers` built a mapping of every header for these two lookups.)"""
+    fetch_site = request.META.get("HTTP_SEC_FETCH_SITE", "").lower()
     if fetch_site and fetch_site not in ("same-origin", "none"):
         return f"Sec-Fetch-Site: {fetch_site[:40]}"
-    origin = request.headers.get("Origin")
+    origin = request.META.get("HTTP_ORIGIN")
     if origin is not None:
         own = f"{request.scheme}://{request.get_host()}"
         parts = urlsplit(origin)

@@ -368,7 +368,7 @@ def _check_initiator(principal: str, realm: KerberosRealm) -> None:
 
 
 def _parse_header(request: HttpRequest) -> bytes:
-    header = request.headers.get("Authorization", "")
+    header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() != "negotiate":
         raise NegotiateError("no 'Authorization: Negotiate' header", "missing")
