@@ -13,6 +13,18 @@ def test_defaults_give_sqlite_in_the_data_directory(tmp_path):
     assert config.certificate_days == 365
 
 
+def test_one_worker_per_core_the_server_may_run_on(tmp_path):
+    """More workers than cores only add contention (and Granian warns at every start); a server pinned
+    with taskset gets one worker per core it is given."""
+    environ = {"AUTOENROLL_DATA_DIR": str(tmp_path)}
+    assert load_config(environ).workers == len(os.sched_getaffinity(0))
+    code = f"from autoenroll.server.config import load_config; print(load_config({environ!r}).workers)"
+    pinned = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert pinned.stdout.strip() == "1"
+
+
 def test_environment_wins_over_the_config_file(tmp_path):
     toml = tmp_path / "autoenroll.toml"
     toml.write_text('certificate_days = 100\npublic_url = "https://ccm.test.com"\n')

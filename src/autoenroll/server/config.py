@@ -28,7 +28,13 @@ class ConfigError(Exception):
 
 
 def _default_workers() -> int:
-    return min(2 * (os.cpu_count() or 1) + 1, 9)
+    """One per core this process may run on: a worker's threads wait for Kerberos, LDAP and the database
+    with the GIL released, and a second process on the same core only adds contention (and Granian warns)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return min(cores, 64)
 
 
 class ServerConfig(BaseModel):
