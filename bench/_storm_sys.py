@@ -25,8 +25,9 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # ---- /proc -------------------------------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[int, float, int] | None:
-    """(ppid, CPU seconds incl. reaped children, RSS bytes) of a process, None when it is gone."""
+def _stat(pid: int) -> tuple[int, float, int, float] | None:
+    """(ppid, CPU seconds incl. reaped children, RSS bytes, of the CPU seconds those in the kernel) of a
+    process, None when it is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -34,7 +35,7 @@ def _stat(pid: int) -> tuple[int, float, int] | None:
     f = raw.rsplit(")", 1)[1].split()
     # after the command: state ppid ... utime(11) stime(12) cutime(13) cstime(14) ... rss(21)
     cpu = (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / CLK_TCK
-    return int(f[1]), cpu, int(f[21]) * PAGE
+    return int(f[1]), cpu, int(f[21]) * PAGE, (int(f[12]) + int(f[14])) / CLK_TCK
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -60,16 +61,17 @@ def process_tree(root: int, children: dict[int, list[int]] | None = None) -> lis
     return seen
 
 
-def tree_cpu(roots: list[int], only: tuple[str, ...] = ()) -> float:
+def tree_cpu(roots: list[int], only: tuple[str, ...] = (), kernel: bool = False) -> float:
     """CPU seconds used so far by the process trees under `roots` (alive processes + their reaped children);
-    with `only`, by the processes whose command line holds one of these strings."""
+    with `only`, by the processes whose command line holds one of these strings; with `kernel`, of it the
+    seconds in the kernel (system calls: sockets, files)."""
     children = _children_map()
     total = 0.0
     for root in roots:
         for pid in process_tree(root, children):
             st = _stat(pid)
             if st is not None and (not only or any(part in cmdline(pid) for part in only)):
-                total += st[1]
+                total += st[3] if kernel else st[1]
     return total
 
 
@@ -77,6 +79,8 @@ def tree_cpu(roots: list[int], only: tuple[str, ...] = ()) -> float:
 #: sealer, the notices. Their CPU is part of the server's and is also shown by itself.
 WATCHERS = ("crl --watch", "audit seal", "notify --watch")
 SERVER_WATCHERS = "of which server watchers"
+SERVER_KERNEL = "of which in the server's kernel calls"
+PARTS = (SERVER_WATCHERS, SERVER_KERNEL)  # parts of "server", not counted again in "other"
 
 
 def machine_busy() -> float:
@@ -125,6 +129,7 @@ class CPUMeter:
             values[name] = tree_cpu(pids)
             if name == "server":  # included in "server": not counted twice in "other"
                 values[SERVER_WATCHERS] = tree_cpu(pids, only=WATCHERS)
+                values[SERVER_KERNEL] = tree_cpu(pids, kernel=True)
         values["load generator"] = self_cpu()
         values["machine"] = machine_busy()
         values["_wall"] = time.perf_counter()
@@ -138,7 +143,7 @@ class CPUMeter:
         end = self._sample()
         self.wall = end.pop("_wall") - self.start_values["_wall"]
         self.result = {k: max(0.0, v - self.start_values[k]) for k, v in end.items()}
-        named = sum(v for k, v in self.result.items() if k not in ("machine", SERVER_WATCHERS))
+        named = sum(v for k, v in self.result.items() if k != "machine" and k not in PARTS)
         self.result["other"] = max(0.0, self.result["machine"] - named)
         return self.result
 

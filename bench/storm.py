@@ -622,12 +622,12 @@ def main(argv=None) -> int:
 def summarize(result: dict, args) -> None:
     passes = [r for r in result["runs"] if r.get("pass") in ("main", "renewal")]
     print(
-        "\n==== passes (CPU in ms per complete logon; 'watch': the server's watchers, part of 'server'; "
-        "'other': the rest of the shared machine) ===="
+        "\n==== passes (CPU in ms per complete logon; 'watch': the server's watchers, 'kern': the server's time in"
+        " the kernel, both part of 'server'; 'other': the rest of the shared machine) ===="
     )
     print(
         f"{'database':10s} {'protocol':4s} {'pass':22s} {'logons':>6s} {'/s':>7s} {'p50':>7s} {'p95':>7s} {'p99':>7s}"
-        f" {'server':>7s} {'watch':>6s} {'gen':>6s} {'samba':>6s} {'pg':>6s} {'other':>6s} {'errors':>6s}"
+        f" {'server':>7s} {'watch':>6s} {'kern':>6s} {'gen':>6s} {'samba':>6s} {'pg':>6s} {'other':>6s} {'errors':>6s}"
     )
     for r in passes:
         lat, per = r["latency_ms"]["logon"], r.get("cpu_ms_per_logon", {})
@@ -635,7 +635,8 @@ def summarize(result: dict, args) -> None:
         print(
             f"{r['db']:10s} {r['protocol']:4s} {what:22s} {r['logons']:6d} {r['logons_per_s']:7.1f} "
             f"{fmt(lat['p50'])} {fmt(lat['p95'])} {fmt(lat['p99'])} {fmt(per.get('server'), '7.2f')} "
-            f"{fmt(per.get(psys.SERVER_WATCHERS), '6.2f')} {fmt(per.get('load generator'), '6.2f')} "
+            f"{fmt(per.get(psys.SERVER_WATCHERS), '6.2f')} {fmt(per.get(psys.SERVER_KERNEL), '6.2f')} "
+            f"{fmt(per.get('load generator'), '6.2f')} "
             f"{fmt(per.get('samba'), '6.2f')} {fmt(per.get('postgres'), '6.2f')} {fmt(per.get('other'), '6.2f')} "
             f"{r['error_count']:6d}"
         )
