@@ -8,7 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
+
+from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory.models import Person
+from autoenroll.server.enrollment import lifecycle, pipeline
+from autoenroll.server.utils import rows
 
 pytestmark = pytest.mark.django_db
 
@@ -39,3 +44,32 @@ def test_a_statement_run_often_is_prepared_on_the_server():
             assert cursor.fetchone() == (n + 1,)
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["SELECT $1::int + 1%"])
         assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_hot_paths_prepared_statements_survive_a_column_added_by_a_migration(acme):
+    """A migration adds a column while servers run: their prepared statements must go on answering."""
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    person = Person.objects.create(customer=acme, principal="user1@TEST.COM", mail="user1@test.com")
+
+    def logon_and_report_reads():
+        assert [p.pk for p in rows.select(Person, pipeline._PERSON_BY_ID, [person.pk])] == [person.pk]
+        assert rows.select(Certificate, pipeline._REPORTED, [person.pk, "01", "02"]) == []
+        with transaction.atomic():
+            assert lifecycle.locked_person(acme.pk, person.principal, "0" * 64).pk == person.pk
+
+    for _ in range(6):  # prepared on this connection from the fifth on
+        logon_and_report_reads()
+    tables = (Person._meta.db_table, Certificate._meta.db_table)
+    migration = connections.create_connection("default")
+    try:
+        with migration.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"ALTER TABLE {table} ADD COLUMN added_later timestamptz DEFAULT now()")
+        logon_and_report_reads()
+    finally:
+        with migration.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS added_later")
+        migration.close()

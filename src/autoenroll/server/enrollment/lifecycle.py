@@ -95,7 +95,7 @@ def _valid_smime(**filters) -> QuerySet:
 #: What decides an issuance, read with the person in one statement. Written out rather than built with
 #: the ORM: on the hot path, compiling three correlated subqueries cost more than running them.
 _PERSON_FACTS = """
-SELECT p.*,
+SELECT {columns},
   (SELECT COUNT(*) FROM {cert} c WHERE c.person_id = p.id AND {valid}) AS held,
   (SELECT c.id FROM {cert} c WHERE c.person_id = p.id AND {valid} AND c.public_key_sha256 = %s
     ORDER BY c.not_after DESC, c.id DESC LIMIT 1) AS same_key,
@@ -105,6 +105,7 @@ SELECT p.*,
     AS key_compromised
 FROM {person} p WHERE p.customer_id = %s AND p.principal = %s
 """.format(  # noqa: S608 - table names from the models; every value is a parameter
+    columns=rows.columns(Person, "p"),
     cert=Certificate._meta.db_table,
     person=Person._meta.db_table,
     valid="c.profile = 'smime' AND c.status = 'issued' AND c.not_before <= %s AND c.not_after > %s",
