@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from autoenroll.server.config import ConfigError, load_config
+from autoenroll.server.config import ConfigError, default_workers, load_config
 
 
 def test_defaults_give_sqlite_in_the_data_directory(tmp_path):
@@ -13,14 +13,22 @@ def test_defaults_give_sqlite_in_the_data_directory(tmp_path):
     assert config.certificate_days == 365
 
 
-def test_one_worker_per_core_the_server_may_run_on(tmp_path):
-    """More workers than cores only add contention (and Granian warns at every start); a server pinned
-    with taskset gets one worker per core it is given."""
+@pytest.mark.parametrize(
+    ("cores", "quota", "workers"),
+    [(2, None, 2), (1, None, 1), (64, 2.0, 2), (64, 0.5, 1), (16, 1.5, 2), (16, None, 8), (4, 16.0, 4)],
+)
+def test_one_worker_per_core_the_server_may_use(cores, quota, workers):
+    """More workers than cores only add contention (and Granian warns at every start): one per CPU the
+    server may run on, fewer when a container's cgroup allows less, at most 8 (each keeps connections)."""
+    assert default_workers(cores, quota) == workers
+
+
+def test_a_server_pinned_with_taskset_gets_one_worker(tmp_path):
     environ = {"AUTOENROLL_DATA_DIR": str(tmp_path)}
-    assert load_config(environ).workers == len(os.sched_getaffinity(0))
     code = f"from autoenroll.server.config import load_config; print(load_config({environ!r}).workers)"
+    cpu = str(min(os.sched_getaffinity(0)))
     pinned = subprocess.run(
-        ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ["taskset", "-c", cpu, sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert pinned.stdout.strip() == "1"
 

@@ -7,6 +7,7 @@ that names the setting, instead of a failure deep inside a request hours later.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import tomllib
@@ -27,14 +28,42 @@ class ConfigError(Exception):
     """A setting is missing or wrong; the message names it the way the admin wrote it."""
 
 
+#: Worker processes by default at most: each holds its own database connections (and `serve`'s publication
+#: listener runs as many again).
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers(cores: int, quota: float | None) -> int:
+    """One per core the server may use: a worker's threads wait for Kerberos, LDAP and the database with the
+    GIL released, and a second process on the same core only adds contention (and Granian warns). `cores`
+    the CPUs it may run on, `quota` the CPUs a container's cgroup allows it (None: no limit)."""
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+
+
+def _cpu_quota() -> float | None:
+    """CPUs the cgroup allows (v2 `cpu.max`, v1 `cpu.cfs_quota_us`), None without a limit."""
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        try:
+            quota, period = ((cgroup / "cpu" / f"cpu.cfs_{n}_us").read_text().strip() for n in ("quota", "period"))
+        except OSError:
+            return None
+    try:
+        return None if quota in ("max", "-1") else int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):  # not a cgroup file as documented: no limit known
+        return None
+
+
 def _default_workers() -> int:
-    """One per core this process may run on: a worker's threads wait for Kerberos, LDAP and the database
-    with the GIL released, and a second process on the same core only adds contention (and Granian warns)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return min(cores, 64)
+    return default_workers(cores, _cpu_quota())
 
 
 class ServerConfig(BaseModel):

@@ -101,8 +101,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Parameters bound by the server, and a statement run 5 times on a connection prepared there (psycopg's
     # prepare_threshold; Django's default is neither): PostgreSQL then parses and plans a logon's statements
-    # once per connection, not at every logon, which took a third of its CPU per logon. The URL's options win:
-    # `?server_side_binding=false` behind a pooler in transaction mode that cannot keep prepared statements.
+    # once, not at every logon, which took a quarter to a third of its CPU per logon. The URL's options win
+    # (`?server_side_binding=false`: neither). docs/scale.md says what this asks of poolers and migrations.
     DATABASES["default"]["OPTIONS"] = {
         "server_side_binding": True,
         "prepare_threshold": 5,

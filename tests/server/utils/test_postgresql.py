@@ -51,6 +51,7 @@ def test_the_hot_paths_prepared_statements_survive_a_column_added_by_a_migration
     """A migration adds a column while servers run: their prepared statements must go on answering."""
     if connections["default"].vendor != "postgresql":
         pytest.skip("PostgreSQL only")
+    assert connections["default"].features.uses_server_side_binding
     person = Person.objects.create(customer=acme, principal="user1@TEST.COM", mail="user1@test.com")
 
     def logon_and_report_reads():
@@ -59,8 +60,12 @@ def test_the_hot_paths_prepared_statements_survive_a_column_added_by_a_migration
         with transaction.atomic():
             assert lifecycle.locked_person(acme.pk, person.principal, "0" * 64).pk == person.pk
 
-    for _ in range(6):  # prepared on this connection from the fifth on
+    for _ in range(6):  # prepared on this connection at the sixth run
         logon_and_report_reads()
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [statement for (statement,) in cursor.fetchall()]
+    assert sum(Person._meta.db_table in statement for statement in prepared) >= 2, prepared
     tables = (Person._meta.db_table, Certificate._meta.db_table)
     migration = connections.create_connection("default")
     try:

@@ -25,7 +25,10 @@ def test_a_statement_is_converted_as_django_converts_it(sql):
     database = sqlite3.connect(":memory:")
     ours, django = database.cursor(factory=base.SQLiteCursorWrapper), database.cursor(factory=DjangoCursor)
     assert ours.convert_query(sql) == django.convert_query(sql)
-    assert ours.convert_query(sql) == django.convert_query(sql)  # from the cache the second time
+    hits = base._qmark.cache_info().hits
+    assert ours.convert_query(sql) == django.convert_query(sql)
+    kept = len(sql) <= base._LONGEST_KEPT
+    assert base._qmark.cache_info().hits == hits + kept  # the second time from the cache, unless too long
     database.close()
 
 

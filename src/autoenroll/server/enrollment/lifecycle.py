@@ -105,7 +105,7 @@ SELECT {columns},
     AS key_compromised
 FROM {person} p WHERE p.customer_id = %s AND p.principal = %s
 """.format(  # noqa: S608 - table names from the models; every value is a parameter
-    columns=rows.columns(Person, "p"),
+    columns=rows.select_list(Person, "p"),
     cert=Certificate._meta.db_table,
     person=Person._meta.db_table,
     valid="c.profile = 'smime' AND c.status = 'issued' AND c.not_before <= %s AND c.not_after > %s",

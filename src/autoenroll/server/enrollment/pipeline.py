@@ -569,9 +569,9 @@ class BadStatusToken(Exception):
 
 #: Written out: on the status report, the ORM's statement compilation cost more than the statements.
 #: Table and column names come from the models; every value is a parameter.
-_PERSON_BY_ID = f"SELECT {rows.columns(Person, 'p')} FROM {Person._meta.db_table} p WHERE p.id = %s"  # noqa: S608
+_PERSON_BY_ID = f"SELECT {rows.select_list(Person, 'p')} FROM {Person._meta.db_table} p WHERE p.id = %s"  # noqa: S608
 _REPORTED = (  # the installed certificate and the one it replaces, in one query
-    f"SELECT {rows.columns(Certificate, 'c')} FROM {Certificate._meta.db_table} c "  # noqa: S608
+    f"SELECT {rows.select_list(Certificate, 'c')} FROM {Certificate._meta.db_table} c "  # noqa: S608
     "WHERE c.person_id = %s AND c.profile = 'smime' AND c.serial IN (%s, %s)"
 )
 

@@ -17,15 +17,15 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import AutoField, BigAutoField, CharField, EmailField, Field, ForeignKey, Model, TextField
 
 
-def columns(model: type[Model], alias: str) -> str:
-    """The model's columns for a SELECT, named one by one: a statement prepared by PostgreSQL keeps the
-    shape of its answer when a migration adds a column, where `alias.*` would fail ("cached plan must not
-    change result type") on every connection that had prepared it."""
+def select_list(model: type[Model], alias: str) -> str:
+    """The model's columns for a SELECT, named one by one: a statement PostgreSQL has prepared keeps the
+    shape of its answer when a migration adds a column to the table, where `alias.*` would fail ("cached
+    plan must not change result type") on every connection that had prepared it."""
     return ", ".join(f'{alias}."{field.column}"' for field in model._meta.concrete_fields)
 
 
 def select(model: type[Model], sql: str, params: Sequence = ()) -> list:
-    """Instances of `model` from `sql`, which selects the model's columns (`columns`) and may add others:
+    """Instances of `model` from `sql`, which selects the model's columns (`select_list`) and may add others:
     those become attributes of each instance, as `Model.objects.raw` makes them."""
     connection = _connection()
     with connection.cursor() as cursor:
