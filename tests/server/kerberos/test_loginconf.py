@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from io import StringIO
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from autoenroll.server.kerberos import loginconf
 from autoenroll.server.kerberos.models import KerberosRealm
@@ -34,6 +38,7 @@ GUIDE_6_1 = "  \n".join(
     ]
 ).replace("};  \n", "};\n")
 OPTIONS = {"storeKey": "true", "useKeyTab": "true", "refreshKrb5Config": "true", "isInitiator": "false"}
+HYPOTHESIS = settings(max_examples=int(os.environ.get("AUTOENROLL_HYPOTHESIS_EXAMPLES", "200")), deadline=None)
 
 
 def realms(*args: str) -> str:
@@ -126,6 +131,62 @@ def test_windows_paths_and_escapes_survive_a_round_trip():
 def test_bad_input_is_an_error_that_names_the_line(text, message):
     with pytest.raises(loginconf.LoginConfError, match=message):
         loginconf.parse(text)
+
+
+@HYPOTHESIS
+@given(st.text() | st.text(alphabet='ab {};="/*\\\n\t'))
+def test_any_text_is_entries_or_an_error_that_names_the_line(text):
+    try:
+        loginconf.parse(text)
+    except loginconf.LoginConfError as exc:
+        assert 0 <= exc.line <= text.count("\n") + 1
+
+
+_option = st.from_regex(r"[A-Za-z][A-Za-z0-9]*", fullmatch=True).filter(
+    lambda name: name not in ("keyTab", "principal", "isInitiator", "useKeyTab")
+)
+
+
+@HYPOTHESIS
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1), st.text(min_size=1), st.text(min_size=1), st.dictionaries(_option, st.text())),
+        max_size=3,
+        unique_by=lambda entry: entry[0].lower(),
+    )
+)
+@example([("a b", "/k", "p", {"storeKey": "x y"})])  # found by Hypothesis: written unquoted, read back as an error
+@example([("x", "/k", "p", {"debug": ""})])
+@example([("x{y};", "/k", "p", {"debug": "a//b /*c*/ d=e"})])
+def test_what_is_written_reads_back_the_same(entries):
+    written = [loginconf.LoginEntry(n, k, p, options={**OPTIONS, **o}) for n, k, p, o in entries]
+    try:
+        text = loginconf.render(written)
+    except loginconf.LoginConfError as exc:
+        assert "line break" in str(exc)
+        assert any("\n" in value for n, k, p, o in entries for value in (n, k, p, *o.values()))
+        return
+    read = loginconf.parse(text)
+    assert [(e.name, e.keytab, e.principal, e.options) for e in read] == [
+        (e.name, e.keytab, e.principal, e.options) for e in written
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("domain", "test com", "A Windows domain name"),
+        ("domain", "test.com}", "A Windows domain name"),
+        ("keytab_path", "/k/\nccm.keytab", "without line breaks"),
+    ],
+)
+def test_a_realm_login_conf_could_not_carry_is_refused(field, value, message):
+    realm = KerberosRealm(
+        domain="test.com", keytab_path="/k/ccm.keytab", service_principal="HTTP/ccm.test.com@TEST.COM"
+    )
+    setattr(realm, field, value)
+    with pytest.raises(ValidationError, match=message):
+        realm.clean_fields()
 
 
 @pytest.mark.django_db

@@ -191,18 +191,29 @@ def parse(text: str) -> list[LoginEntry]:
     return entries
 
 
+_PLAIN = re.compile(r"(?:[^\s{};=\"/]|/(?![/*]))+")
+
+
 def _quote(value: str) -> str:
+    if "\n" in value:  # a quoted value ends at the end of its line
+        raise LoginConfError(f"{value!r} cannot be written in login.conf: it holds a line break")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _value(value: str) -> str:
+    """A name or value as one word where it is one, quoted otherwise (spaces, braces, '=', comments)."""
+    return value if _PLAIN.fullmatch(value) else _quote(value)
+
+
 def render(entries: Iterable[LoginEntry]) -> str:
-    """Write entries in the exact layout of guide 6.1 (4-space indent, keyTab and principal quoted, last)."""
+    """Write entries in the exact layout of guide 6.1 (4-space indent, keyTab and principal quoted, last),
+    so that `parse` reads back what was written; LoginConfError for a value no line can hold."""
     out: list[str] = []
     for e in entries:
         options = {**STANDARD_OPTIONS, **e.options}
-        out.append(f"{e.name} {{")
+        out.append(f"{_value(e.name)} {{")
         out.append(f"    {KRB5_MODULE} {e.flag}")
-        out.extend(f"    {k}={v}" for k, v in options.items())
+        out.extend(f"    {k}={_value(v)}" for k, v in options.items())
         out.append(f"    keyTab={_quote(e.keytab)}")
         out.append(f"    principal={_quote(e.principal)};")
         out.append("};")

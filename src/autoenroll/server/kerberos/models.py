@@ -11,13 +11,28 @@ principal_validator = RegexValidator(
     r"^[^/@\s]+/[^/@\s]+@[^/@\s]+$", "A service principal such as HTTP/ccm.test.com@TEST.COM."
 )
 
+#: A Windows domain's DNS name (a single-label one too): what login.conf carries as an entry name.
+windows_domain_validator = RegexValidator(
+    r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+    "A Windows domain name such as test.com: letters, digits, '-', '_' and dots.",
+)
+#: A path a keytab can have, and a line of login.conf can hold.
+path_validator = RegexValidator(r"^[^\x00-\x1f\x7f]+$", "A file path, without line breaks or control characters.")
+
 
 class KerberosRealm(models.Model):
     domain = models.CharField(
-        max_length=253, unique=True, verbose_name="Domain Name", help_text="Windows domain, e.g. test.com."
+        max_length=253,
+        unique=True,
+        validators=[windows_domain_validator],
+        verbose_name="Domain Name",
+        help_text="Windows domain, e.g. test.com.",
     )
     keytab_path = models.CharField(
-        max_length=1024, verbose_name="Keytab File Name", help_text="Absolute path, readable by the server only."
+        max_length=1024,
+        validators=[path_validator],
+        verbose_name="Keytab File Name",
+        help_text="Absolute path, readable by the server only.",
     )
     service_principal = models.CharField(
         max_length=512,
