@@ -163,8 +163,8 @@ def test_what_is_written_reads_back_the_same(entries):
     try:
         text = loginconf.render(written)
     except loginconf.LoginConfError as exc:
-        assert "line break" in str(exc)
-        assert any("\n" in value for n, k, p, o in entries for value in (n, k, p, *o.values()))
+        assert "a line break or a NUL" in str(exc)
+        assert any(c in value for n, k, p, o in entries for value in (n, k, p, *o.values()) for c in "\n\x00")
         return
     read = loginconf.parse(text)
     assert [(e.name, e.keytab, e.principal, e.options) for e in read] == [
@@ -266,3 +266,9 @@ def test_realms_add_checks_the_keytab_as_keytab_check_does(samba_ad, tmp_path):
     with pytest.raises(CommandError, match=f"no key for {other}"):
         realms(*add, str(samba_ad.keytab), "--principal", other)
     assert "realm test.com added" in realms(*add, str(samba_ad.keytab), "--principal", spn)
+
+
+def test_a_nul_character_is_an_error_that_names_its_line():
+    """Its principal passed the realm's validation and PostgreSQL refused it at save."""
+    with pytest.raises(loginconf.LoginConfError, match="line 8: a NUL character"):
+        loginconf.parse(GUIDE_6_1.replace("HTTP/certmgr.de.com", "HTTP/certmgr\x00.de.com"))

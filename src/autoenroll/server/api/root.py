@@ -25,16 +25,18 @@ log = logging.getLogger("autoenroll.api")
 
 class StrictParser(Parser):
     """What reaches a view is what the document describes: a query parameter given once, not read as its
-    last value when repeated; and in the admin API a body that is a JSON object with no NUL or lone
-    surrogate in any string (PostgreSQL refuses the one, SQLite cannot encode the other: a 500 either
-    way). The enrollment calls check their fields themselves, each with the guide's number."""
+    last value when repeated; no NUL or lone surrogate in a query parameter nor, in the admin API, in any
+    string of a body, which must be a JSON object (PostgreSQL refuses the one, SQLite cannot encode the
+    other: a 500 either way, as a filter or as a value). The enrollment calls check their body's fields
+    themselves, each with the guide's number."""
 
     def parse_querydict(self, data, list_fields, request):
-        repeated = [key for key in data if key not in list_fields and len(data.getlist(key)) > 1]
-        if repeated:
-            raise ValidationError(
-                [{"loc": ["query", key], "msg": "given more than once", "type": "value_error"} for key in repeated]
-            )
+        problems = [
+            (key, "given more than once") for key in data if key not in list_fields and len(data.getlist(key)) > 1
+        ]
+        problems += [(key, "NUL or a lone surrogate") for key, values in data.lists() if _unstorable([key, *values])]
+        if problems:
+            raise ValidationError([{"loc": ["query", key], "msg": msg, "type": "value_error"} for key, msg in problems])
         return super().parse_querydict(data, list_fields, request)
 
     def parse_body(self, request):

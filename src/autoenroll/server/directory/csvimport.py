@@ -21,6 +21,7 @@ from django.db import transaction
 
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.tenants.models import Customer
+from autoenroll.server.utils.text import storable
 
 COLUMNS = (
     "Domain",
@@ -151,6 +152,7 @@ def _columns(header: list[str]) -> dict[str, int]:
 
 def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[str, str], int]) -> ImportRow:
     errors: list[str] = [f"{c}: required" for c in REQUIRED if not cell[c].strip()]
+    unstorable = [f"{c}: holds a NUL character" for c in COLUMNS if not storable(cell[c])]
     shown = {c: _shown(c, cell[c]) for c in COLUMNS}
     port_text = cell["AD Server Port"].strip() or "0"
     try:
@@ -171,21 +173,28 @@ def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[s
         tls_ca_pem=cell["DC CA Certificate"].strip(),
         tls_server_name=cell["TLS Server Name"].strip(),
     )
-    try:
-        # is_default is left out: save() moves the default, the one-default constraint would refuse it here
-        server.full_clean(exclude=["is_default"])
-    except ValidationError as exc:
-        for name, messages in exc.message_dict.items():
-            label = LABELS.get(name, "")
-            if label in REQUIRED and not cell[label].strip():
-                continue  # already reported as required
-            errors.extend(f"{label}: {m}" if label else m for m in messages)
+    errors += unstorable or _invalid(server, cell)  # PostgreSQL refuses a NUL in the validation's lookups too
     key = (server.domain, server.address.lower())
     if key in seen:
         errors.append(f"the same Domain and AD Server Address as line {seen[key]}")
     else:
         seen[key] = line
     return ImportRow(line, shown, server, errors)
+
+
+def _invalid(server: ADServer, cell: dict[str, str]) -> list[str]:
+    try:
+        # is_default is left out: save() moves the default, the one-default constraint would refuse it here
+        server.full_clean(exclude=["is_default"])
+    except ValidationError as exc:
+        errors = []
+        for name, messages in exc.message_dict.items():
+            label = LABELS.get(name, "")
+            if label in REQUIRED and not cell[label].strip():
+                continue  # already reported as required
+            errors.extend(f"{label}: {m}" if label else m for m in messages)
+        return errors
+    return []
 
 
 def _shown(column: str, value: str) -> str:

@@ -178,6 +178,8 @@ class _Parser:
 
 def parse(text: str) -> list[LoginEntry]:
     """Parse login.conf text into entries; LoginConfError names the line of the first problem."""
+    if (nul := text.find("\x00")) >= 0:  # no name, path or principal holds one (and PostgreSQL refuses it)
+        raise LoginConfError("a NUL character", text.count("\n", 0, nul) + 1)
     parser = _Parser(_tokens(text), text.count("\n") + 1)
     entries: list[LoginEntry] = []
     seen: dict[str, int] = {}
@@ -195,14 +197,14 @@ _PLAIN = re.compile(r"(?:[^\s{};=\"/]|/(?![/*]))+")
 
 
 def _quote(value: str) -> str:
-    if "\n" in value:  # a quoted value ends at the end of its line
-        raise LoginConfError(f"{value!r} cannot be written in login.conf: it holds a line break")
+    if "\n" in value or "\x00" in value:  # a quoted value ends with its line; `parse` refuses a NUL
+        raise LoginConfError(f"{value!r} cannot be written in login.conf: it holds a line break or a NUL")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _value(value: str) -> str:
     """A name or value as one word where it is one, quoted otherwise (spaces, braces, '=', comments)."""
-    return value if _PLAIN.fullmatch(value) else _quote(value)
+    return value if _PLAIN.fullmatch(value) and "\x00" not in value else _quote(value)
 
 
 def render(entries: Iterable[LoginEntry]) -> str:
