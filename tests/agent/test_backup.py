@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import threading
 import time
 import tomllib
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from autoenroll.testbed.server import ServerProcess, free_port, start_server
+from databases import own_databases
 
 from .conftest import CUSTOMER, HOST, AgentUser
 
-BASE_URL = os.environ.get("AUTOENROLL_DATABASE_URL", "")
 USERS = 3
 ROUNDS = 3
 
@@ -48,20 +46,8 @@ print(json.dumps({
 @pytest.fixture
 def databases():
     """Two fresh PostgreSQL databases (the lost server's, the restored one's), or SQLite in each data directory."""
-    if not BASE_URL.startswith("postgresql"):
-        yield {}, {}
-        return
-    import psycopg
-
-    names = [f"backup_{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    with psycopg.connect(BASE_URL, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f"CREATE DATABASE {name}")
-    parts = urlsplit(BASE_URL)
-    yield tuple({"AUTOENROLL_DATABASE_URL": urlunsplit(parts._replace(path=f"/{n}"))} for n in names)
-    with psycopg.connect(BASE_URL, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with own_databases("backup", 2) as envs:
+        yield envs
 
 
 def _seal(server: ServerProcess) -> None:

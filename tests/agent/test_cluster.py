@@ -19,20 +19,19 @@ import sys
 import threading
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from cryptography import x509
 
 from autoenroll.testbed.server import free_port, start_server
+from databases import ON_POSTGRESQL, own_databases
 
 from .conftest import CUSTOMER, HOST, AgentUser
 
-BASE_URL = os.environ.get("AUTOENROLL_DATABASE_URL", "")
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 pytestmark = [
-    pytest.mark.skipif(not BASE_URL.startswith("postgresql"), reason="a cluster shares PostgreSQL"),
+    pytest.mark.skipif(not ON_POSTGRESQL, reason="a cluster shares PostgreSQL"),
     pytest.mark.skipif(not os.path.exists(HAPROXY), reason="Debian's haproxy is not installed"),
 ]
 
@@ -40,15 +39,8 @@ pytestmark = [
 @pytest.fixture
 def database():
     """A database of its own in the test's PostgreSQL cluster, dropped afterwards."""
-    import psycopg
-
-    name = f"cluster_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(BASE_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    parts = urlsplit(BASE_URL)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with psycopg.connect(BASE_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with own_databases("cluster") as (env,):
+        yield env["AUTOENROLL_DATABASE_URL"]
 
 
 def haproxy(port: int, backends: list[int], workdir) -> subprocess.Popen:

@@ -19,6 +19,7 @@ from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Organization
 from autoenroll.testbed import samba
 from checks import ktutil_keytab
+from databases import ON_POSTGRESQL
 
 from .conftest import AD_PASSWORD, SCREENSHOTS_TAKEN, USER_PASSWORD, make_tenant, make_user
 
@@ -48,10 +49,7 @@ pytestmark = [
 ON_REAL_SERVE = [
     pytest.mark.samba,
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed"),
-    pytest.mark.skipif(
-        os.environ.get("AUTOENROLL_DATABASE_URL", "").startswith("postgresql"),
-        reason="runs against a real server with its own database, once (SQLite phase)",
-    ),
+    pytest.mark.skipif(ON_POSTGRESQL, reason="runs against a real server with its own database, once (SQLite phase)"),
 ]
 
 
