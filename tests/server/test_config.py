@@ -46,6 +46,12 @@ def test_expiry_notice_days_are_a_list_largest_first():
     assert load_config({}).expiry_notice_days == [30, 15, 2]
 
 
+def test_ad_networks_are_a_list_of_networks_none_by_default():
+    config = load_config({"AUTOENROLL_AD_NETWORKS": "10.0.0.0/8, fd00::/8"})
+    assert [str(network) for network in config.ad_networks] == ["10.0.0.0/8", "fd00::/8"]
+    assert load_config({}).ad_networks == []
+
+
 def test_postgresql_url_is_accepted():
     config = load_config({"AUTOENROLL_DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/autoenroll"})
     assert config.effective_database_url.startswith("postgresql://")
@@ -66,6 +72,8 @@ def test_postgresql_url_is_accepted():
         ({"AUTOENROLL_EXPIRY_NOTICE_DAYS": "30,0"}, "AUTOENROLL_EXPIRY_NOTICE_DAYS"),
         ({"AUTOENROLL_EXPIRY_NOTICE_DAYS": ","}, "AUTOENROLL_EXPIRY_NOTICE_DAYS"),
         ({"AUTOENROLL_SMTP_PORT": "70000"}, "AUTOENROLL_SMTP_PORT"),
+        ({"AUTOENROLL_AD_NETWORKS": "10.0.0.1/8"}, r"AUTOENROLL_AD_NETWORKS\[0\]"),  # host bits set: a typo?
+        ({"AUTOENROLL_AD_NETWORKS": "dc.example.com"}, r"AUTOENROLL_AD_NETWORKS\[0\]"),
     ],
 )
 def test_a_bad_value_names_the_setting(environ, named):

@@ -17,7 +17,16 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autoenroll.pki.keytypes import CA_KEY_TYPES
 
@@ -105,6 +114,9 @@ class ServerConfig(BaseModel):
     ocsp_answers_kept: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
     # logon/enroll calls one principal may make per minute, per server process (429 beyond; 0: no limit).
     enroll_rate_per_minute: Annotated[int, Field(ge=0, le=100_000)] = 30
+    # Networks AD servers may be in (CIDRs): the server connects to no other address a Customer Admin gives
+    # as an AD Server Address (Verify and every search), nor to one a name resolves to. Empty: any.
+    ad_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     # Largest clock difference accepted between a client's Kerberos authenticator and this server.
     kerberos_clockskew: Annotated[int, Field(ge=0, le=3600)] = 300
     log_level: str = "INFO"
@@ -258,7 +270,7 @@ def _env_values(environ: dict[str, str]) -> dict[str, object]:
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
-        lists = ("allowed_hosts", "expiry_notice_days")
+        lists = ("allowed_hosts", "expiry_notice_days", "ad_networks")
         values[name] = [h.strip() for h in raw.split(",") if h.strip()] if name in lists else raw
     return values
 

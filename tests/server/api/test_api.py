@@ -1,5 +1,6 @@
 """The administration REST API: tokens, roles, CRUD through the restriction point, Verify, revoke."""
 
+import ipaddress
 from datetime import timedelta
 
 import pytest
@@ -79,6 +80,14 @@ def test_verify_reports_a_wrong_password_at_bind(ad_server, customer_admin_of):
     assert admin.patch(f"/api/ad-servers/{ad_server.pk}", {"login_password": "wrong"}).status_code == 200
     verified = admin.post(f"/api/ad-servers/{ad_server.pk}/verify").json()
     assert verified["ok"] is False and verified["stage"] == "bind"
+
+
+def test_verify_of_an_address_outside_the_ad_networks_connects_nowhere(ad_server, customer_admin_of, settings):
+    settings.CONFIG = settings.CONFIG.model_copy(update={"ad_networks": [ipaddress.ip_network("192.0.2.0/24")]})
+    admin = customer_admin_of(ad_server.customer)
+    verified = admin.post(f"/api/ad-servers/{ad_server.pk}/verify").json()
+    assert verified["ok"] is False and verified["stage"] == "address"
+    assert "outside the networks AD servers may be in: 192.0.2.0/24" in verified["message"]
 
 
 def test_an_empty_password_keeps_the_stored_one(ad_server, customer_admin_of):

@@ -1,6 +1,8 @@
 """The LDAP client against the real Samba AD DC."""
 
 import dataclasses
+import ipaddress
+import socket
 import subprocess
 
 import pytest
@@ -210,6 +212,46 @@ def test_unresolvable_address_is_a_dns_error(ad_server):
     with pytest.raises(DirectoryError) as exc:
         DirectoryClient(settings).verify()
     assert exc.value.stage == "dns"
+
+
+@pytest.mark.parametrize("transport", ["starttls", "ldaps"])
+def test_an_address_outside_the_ad_networks_is_never_connected_to(ad_server, transport, monkeypatch):
+    """AUTOENROLL_AD_NETWORKS: a Customer Admin's AD Server Address cannot make the server probe the
+    network it runs in (Verify tells an open port from a closed one)."""
+    settings = dataclasses.replace(_over(ad_server, transport), networks=(ipaddress.ip_network("10.0.0.0/8"),))
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("connected"))
+    with pytest.raises(DirectoryError) as exc:
+        DirectoryClient(settings).verify()
+    assert exc.value.stage == "address"
+    assert f"{settings.address} ({settings.address}) is outside the networks AD servers may be in: 10.0.0.0/8" in str(
+        exc.value
+    )
+
+
+@pytest.mark.parametrize("transport", ["starttls", "ldaps"])
+def test_a_name_is_connected_to_at_the_address_that_was_checked(ad_server, samba_ad, transport, monkeypatch):
+    """A name that resolves into the networks once and elsewhere afterwards (DNS rebinding) still leads to
+    the address checked; the DC's certificate is checked for the name."""
+    real = socket.getaddrinfo
+    answers = iter([samba_ad.ip])
+
+    def rebinding(host, *args, **kwargs):
+        if host == samba.DC_FQDN:
+            host = next(answers, "10.9.9.9")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    settings = dataclasses.replace(
+        _over(ad_server, transport),
+        address=samba.DC_FQDN,
+        tls_server_name="",
+        networks=(ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network(f"{samba_ad.ip}/32")),
+    )
+    client = DirectoryClient(settings)
+    try:
+        assert client.find_user("user1@TEST.COM").mail == "user1@test.com"
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize("transport", ["starttls", "ldaps"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from datetime import timedelta
@@ -350,6 +351,12 @@ def test_verify_names_a_wrong_users_base_dn(acme_admin, ad_server):
 def test_verify_names_a_closed_port(client_a, tenant_a):
     page = client_a.post(reverse("web:adserver_verify", args=[tenant_a.ad_server.pk])).content.decode()
     assert "Failed at tcp" in page
+
+
+def test_verify_names_an_address_outside_the_ad_networks(client_a, tenant_a, settings):
+    settings.CONFIG = settings.CONFIG.model_copy(update={"ad_networks": [ipaddress.ip_network("192.0.2.0/24")]})
+    page = client_a.post(reverse("web:adserver_verify", args=[tenant_a.ad_server.pk])).content.decode()
+    assert "Failed at address" in page and "outside the networks this server may reach AD servers in" in page
 
 
 def test_verify_is_a_post(client_a, tenant_a):

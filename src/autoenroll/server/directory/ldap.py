@@ -62,6 +62,7 @@ class LDAPSettings:
     ca_pem: str = ""
     tls_server_name: str = ""
     timeout: int = 10  # seconds; ldap3 packs it into a socket option, so a whole number
+    networks: tuple = ()  # the networks (ipaddress) the DC's address must be in; empty: any
 
 
 @dataclass(frozen=True)
@@ -101,21 +102,34 @@ class VerifyReport:
 
 
 class DirectoryError(Exception):
-    """The directory could not answer; `stage` says where: dns, tcp, tls, timeout, bind, base_dn, search
-    or modify."""
+    """The directory could not answer; `stage` says where: dns, address (outside the allowed networks), tcp,
+    tls, timeout, bind, base_dn, search or modify."""
 
     def __init__(self, stage: str, message: str) -> None:
         self.stage, self.message = stage, message
         super().__init__(f"{stage}: {message}")
 
 
-def _tls(settings: LDAPSettings) -> Tls:
+def _tls(settings: LDAPSettings, connect_to: str) -> Tls:
+    """The certificate checked for the TLS server name, else the address as the admin gave it (not the
+    address the server connects to: the one a name resolved to, when the networks are limited)."""
     kwargs: dict = {"validate": ssl.CERT_REQUIRED, "version": ssl.PROTOCOL_TLS_CLIENT}
     if settings.ca_pem:
         kwargs["ca_certs_data"] = settings.ca_pem
-    if settings.tls_server_name:
-        kwargs["valid_names"] = [settings.tls_server_name]
+    name = settings.tls_server_name or (settings.address if connect_to != settings.address else "")
+    if name:
+        kwargs["valid_names"] = [name]
+        kwargs["sni"] = _sni(name)
     return Tls(**kwargs)
+
+
+def _sni(name: str) -> str | None:
+    """An address is not sent as a server name (RFC 6066 3)."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name
+    return None
 
 
 #: Failures that say the DC is not answering (rather than answering no): they open the circuit breaker.
@@ -192,10 +206,10 @@ class DirectoryClient:
 
     def _open(self) -> Connection:
         s = self.settings
-        _resolve(s)
-        tls = _tls(s) if _wants_tls(s) else None
+        address = _resolve(s)
+        tls = _tls(s, address) if _wants_tls(s) else None
         # No schema download (get_info=NONE): it costs a round trip per connection and we read few attributes.
-        server = Server(s.address, port=s.port, use_ssl=s.use_ssl, tls=tls, connect_timeout=s.timeout, get_info=NONE)
+        server = Server(address, port=s.port, use_ssl=s.use_ssl, tls=tls, connect_timeout=s.timeout, get_info=NONE)
         conn = Connection(
             server,
             user=s.login_dn,
@@ -230,9 +244,9 @@ class DirectoryClient:
     def _open_libldap(self) -> _Libldap:
         """Connected to the address here; StartTLS checks the certificate for the name in the URL."""
         s = self.settings
-        _resolve(s)
+        address = _resolve(s)
         try:
-            sock = socket.create_connection((s.address, s.port), timeout=s.timeout)
+            sock = socket.create_connection((address, s.port), timeout=s.timeout)
         except OSError as exc:
             raise DirectoryError("tcp", f"cannot connect to {s.address}:{s.port}: {exc}") from None
         with sock:  # closed unless libldap took it
@@ -553,11 +567,27 @@ def _url_host(name: str) -> str:
         return name
 
 
-def _resolve(settings: LDAPSettings) -> None:
+def _resolve(settings: LDAPSettings) -> str:
+    """The address to connect to. With networks set (`ad_networks`), the first address the name resolves to
+    that is in one of them, and the connection goes there: resolved again, a name could lead elsewhere."""
     try:
-        socket.getaddrinfo(settings.address, settings.port, type=socket.SOCK_STREAM)
+        found = socket.getaddrinfo(settings.address, settings.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise DirectoryError("dns", f"cannot resolve {settings.address}: {exc.strerror}") from None
+    except UnicodeError as exc:  # a label IDNA cannot encode
+        raise DirectoryError("dns", f"cannot resolve {settings.address}: {exc}") from None
+    if not settings.networks:
+        return settings.address
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    for address in addresses:
+        ip = ipaddress.ip_address(address.partition("%")[0])  # an IPv6 zone is no part of the address
+        if any(ip in network for network in settings.networks):
+            return address
+    allowed = ", ".join(str(network) for network in settings.networks)
+    raise DirectoryError(
+        "address",
+        f"{settings.address} ({', '.join(addresses)}) is outside the networks AD servers may be in: {allowed}",
+    )
 
 
 def _unbind(conn) -> None:

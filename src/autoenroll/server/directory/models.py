@@ -7,6 +7,7 @@ A customer has exactly one default AD server: the one used when an organization 
 from __future__ import annotations
 
 from cryptography import x509
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models, transaction
@@ -116,6 +117,7 @@ class ADServer(models.Model):
             allow_plain_bind=self.allow_plain_bind,
             ca_pem=self.tls_ca_pem,
             tls_server_name=self.tls_server_name,
+            networks=tuple(settings.CONFIG.ad_networks),
         )
 
 

@@ -271,6 +271,8 @@ class ADServerDeleteView(ADServerMixin, ObjectDeleteView):
 
 STAGE_REASONS = {
     "dns": "DNS: the AD Server Address cannot be resolved to an IP address.",
+    "address": "Address: the AD Server Address is outside the networks this server may reach AD servers in "
+    "(its setting AUTOENROLL_AD_NETWORKS).",
     "tcp": "TCP: no connection to the AD Server Address and Port (DC down, wrong port, or a firewall).",
     "tls": "TLS: the TLS handshake failed (SSL not enabled on the DC, a plain port with Use SSL, or the DC's "
     "certificate is not trusted or does not name the server).",
