@@ -49,16 +49,27 @@ def get_customer(uri: str):
         raise CommandError(f"no customer with uri {uri!r}") from None
 
 
+def read_text(file: str) -> str:
+    """A text file a command was given ('-': standard input), as UTF-8; a one-line error for one it
+    cannot read (missing, a directory, binary: a DER certificate for a PEM one, say) or that holds a NUL."""
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{file} is not UTF-8 text") from None
+    if "\x00" in text:
+        raise CommandError(f"{file} holds a NUL character: it is not a text file")
+    return text
+
+
 def read_password(password_file: str | None, prompt: str = "Login Password: ") -> str:
     """A password (the AD login's, an administrator's), from a file, standard input or a prompt: never
     from the command line, where every user of the machine could read it in the process list."""
     if password_file == "-":
         value = sys.stdin.readline().rstrip("\r\n")
     elif password_file:
-        try:
-            value = Path(password_file).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise CommandError(f"cannot read {password_file}: {exc.strerror}") from None
+        value = read_text(password_file).rstrip("\r\n")
     elif sys.stdin.isatty():
         try:
             value = getpass.getpass(prompt)

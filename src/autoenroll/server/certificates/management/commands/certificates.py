@@ -1,7 +1,6 @@
 import argparse
 import getpass
 import re
-import sys
 from pathlib import Path
 
 from cryptography import x509
@@ -14,7 +13,7 @@ from autoenroll.server.certificates import authority, publication
 from autoenroll.server.certificates.models import Certificate, RevocationReason
 from autoenroll.server.enrollment import lifecycle, pipeline
 from autoenroll.server.enrollment.models import EnrollmentEvent
-from autoenroll.server.utils.commands import SubcommandCommand, get_customer
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer, read_text
 
 Step = EnrollmentEvent.Step
 
@@ -93,11 +92,7 @@ class Command(SubcommandCommand):
     def handle_revoke(self, serials, file, reason, ca, by, **_) -> None:
         wanted = [_serial(s) for s in serials]
         if file:
-            try:
-                text = sys.stdin.read() if file == "-" else Path(file).read_text()
-            except OSError as exc:
-                raise CommandError(f"cannot read {file}: {exc.strerror}") from None
-            wanted += [_serial(line) for line in text.split() if line.strip()]
+            wanted += [_serial(line) for line in read_text(file).split() if line.strip()]
         if not wanted:
             raise CommandError("give at least one SERIAL or --file")
         certs = Certificate.objects.filter(serial__in=set(wanted))

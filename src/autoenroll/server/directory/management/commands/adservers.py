@@ -6,7 +6,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from autoenroll.server.directory import csvimport
 from autoenroll.server.directory.models import ADServer
-from autoenroll.server.utils.commands import SubcommandCommand, get_customer, read_password
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer, read_password, read_text
 
 
 class Command(SubcommandCommand):
@@ -70,12 +70,7 @@ class Command(SubcommandCommand):
         default,
         **_,
     ) -> None:
-        ca_pem = ""
-        if ca_file:
-            try:
-                ca_pem = Path(ca_file).read_text()
-            except OSError as exc:
-                raise CommandError(f"cannot read {ca_file}: {exc.strerror}") from None
+        ca_pem = read_text(ca_file) if ca_file else ""
         server = ADServer(
             customer=get_customer(customer),
             domain=domain,

@@ -1,5 +1,4 @@
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -8,7 +7,7 @@ from django.core.management.base import CommandError
 from autoenroll.server.kerberos import loginconf
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.kerberos.services import import_entries
-from autoenroll.server.utils.commands import SubcommandCommand, get_customer
+from autoenroll.server.utils.commands import SubcommandCommand, get_customer, read_text
 
 
 class Command(SubcommandCommand):
@@ -64,12 +63,7 @@ class Command(SubcommandCommand):
         self.stdout.write(f"realm {domain.strip().lower()} deleted")
 
     def handle_import(self, file, customer, **_) -> None:
-        try:
-            text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot read {file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise CommandError(f"{file} is not UTF-8 text") from None
+        text = read_text(file)
         try:
             entries = loginconf.parse(text)
         except loginconf.LoginConfError as exc:

@@ -1,0 +1,44 @@
+"""Files given to the commands (`utils.commands.read_text`, `read_password`): one that cannot be read as
+text (binary, a DER certificate for a PEM one, a directory, a NUL) ends in a one-line error, never a
+traceback. Two of these were UnicodeDecodeError tracebacks."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+pytestmark = pytest.mark.django_db
+
+ADD = ["add", "--customer", "acme", "--domain", "test.com", "--address", "10.0.0.1"]
+ADD += ["--users-base-dn", "CN=Users,DC=test,DC=com", "--login-dn", "CN=ccm,CN=Users,DC=test,DC=com"]
+COMMANDS = {
+    "adservers add --ca-file": ("adservers", [*ADD, "--password-file", "{password}", "--ca-file", "{file}"]),
+    "adservers add --password-file": ("adservers", [*ADD, "--password-file", "{file}"]),
+    "adservers import": ("adservers", ["import", "{file}", "--customer", "acme"]),
+    "realms import": ("realms", ["import", "{file}"]),
+    "certificates revoke --file": ("certificates", ["revoke", "--file", "{file}", "--reason", "superseded"]),
+    "certificates issue --csr": (
+        "certificates",
+        ["issue", "--customer", "acme", "--principal", "u@T", "--csr", "{file}"],
+    ),
+    "admins add --password-file": ("admins", ["add", "someone", "--super", "--password-file", "{file}"]),
+}
+CONTENTS = {
+    "binary": b"0\x82\x01\xff\xfe\x80 DER, not PEM",
+    "NUL": b"a\x00b\n",
+    "directory": None,
+}
+
+
+@pytest.mark.parametrize("content", CONTENTS.values(), ids=CONTENTS)
+@pytest.mark.parametrize(("command", "args"), COMMANDS.values(), ids=COMMANDS)
+def test_a_file_that_is_no_text_of_the_kind_is_a_one_line_error(acme, tmp_path, command, args, content):
+    file, password = tmp_path / "given", tmp_path / "password"
+    if content is None:
+        file.mkdir()
+    else:
+        file.write_bytes(content)
+    password.write_text("Secret-Passw0rd-1\n")
+    with pytest.raises(CommandError) as refused:
+        call_command(command, *[a.format(file=file, password=password) for a in args])
+    assert "\n" not in str(refused.value).strip()
