@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from autoenroll.testbed.samba import SambaDC, available, start
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (scripts/test stopping its PostgreSQL phase) ends the run as Ctrl-C does: with every
+    fixture's teardown, so that no DC or server it started outlives it in a session of its own."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

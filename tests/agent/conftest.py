@@ -44,13 +44,18 @@ def server(samba_ad: SambaDC, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield srv
 
 
-@pytest.fixture(scope="session")
-def issuer_cn(server: ServerProcess) -> str:
+def issuer_common_name(server: ServerProcess) -> str:
+    """The CN of the server's issuing CA: the `issuername` of autoenroll.conf."""
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
     cert = x509.load_pem_x509_certificate(server.issuing_ca.read_bytes())
     return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+@pytest.fixture(scope="session")
+def issuer_cn(server: ServerProcess) -> str:
+    return issuer_common_name(server)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from cryptography import x509
 from autoenroll.testbed.server import free_port, start_server
 from databases import ON_POSTGRESQL, own_databases
 
-from .conftest import CUSTOMER, HOST, AgentUser
+from .conftest import CUSTOMER, HOST, AgentUser, issuer_common_name
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -183,7 +183,7 @@ def _agent(samba_ad, server, tmp_path, front: int, sam: str) -> AgentUser:
     samba_ad.add_user(sam, "Passw0rd!Node1", mail=f"{sam}@test.com")
     home = tmp_path / f"home-{sam}"
     home.mkdir(mode=0o700)
-    user = AgentUser(sam, home, server, samba_ad, _issuer_cn(server))
+    user = AgentUser(sam, home, server, samba_ad, issuer_common_name(server))
     user.kinit()
     user.write_config(requestpath=f"https://{HOST}:{front}")  # the balancer
     user.extra_env["AUTOENROLL_CONNECT_TO"] = f"{HOST}:{front}:127.0.0.1"
@@ -228,10 +228,3 @@ def _post_logon(server, token: str) -> int:
 def _end(balancer: subprocess.Popen) -> None:
     balancer.terminate()
     balancer.wait(timeout=10)
-
-
-def _issuer_cn(server) -> str:
-    from cryptography.x509.oid import NameOID
-
-    cert = x509.load_pem_x509_certificate(server.issuing_ca.read_bytes())
-    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value

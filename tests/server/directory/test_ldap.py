@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from autoenroll.server.directory.ldap import DirectoryClient, DirectoryError
+from autoenroll.server.directory import ldap
+from autoenroll.server.directory.ldap import DirectoryClient, DirectoryError, LDAPSettings
 from autoenroll.testbed import samba
 
 pytestmark = pytest.mark.django_db
@@ -219,13 +220,41 @@ def test_an_address_outside_the_ad_networks_is_never_connected_to(ad_server, tra
     """AUTOENROLL_AD_NETWORKS: a Customer Admin's AD Server Address cannot make the server probe the
     network it runs in (Verify tells an open port from a closed one)."""
     settings = dataclasses.replace(_over(ad_server, transport), networks=(ipaddress.ip_network("10.0.0.0/8"),))
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("connected"))
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("connected"))  # libldap's
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("connected"))  # ldap3's
     with pytest.raises(DirectoryError) as exc:
         DirectoryClient(settings).verify()
     assert exc.value.stage == "address"
-    assert f"{settings.address} ({settings.address}) is outside the networks AD servers may be in: 10.0.0.0/8" in str(
-        exc.value
+    assert str(exc.value) == f"address: {settings.address} is outside the networks AD servers may be in: 10.0.0.0/8"
+
+
+@pytest.mark.parametrize(
+    ("networks", "refused"),
+    [
+        ("::/0", True),  # an IPv4-mapped address is the IPv4 address it maps
+        ("127.0.0.0/8", False),
+    ],
+)
+def test_an_ipv4_mapped_address_is_checked_as_the_ipv4_address(networks, refused, monkeypatch):
+    monkeypatch.setattr(
+        socket, "getaddrinfo", lambda *a, **k: [(socket.AF_INET6, 1, 6, "", ("::ffff:127.0.0.1", 389, 0, 0))]
     )
+    settings = LDAPSettings("dc.example.com", 389, False, "", "", "", networks=(ipaddress.ip_network(networks),))
+    if refused:
+        with pytest.raises(DirectoryError, match="address: dc.example.com is outside"):
+            ldap._resolve(settings)
+    else:
+        assert ldap._resolve(settings) == "::ffff:127.0.0.1"
+
+
+def test_ldaps_checks_the_certificate_for_the_name_the_admin_gave_and_sends_it():
+    """ldap3 checks its connection's own address too: the one a name resolved to, with AD networks set."""
+    named = ldap._tls(LDAPSettings("dc1.test.com", 636, True, "", "", ""))
+    assert (named.valid_names, named.sni) == (["dc1.test.com"], "dc1.test.com")
+    by_address = ldap._tls(LDAPSettings("192.0.2.1", 636, True, "", "", "", tls_server_name="dc1.test.com"))
+    assert (by_address.valid_names, by_address.sni) == (["dc1.test.com"], "dc1.test.com")
+    no_name = ldap._tls(LDAPSettings("192.0.2.1", 636, True, "", "", ""))
+    assert (no_name.valid_names, no_name.sni) == (["192.0.2.1"], None)  # an address is no server name
 
 
 @pytest.mark.parametrize("transport", ["starttls", "ldaps"])

@@ -23,16 +23,17 @@ COMMANDS = {
     ),
     "admins add --password-file": ("admins", ["add", "someone", "--super", "--password-file", "{file}"]),
 }
-CONTENTS = {
-    "binary": b"0\x82\x01\xff\xfe\x80 DER, not PEM",
-    "NUL": b"a\x00b\n",
-    "directory": None,
+CONTENTS = {  # what the file holds, and what the error says
+    "binary": (b"0\x82\x01\xff\xfe\x80 DER, not PEM", "not UTF-8 text"),
+    "NUL": (b"a\x00b\n", "NUL"),
+    "directory": (None, "cannot read"),
 }
 
 
 @pytest.mark.parametrize("content", CONTENTS.values(), ids=CONTENTS)
 @pytest.mark.parametrize(("command", "args"), COMMANDS.values(), ids=COMMANDS)
 def test_a_file_that_is_no_text_of_the_kind_is_a_one_line_error(acme, tmp_path, command, args, content):
+    content, says = content
     file, password = tmp_path / "given", tmp_path / "password"
     if content is None:
         file.mkdir()
@@ -42,3 +43,5 @@ def test_a_file_that_is_no_text_of_the_kind_is_a_one_line_error(acme, tmp_path, 
     with pytest.raises(CommandError) as refused:
         call_command(command, *[a.format(file=file, password=password) for a in args])
     assert "\n" not in str(refused.value).strip()
+    if not (command == "certificates" and args[0] == "issue"):  # a CSR is read as bytes: PEM or DER
+        assert says in str(refused.value)

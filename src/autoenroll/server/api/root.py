@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -21,6 +22,7 @@ from autoenroll.server.utils.text import storable
 from . import certificates, directory, enrollment, kerberos, openapi, tenants, tokens
 
 log = logging.getLogger("autoenroll.api")
+DATABASE_RETRY_SECONDS = 60  # a failover or a restart takes about this long
 
 
 class StrictParser(Parser):
@@ -118,7 +120,15 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    """A bug: its traceback in the server log, an event (error 30) on the Logs page, the guide's 30."""
+    """A bug: its traceback in the server log, an event (error 30) on the Logs page, the guide's 30.
+    A database that does not answer is no bug: an agent gets 30 with 503 and Retry-After, the log one line
+    (not three tracebacks per logon while it is away), and nothing is recorded (it could not be)."""
+    if _enrollment(request) and isinstance(exc, OperationalError | InterfaceError):
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        log.warning("%s %s: error 30, the database cannot be used: %s", request.method, request.path, reason)
+        response = api.create_response(request, error_body(30), status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_SECONDS)
+        return response
     log.exception("unexpected error in %s %s", request.method, request.path)
     if not _enrollment(request):
         raise exc

@@ -21,7 +21,6 @@ from django.db import transaction
 
 from autoenroll.server.directory.models import ADServer
 from autoenroll.server.tenants.models import Customer
-from autoenroll.server.utils.text import storable
 
 COLUMNS = (
     "Domain",
@@ -91,9 +90,12 @@ def _flag(value: str, column: str, errors: list[str]) -> bool:
 
 def decode(data: bytes) -> str:
     try:
-        return data.decode("utf-8-sig")  # Excel writes a BOM
+        text = data.decode("utf-8-sig")  # Excel writes a BOM
     except UnicodeDecodeError:
         raise CSVError("The file is not UTF-8 text (save it from Excel as 'CSV UTF-8').") from None
+    if "\x00" in text:  # no cell holds one (PostgreSQL refuses it, even in the validation's lookups)
+        raise CSVError(f"line {text.count(chr(10), 0, text.index(chr(0))) + 1} holds a NUL character: not CSV text.")
+    return text
 
 
 def parse(text: str, customer: Customer) -> list[ImportRow]:
@@ -152,7 +154,6 @@ def _columns(header: list[str]) -> dict[str, int]:
 
 def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[str, str], int]) -> ImportRow:
     errors: list[str] = [f"{c}: required" for c in REQUIRED if not cell[c].strip()]
-    unstorable = [f"{c}: holds a NUL character" for c in COLUMNS if not storable(cell[c])]
     shown = {c: _shown(c, cell[c]) for c in COLUMNS}
     port_text = cell["AD Server Port"].strip() or "0"
     try:
@@ -173,7 +174,7 @@ def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[s
         tls_ca_pem=cell["DC CA Certificate"].strip(),
         tls_server_name=cell["TLS Server Name"].strip(),
     )
-    errors += unstorable or _invalid(server, cell)  # PostgreSQL refuses a NUL in the validation's lookups too
+    errors += _invalid(server, cell)
     key = (server.domain, server.address.lower())
     if key in seen:
         errors.append(f"the same Domain and AD Server Address as line {seen[key]}")

@@ -110,17 +110,14 @@ class DirectoryError(Exception):
         super().__init__(f"{stage}: {message}")
 
 
-def _tls(settings: LDAPSettings, connect_to: str) -> Tls:
-    """The certificate checked for the TLS server name, else the address as the admin gave it (not the
-    address the server connects to: the one a name resolved to, when the networks are limited)."""
+def _tls(settings: LDAPSettings) -> Tls:
+    """The certificate checked for the TLS server name, else the address as the admin gave it (ldap3
+    checks the address it connects to as well: the one a name resolved to, when the networks are limited)."""
     kwargs: dict = {"validate": ssl.CERT_REQUIRED, "version": ssl.PROTOCOL_TLS_CLIENT}
     if settings.ca_pem:
         kwargs["ca_certs_data"] = settings.ca_pem
-    name = settings.tls_server_name or (settings.address if connect_to != settings.address else "")
-    if name:
-        kwargs["valid_names"] = [name]
-        kwargs["sni"] = _sni(name)
-    return Tls(**kwargs)
+    name = settings.tls_server_name or settings.address
+    return Tls(valid_names=[name], sni=_sni(name), **kwargs)
 
 
 def _sni(name: str) -> str | None:
@@ -207,7 +204,7 @@ class DirectoryClient:
     def _open(self) -> Connection:
         s = self.settings
         address = _resolve(s)
-        tls = _tls(s, address) if _wants_tls(s) else None
+        tls = _tls(s) if _wants_tls(s) else None
         # No schema download (get_info=NONE): it costs a round trip per connection and we read few attributes.
         server = Server(address, port=s.port, use_ssl=s.use_ssl, tls=tls, connect_timeout=s.timeout, get_info=NONE)
         conn = Connection(
@@ -580,14 +577,14 @@ def _resolve(settings: LDAPSettings) -> str:
         return settings.address
     addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
     for address in addresses:
-        ip = ipaddress.ip_address(address.partition("%")[0])  # an IPv6 zone is no part of the address
+        ip = ipaddress.ip_address(address)
+        ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 reaches 127.0.0.1
         if any(ip in network for network in settings.networks):
             return address
+    # the addresses a name resolves to are the server's network's business, not the admin's who gave it
+    log.info("AD server address %s resolves to %s, outside AUTOENROLL_AD_NETWORKS", settings.address, addresses)
     allowed = ", ".join(str(network) for network in settings.networks)
-    raise DirectoryError(
-        "address",
-        f"{settings.address} ({', '.join(addresses)}) is outside the networks AD servers may be in: {allowed}",
-    )
+    raise DirectoryError("address", f"{settings.address} is outside the networks AD servers may be in: {allowed}")
 
 
 def _unbind(conn) -> None:

@@ -8,7 +8,8 @@ from django.db import models
 from autoenroll.server.tenants.models import ConfigurationQuerySet, Customer
 
 principal_validator = RegexValidator(
-    r"^[^/@\s]+/[^/@\s]+@[^/@\s]+$", "A service principal such as HTTP/ccm.test.com@TEST.COM."
+    r"^[^/@\s\x00-\x1f\x7f]+/[^/@\s\x00-\x1f\x7f]+@[^/@\s\x00-\x1f\x7f]+$",
+    "A service principal such as HTTP/ccm.test.com@TEST.COM.",
 )
 
 #: A Windows domain's DNS name (a single-label one too): what login.conf carries as an entry name.

@@ -68,6 +68,8 @@ def read_password(password_file: str | None, prompt: str = "Login Password: ") -
     from the command line, where every user of the machine could read it in the process list."""
     if password_file == "-":
         value = sys.stdin.readline().rstrip("\r\n")
+        if "\x00" in value:
+            raise CommandError("the password on standard input holds a NUL character")
     elif password_file:
         value = read_text(password_file).rstrip("\r\n")
     elif sys.stdin.isatty():

@@ -1,0 +1,76 @@
+"""PostgreSQL goes away under a running `serve` (a failover, a restart for an upgrade) and comes back. While it
+is away a logon ends in the guide's error 30 (HTTP 503, one line in the server log, no traceback) and the
+agent keeps what it had, and /healthz answers 503 so that a load balancer sends the agents elsewhere; once
+it is back, the same server processes serve the next logon, without a restart. Its own PostgreSQL cluster:
+stopping the PostgreSQL phase's would stop every other test."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+
+import pytest
+
+from autoenroll.testbed.server import SERVER_HOST, ServerProcess, start_server
+from databases import ON_POSTGRESQL, Cluster
+
+from .conftest import CUSTOMER, AgentUser, issuer_common_name
+
+pytestmark = [pytest.mark.samba, pytest.mark.skipif(not ON_POSTGRESQL, reason="runs in the PostgreSQL phase")]
+
+
+@pytest.fixture
+def cluster():
+    own = Cluster()
+    own.start()
+    yield own
+    own.remove()
+
+
+def _health(server: ServerProcess) -> tuple[int, dict]:
+    context = ssl.create_default_context(cafile=str(server.root_ca))
+    context.check_hostname = False  # 127.0.0.1, the server's certificate names ccm.test.com
+    request = urllib.request.Request(f"https://127.0.0.1:{server.port}/healthz", headers={"Host": SERVER_HOST})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as answer:  # noqa: S310 - https, loopback
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as answer:
+        return answer.code, json.load(answer)
+
+
+def test_a_logon_while_postgresql_is_away_fails_with_a_number_and_the_next_one_after_it_returns_succeeds(
+    samba_ad, tmp_path, cluster
+):
+    env = {"HOME": str(tmp_path), "AUTOENROLL_DATABASE_URL": cluster.url}
+    with start_server(tmp_path / "server", samba_ad, customer=CUSTOMER, env=env, workers=1) as server:
+        samba_ad.add_user("outage1", "Passw0rd!Outage1", mail="outage1@test.com")
+        home = tmp_path / "home"
+        home.mkdir(mode=0o700)
+        user = AgentUser("outage1", home, server, samba_ad, issuer_common_name(server))
+        user.kinit()
+        user.write_config()
+        first = user.run("run")
+        assert first.returncode == 0, first.stderr
+        held = sorted(user.folder.glob("*.cert.pem"))
+        assert _health(server)[0] == 200
+
+        cluster.stop()
+        logged = len(server.log_file.read_text())
+        away = user.run("run", "--force")
+        assert away.returncode == 30 and "(HTTP 503)" in away.stderr, away.stderr  # and Retry-After
+        assert "Traceback" not in away.stderr
+        log = server.log_file.read_text()[logged:]
+        assert "error 30, the database cannot be used: connection failed" in log
+        assert "Traceback" not in log  # one line per call, not three tracebacks: no bug, the database is away
+        assert sorted(user.folder.glob("*.cert.pem")) == held  # nothing half-done on the desktop
+        assert _health(server) == (503, {"status": "unavailable", "reason": "the database does not answer"})
+
+        cluster.start()
+        back = user.run("run", "--force")
+        assert back.returncode == 0, back.stderr
+        renewed = sorted(user.folder.glob("*.cert.pem"))
+        assert len(renewed) == 1 and renewed != held  # the new certificate replaced the one held
+        assert _health(server)[0] == 200
+        assert server.process.poll() is None  # the same processes
