@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -123,7 +123,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     """A bug: its traceback in the server log, an event (error 30) on the Logs page, the guide's 30.
     A database that does not answer is no bug: an agent gets 30 with 503 and Retry-After, the log one line
     (not three tracebacks per logon while it is away), and nothing is recorded (it could not be)."""
-    if _enrollment(request) and isinstance(exc, OperationalError | InterfaceError):
+    if _enrollment(request) and _database_away(exc):
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         log.warning("%s %s: error 30, the database cannot be used: %s", request.method, request.path, reason)
         response = api.create_response(request, error_body(30), status=503)
@@ -134,6 +134,18 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         raise exc
     boundary.record_refusal(request, EnrollmentError(30, f"unexpected {type(exc).__name__}: {exc}"[:500]))
     return api.create_response(request, error_body(30), status=500)
+
+
+def _database_away(exc: Exception) -> bool:
+    """The database did not answer and still does not (stopped, failing over, unreachable): not a missing
+    table or a statement that failed, which are bugs to find in the log."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    try:
+        connection.ensure_connection()
+        return not connection.is_usable()
+    except DatabaseError:
+        return True
 
 
 @api.exception_handler(AuthenticationError)
