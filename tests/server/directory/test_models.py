@@ -1,7 +1,9 @@
+import ipaddress
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection
 
 from autoenroll.server.directory.models import ADServer, Person
@@ -113,3 +115,19 @@ def test_person_principal_is_unique_per_customer(acme):
     Person.objects.create(customer=acme, principal="user1@TEST.COM", sam_account_name="user1")
     with pytest.raises(IntegrityError):
         Person.objects.create(customer=acme, principal="user1@TEST.COM", sam_account_name="user1")
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [("192.0.2.7", True), ("::ffff:192.0.2.7", True), ("10.1.2.3", False), ("dc1.example.com", False)],
+)
+def test_an_address_outside_the_ad_networks_is_refused_when_saved(acme, settings, address, refused):
+    """A name is checked when the server resolves it (tests/server/directory/test_ldap.py)."""
+    settings.CONFIG = settings.CONFIG.model_copy(update={"ad_networks": [ipaddress.ip_network("10.0.0.0/8")]})
+    server = ADServer(customer=acme, domain="test.com", address=address, users_base_dn="CN=Users,DC=test,DC=com")
+    server.login_dn, server.login_password = "CN=ccm,CN=Users,DC=test,DC=com", PASSWORD
+    if refused:
+        with pytest.raises(ValidationError, match="outside the networks AD servers may be in"):
+            server.full_clean()
+    else:
+        server.full_clean()

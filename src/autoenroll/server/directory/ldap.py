@@ -564,6 +564,12 @@ def _url_host(name: str) -> str:
         return name
 
 
+def in_networks(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, networks) -> bool:
+    """Whether a DC at `ip` is one the server may connect to (`ad_networks`; empty: any)."""
+    ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 reaches 127.0.0.1
+    return not networks or any(ip in network for network in networks)
+
+
 def _resolve(settings: LDAPSettings) -> str:
     """The address to connect to. With networks set (`ad_networks`), the first address the name resolves to
     that is in one of them, and the connection goes there: resolved again, a name could lead elsewhere."""
@@ -577,9 +583,7 @@ def _resolve(settings: LDAPSettings) -> str:
         return settings.address
     addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
     for address in addresses:
-        ip = ipaddress.ip_address(address)
-        ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 reaches 127.0.0.1
-        if any(ip in network for network in settings.networks):
+        if in_networks(ipaddress.ip_address(address), settings.networks):
             return address
     # the addresses a name resolves to are the server's network's business, not the admin's who gave it
     log.info("AD server address %s resolves to %s, outside AUTOENROLL_AD_NETWORKS", settings.address, addresses)

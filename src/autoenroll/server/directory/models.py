@@ -6,6 +6,8 @@ A customer has exactly one default AD server: the one used when an organization 
 
 from __future__ import annotations
 
+import ipaddress
+
 from cryptography import x509
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,7 +17,7 @@ from django.db import models, transaction
 from autoenroll.server.tenants.models import ConfigurationQuerySet, Customer
 from autoenroll.server.utils.fields import EncryptedTextField
 
-from .ldap import LDAPSettings
+from .ldap import LDAPSettings, in_networks
 
 LDAP_PORT = 389
 LDAPS_PORT = 636
@@ -101,6 +103,17 @@ class ADServer(models.Model):
                 successor.is_default = True
                 successor.save(update_fields=["is_default"])
             return result
+
+    def clean(self) -> None:
+        """An address outside the networks AD servers may be in is refused when saved, not only when used
+        (a name is checked when the server resolves it)."""
+        super().clean()
+        try:
+            ip = ipaddress.ip_address(self.address)
+        except ValueError:
+            return
+        if not in_networks(ip, settings.CONFIG.ad_networks):
+            raise ValidationError({"address": "This address is outside the networks AD servers may be in."})
 
     @property
     def effective_port(self) -> int:

@@ -198,10 +198,7 @@ class RealmCheckView(RealmMixin, RestrictedMixin, View):
 
 
 def _login_conf(user) -> str:
-    return loginconf.render(
-        loginconf.LoginEntry(name=r.domain, keytab=r.keytab_path, principal=r.service_principal)
-        for r in restricted(KerberosRealm, user)
-    )
+    return loginconf.render(loginconf.entries_from_realms(restricted(KerberosRealm, user)))
 
 
 class LoginConfView(RealmMixin, RestrictedMixin, TemplateView):
