@@ -178,6 +178,9 @@ def test_what_is_written_reads_back_the_same(entries):
         ("domain", "test com", "A Windows domain name"),
         ("domain", "test.com}", "A Windows domain name"),
         ("keytab_path", "/k/\nccm.keytab", "without line breaks"),
+        ("keytab_path", "/k/ccm.keytab\n", "without line breaks"),  # `$` matched before a final one
+        ("domain", "test.com\n", "A Windows domain name"),
+        ("service_principal", "HTTP/ccm.test.com@TEST.COM\n", "A service principal"),
     ],
 )
 def test_a_realm_login_conf_could_not_carry_is_refused(field, value, message):

@@ -13,9 +13,10 @@ def test_customer_uri_is_unique():
         Customer.objects.create(uri="acme", name="Other")
 
 
-def test_customer_uri_must_fit_in_a_url_path():
+@pytest.mark.parametrize("uri", ["has space", "acme\n"])  # `$` let a final line break through
+def test_customer_uri_must_fit_in_a_url_path(uri):
     with pytest.raises(ValidationError):
-        Customer(uri="has space", name="x").full_clean()
+        Customer(uri=uri, name="x").full_clean()
 
 
 def test_organization_belongs_to_exactly_one_customer():

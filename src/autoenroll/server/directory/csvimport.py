@@ -93,8 +93,10 @@ def decode(data: bytes) -> str:
         text = data.decode("utf-8-sig")  # Excel writes a BOM
     except UnicodeDecodeError:
         raise CSVError("The file is not UTF-8 text (save it from Excel as 'CSV UTF-8').") from None
-    if "\x00" in text:  # no cell holds one (PostgreSQL refuses it, even in the validation's lookups)
-        raise CSVError(f"line {text.count(chr(10), 0, text.index(chr(0))) + 1} holds a NUL character: not CSV text.")
+    nul = text.find("\x00")  # no cell holds one (PostgreSQL refuses it, even in the validation's lookups)
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise CSVError(f"line {line} holds a NUL character: not CSV text.")
     return text
 
 

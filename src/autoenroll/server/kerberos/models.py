@@ -8,17 +8,17 @@ from django.db import models
 from autoenroll.server.tenants.models import ConfigurationQuerySet, Customer
 
 principal_validator = RegexValidator(
-    r"^[^/@\s\x00-\x1f\x7f]+/[^/@\s\x00-\x1f\x7f]+@[^/@\s\x00-\x1f\x7f]+$",
+    r"^[^/@\s\x00-\x1f\x7f]+/[^/@\s\x00-\x1f\x7f]+@[^/@\s\x00-\x1f\x7f]+\Z",
     "A service principal such as HTTP/ccm.test.com@TEST.COM.",
 )
 
 #: A Windows domain's DNS name (a single-label one too): what login.conf carries as an entry name.
 windows_domain_validator = RegexValidator(
-    r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+    r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z",
     "A Windows domain name such as test.com: letters, digits, '-', '_' and dots.",
 )
 #: A path a keytab can have, and a line of login.conf can hold.
-path_validator = RegexValidator(r"^[^\x00-\x1f\x7f]+$", "A file path, without line breaks or control characters.")
+path_validator = RegexValidator(r"^[^\x00-\x1f\x7f]+\Z", "A file path, without line breaks or control characters.")
 
 
 class KerberosRealm(models.Model):

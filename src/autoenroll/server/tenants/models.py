@@ -53,10 +53,10 @@ class ConfigurationQuerySet(models.QuerySet):
 
 
 uri_validator = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "Letters, digits, '.', '_' and '-' only (as in a URL path)."
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", "Letters, digits, '.', '_' and '-' only (as in a URL path)."
 )
 domain_validator = RegexValidator(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", "A lower-case DNS domain name."
+    r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z", "A lower-case DNS domain name."
 )
 
 
