@@ -194,10 +194,10 @@ def _check_mailbox(mail: str) -> str:
     if not mail.isascii():
         # Would need SmtpUTF8Mailbox (RFC 8398) and IDNA handling: not supported yet.
         raise ProfileError(f"internationalized mailbox addresses are not supported: {mail!r}")
-    if len(local) > 64 or not _LOCAL_PART_RE.match(local):
+    if len(local) > 64 or not _LOCAL_PART_RE.fullmatch(local):
         raise ProfileError(f"invalid local part in mailbox address {mail!r}")
     labels = domain.split(".")
-    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL_RE.match(label) for label in labels):
+    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL_RE.fullmatch(label) for label in labels):
         raise ProfileError(f"invalid domain in mailbox address {mail!r}")
     return mail
 
@@ -225,7 +225,7 @@ class PublicationURLs:
 
         ``{base}/crl/{slug}.crl``, ``{base}/ocsp/{slug}`` and ``{base}/ca/{slug}.crt``.
         """
-        if not _SLUG_RE.match(slug):
+        if not _SLUG_RE.fullmatch(slug):
             raise ProfileError(f"CA slug must match {_SLUG_RE.pattern}, got {slug!r}")
         base = base_url.rstrip("/")
         _check_http_url(base, "publication base URL")
@@ -466,7 +466,7 @@ def tls_server_builder(
     names: list[x509.GeneralName] = []
     for dns in dns_names:
         labels = dns.removeprefix("*.").split(".")
-        if not dns.isascii() or not all(_LABEL_RE.match(label) for label in labels):
+        if not dns.isascii() or not all(_LABEL_RE.fullmatch(label) for label in labels):
             raise ProfileError(f"invalid DNS name {dns!r} (use the IDNA A-label form)")
         names.append(x509.DNSName(dns.lower()))
     for ip in ip_addresses:
