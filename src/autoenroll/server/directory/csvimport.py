@@ -176,28 +176,21 @@ def _row(line: int, cell: dict[str, str], customer: Customer, seen: dict[tuple[s
         tls_ca_pem=cell["DC CA Certificate"].strip(),
         tls_server_name=cell["TLS Server Name"].strip(),
     )
-    errors += _invalid(server, cell)
+    try:
+        # is_default is left out: save() moves the default, the one-default constraint would refuse it here
+        server.full_clean(exclude=["is_default"])
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            label = LABELS.get(name, "")
+            if label in REQUIRED and not cell[label].strip():
+                continue  # already reported as required
+            errors.extend(f"{label}: {m}" if label else m for m in messages)
     key = (server.domain, server.address.lower())
     if key in seen:
         errors.append(f"the same Domain and AD Server Address as line {seen[key]}")
     else:
         seen[key] = line
     return ImportRow(line, shown, server, errors)
-
-
-def _invalid(server: ADServer, cell: dict[str, str]) -> list[str]:
-    try:
-        # is_default is left out: save() moves the default, the one-default constraint would refuse it here
-        server.full_clean(exclude=["is_default"])
-    except ValidationError as exc:
-        errors = []
-        for name, messages in exc.message_dict.items():
-            label = LABELS.get(name, "")
-            if label in REQUIRED and not cell[label].strip():
-                continue  # already reported as required
-            errors.extend(f"{label}: {m}" if label else m for m in messages)
-        return errors
-    return []
 
 
 def _shown(column: str, value: str) -> str:

@@ -193,7 +193,7 @@ def parse(text: str) -> list[LoginEntry]:
     return entries
 
 
-_PLAIN = re.compile(r"(?:[^\s{};=\"/]|/(?![/*]))+")
+_PLAIN = re.compile(r"(?:[^\s{};=\"/\x00]|/(?![/*]))+")  # one word as `_tokens` reads it (no NUL: refused)
 
 
 def _quote(value: str) -> str:
@@ -204,7 +204,7 @@ def _quote(value: str) -> str:
 
 def _value(value: str) -> str:
     """A name or value as one word where it is one, quoted otherwise (spaces, braces, '=', comments)."""
-    return value if _PLAIN.fullmatch(value) and "\x00" not in value else _quote(value)
+    return value if _PLAIN.fullmatch(value) else _quote(value)
 
 
 def render(entries: Iterable[LoginEntry]) -> str:
