@@ -2,19 +2,22 @@
 is away a logon ends in the guide's error 30 (HTTP 503, one line in the server log, no traceback) and the
 agent keeps what it had, and /healthz answers 503 so that a load balancer sends the agents elsewhere; once
 it is back, the same server processes serve the next logon, without a restart. Its own PostgreSQL cluster:
-stopping the PostgreSQL phase's would stop every other test."""
+stopping the PostgreSQL phase's would stop every other test. The connection lost in the middle of an
+issuance is the same: 30 with 503, nothing half-done, and the next logon converges."""
 
 from __future__ import annotations
 
 import json
 import ssl
+import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
 from autoenroll.testbed.server import SERVER_HOST, ServerProcess, start_server
-from databases import ON_POSTGRESQL, Cluster
+from databases import ON_POSTGRESQL, Cluster, own_databases
 
 from .conftest import CUSTOMER, AgentUser, issuer_common_name
 
@@ -40,20 +43,25 @@ def _health(server: ServerProcess) -> tuple[int, dict]:
         return answer.code, json.load(answer)
 
 
+def _enrolled(sam: str, tmp_path, server: ServerProcess, samba_ad) -> tuple[AgentUser, list]:
+    """A new AD user whose agent enrolled, and the certificate files it holds."""
+    samba_ad.add_user(sam, f"Passw0rd!{sam}", mail=f"{sam}@test.com")
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    user = AgentUser(sam, home, server, samba_ad, issuer_common_name(server))
+    user.kinit()
+    user.write_config()
+    first = user.run("run")
+    assert first.returncode == 0, first.stderr
+    return user, sorted(user.folder.glob("*.cert.pem"))
+
+
 def test_a_logon_while_postgresql_is_away_fails_with_a_number_and_the_next_one_after_it_returns_succeeds(
     samba_ad, tmp_path, cluster
 ):
     env = {"HOME": str(tmp_path), "AUTOENROLL_DATABASE_URL": cluster.url}
     with start_server(tmp_path / "server", samba_ad, customer=CUSTOMER, env=env, workers=1) as server:
-        samba_ad.add_user("outage1", "Passw0rd!Outage1", mail="outage1@test.com")
-        home = tmp_path / "home"
-        home.mkdir(mode=0o700)
-        user = AgentUser("outage1", home, server, samba_ad, issuer_common_name(server))
-        user.kinit()
-        user.write_config()
-        first = user.run("run")
-        assert first.returncode == 0, first.stderr
-        held = sorted(user.folder.glob("*.cert.pem"))
+        user, held = _enrolled("outage1", tmp_path, server, samba_ad)
         assert _health(server)[0] == 200
 
         cluster.stop()
@@ -74,3 +82,43 @@ def test_a_logon_while_postgresql_is_away_fails_with_a_number_and_the_next_one_a
         assert len(renewed) == 1 and renewed != held  # the new certificate replaced the one held
         assert _health(server)[0] == 200
         assert server.process.poll() is None  # the same processes
+
+
+def test_a_logon_whose_connection_is_lost_while_it_issues_is_a_503_and_leaves_nothing_half_done(samba_ad, tmp_path):
+    """The logon waits for its person's row lock (held here, as a concurrent logon of the same person
+    would), and PostgreSQL ends its connection meanwhile (a failover, an admin's pg_terminate_backend):
+    the guide's 30 with HTTP 503, the transaction rolled back, the agent keeps its certificate."""
+    import psycopg
+
+    with (
+        own_databases("midway") as [env],
+        start_server(tmp_path / "server", samba_ad, customer=CUSTOMER, env=env, workers=1) as server,
+    ):
+        user, held = _enrolled("midway1", tmp_path, server, samba_ad)
+        url = env["AUTOENROLL_DATABASE_URL"]
+        count = "SELECT count(*) FROM certificates_certificate WHERE status = 'issued'"
+        with psycopg.connect(url) as holder, psycopg.connect(url, autocommit=True) as admin:
+            issued = admin.execute(count).fetchone()[0]
+            holder.execute("SELECT id FROM directory_person WHERE principal LIKE 'midway1@%%' FOR UPDATE")
+            result = {}
+            logon = threading.Thread(target=lambda: result.update(run=user.run("run", "--force")))
+            logon.start()
+            waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            deadline = time.monotonic() + 60
+            while not (pids := [pid for (pid,) in admin.execute(waiting)]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(pids) == 1, "the logon never waited for the person's lock"
+            admin.execute("SELECT pg_terminate_backend(%s)", pids)
+            logon.join(120)
+            holder.rollback()
+            lost = result["run"]
+            assert lost.returncode == 30 and "(HTTP 503)" in lost.stderr, lost.stderr
+            assert admin.execute(count).fetchone()[0] == issued  # nothing signed was recorded half-way
+        assert sorted(user.folder.glob("*.cert.pem")) == held
+        log = server.log_file.read_text()
+        assert "Traceback" not in log
+
+        again = user.run("run", "--force")
+        assert again.returncode == 0, again.stderr
+        renewed = sorted(user.folder.glob("*.cert.pem"))
+        assert len(renewed) == 1 and renewed != held

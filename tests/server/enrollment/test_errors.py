@@ -375,7 +375,7 @@ def test_error_25_no_ca_passphrase(user1, ready, settings):
     settings.CONFIG = settings.CONFIG.model_copy(update={"ca_passphrase": None, "ca_passphrase_file": None})
     _, csr = make_csr("user1")
     answer = user1.logon(customeruri="acme", csr=csr)
-    assert answer.status_code == 503
+    assert answer.status_code == 503 and answer["Retry-After"] == "60"  # the admin will give the passphrase
     assert_error(answer, 25, "Failed to get cert..")
     assert no_certificate_issued()
 

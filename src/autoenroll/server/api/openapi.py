@@ -60,11 +60,16 @@ def _enrollment(path: str, responses: dict[str, Any]) -> None:
     }
     responses[413] = _json("The body is larger than any call's fields can be (guide error 29), unread", "ErrorOut")
     responses[415] = _json("The body is not application/json (guide error 29)", "ErrorOut")
+    retry_after = {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}}
     if path in RATE_LIMITED:
         responses[429] = {
             **_json("Too many calls of this Kerberos principal (per minute, per server process)", "ErrorOut"),
-            "headers": {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
+            "headers": retry_after,
         }
+    responses[503] = {
+        **_json("AD, the CA or the database cannot serve the call now", "ErrorOut"),
+        "headers": retry_after,
+    }
 
 
 def _administration(method: str, operation: dict[str, Any], responses: dict[str, Any]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -17,12 +16,12 @@ from autoenroll.protocol.messages import API_PREFIX, error_body, http_status
 from autoenroll.server.enrollment import boundary
 from autoenroll.server.enrollment.api import router as enrollment_router
 from autoenroll.server.kerberos import spnego
+from autoenroll.server.utils import database
 from autoenroll.server.utils.text import storable
 
 from . import certificates, directory, enrollment, kerberos, openapi, tenants, tokens
 
 log = logging.getLogger("autoenroll.api")
-DATABASE_RETRY_SECONDS = 60  # a failover or a restart takes about this long
 
 
 class StrictParser(Parser):
@@ -93,7 +92,12 @@ def _enrollment(request: HttpRequest) -> bool:
 
 @api.exception_handler(EnrollmentError)
 def _enrollment_error(request: HttpRequest, exc: EnrollmentError) -> HttpResponse:
-    return api.create_response(request, error_body(exc.code), status=exc.http_status or http_status(exc.code))
+    """A 503 (AD, the CA or the database cannot serve the call now) says when to come back."""
+    status = exc.http_status or http_status(exc.code)
+    response = api.create_response(request, error_body(exc.code), status=status)
+    if status == 503:
+        response["Retry-After"] = str(database.RETRY_SECONDS)
+    return response
 
 
 @api.exception_handler(ValidationError)
@@ -123,29 +127,15 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     """A bug: its traceback in the server log, an event (error 30) on the Logs page, the guide's 30.
     A database that does not answer is no bug: an agent gets 30 with 503 and Retry-After, the log one line
     (not three tracebacks per logon while it is away), and nothing is recorded (it could not be)."""
-    if _enrollment(request) and _database_away(exc):
+    if _enrollment(request) and database.away(exc):
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         log.warning("%s %s: error 30, the database cannot be used: %s", request.method, request.path, reason)
-        response = api.create_response(request, error_body(30), status=503)
-        response["Retry-After"] = str(DATABASE_RETRY_SECONDS)
-        return response
+        return _enrollment_error(request, EnrollmentError(30, http_status=503))
     log.exception("unexpected error in %s %s", request.method, request.path)
     if not _enrollment(request):
         raise exc
     boundary.record_refusal(request, EnrollmentError(30, f"unexpected {type(exc).__name__}: {exc}"[:500]))
     return api.create_response(request, error_body(30), status=500)
-
-
-def _database_away(exc: Exception) -> bool:
-    """The database did not answer and still does not (stopped, failing over, unreachable): not a missing
-    table or a statement that failed, which are bugs to find in the log."""
-    if not isinstance(exc, OperationalError | InterfaceError):
-        return False
-    try:
-        connection.ensure_connection()
-        return not connection.is_usable()
-    except DatabaseError:
-        return True
 
 
 @api.exception_handler(AuthenticationError)

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.tenants.models import Customer, Organization
-from autoenroll.server.utils import rows
+from autoenroll.server.utils import database, rows
 
 from .ldap import DirectoryError, DirectoryUser, client_for
 from .models import ADServer, Person
@@ -59,7 +59,7 @@ def store_person(
             try:
                 Person.objects.filter(pk=current.pk).update(**changed, synced_at=now)
             except DatabaseError as exc:
-                raise EnrollmentError(14, f"cannot store person {principal}: {exc}") from None
+                raise database.refusal(14, exc, f"cannot store person {principal}: ") from None
             for k, v in changed.items():
                 setattr(current, k, v)
             current.synced_at = now
@@ -71,7 +71,7 @@ def store_person(
             defaults={**fields, "synced_at": now},
         )
     except DatabaseError as exc:
-        raise EnrollmentError(14, f"cannot store person {principal}: {exc}") from None
+        raise database.refusal(14, exc, f"cannot store person {principal}: ") from None
     return person
 
 
@@ -87,7 +87,7 @@ def add_person(
     try:
         rows.insert(person, ignore_conflicts=True)
     except DatabaseError as exc:
-        raise EnrollmentError(14, f"cannot store person {principal}: {exc}") from None
+        raise database.refusal(14, exc, f"cannot store person {principal}: ") from None
 
 
 def _fields(server: ADServer, user: DirectoryUser, organization: Organization | None) -> dict:

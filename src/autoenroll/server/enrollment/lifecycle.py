@@ -33,7 +33,7 @@ from autoenroll.server.certificates.models import Certificate, CertificateAuthor
 from autoenroll.server.config import ConfigError
 from autoenroll.server.directory.models import Person
 from autoenroll.server.directory.publication import publish
-from autoenroll.server.utils import rows
+from autoenroll.server.utils import database, rows
 
 from . import configuration, events
 from .configuration import Configuration
@@ -192,7 +192,9 @@ def issue(
         )
     except (authority.CAError, pki.PKIError, ConfigError) as exc:  # no CA, key or passphrase: the guide's 25
         raise EnrollmentError(25, f"CA: {exc}") from None
-    except (DatabaseError, ValueError) as exc:
+    except DatabaseError as exc:
+        raise database.refusal(30, exc) from None
+    except ValueError as exc:
         raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
     _event(step, person, certificate=certificate, remote_addr=remote_addr, message=message)
     if person.held + 1 > max_valid_certificates():

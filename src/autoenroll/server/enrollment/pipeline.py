@@ -33,7 +33,7 @@ from autoenroll.server.directory.models import ADServer, Person
 from autoenroll.server.directory.sync import add_person, read_user, store_person
 from autoenroll.server.kerberos.models import KerberosRealm
 from autoenroll.server.tenants.models import Customer, Organization
-from autoenroll.server.utils import rows
+from autoenroll.server.utils import database, rows
 
 from . import configuration, events, lifecycle
 from .configuration import Configuration
@@ -363,7 +363,7 @@ def logon(caller: Caller, data: dict, *, step: str = Step.ENROLL, message: str =
                     conf=conf,
                 )
         except DatabaseError as exc:
-            raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
+            raise database.refusal(30, exc) from None
         return Logon(customer, org, person, certificate=issued.certificate)
 
 
@@ -504,7 +504,7 @@ def enroll(
                     certificate=issued.certificate,
                 )
         except DatabaseError as exc:
-            raise EnrollmentError(30, f"{type(exc).__name__}: {exc}") from None
+            raise database.refusal(30, exc) from None
         return request
 
 
@@ -657,5 +657,5 @@ def _apply_report(caller: Caller, person: Person, data: dict, audit: _Audit) -> 
             installed, replaced, by=f"renewal by {caller.principal}", remote_addr=caller.remote_addr, message=note
         )
     except DatabaseError as exc:
-        raise EnrollmentError(23, f"{type(exc).__name__}: {exc}") from None
+        raise database.refusal(23, exc) from None
     return replaced if revoked else None
