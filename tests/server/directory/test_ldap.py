@@ -244,7 +244,7 @@ def test_an_ipv4_mapped_address_is_checked_as_the_ipv4_address(networks, refused
         with pytest.raises(DirectoryError, match="address: dc.example.com is outside"):
             ldap._resolve(settings)
     else:
-        assert ldap._resolve(settings) == "::ffff:127.0.0.1"
+        assert ldap._resolve(settings) == ["::ffff:127.0.0.1"]
 
 
 def test_ldaps_checks_the_certificate_for_the_name_the_admin_gave_and_sends_it():
@@ -281,6 +281,39 @@ def test_a_name_is_connected_to_at_the_address_that_was_checked(ad_server, samba
         assert client.find_user("user1@TEST.COM").mail == "user1@test.com"
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("transport", ["starttls", "ldaps"])
+def test_a_name_with_ad_networks_set_is_tried_at_each_allowed_address_it_resolves_to(
+    ad_server, samba_ad, transport, monkeypatch
+):
+    """A DC's name with two addresses in the networks, the first not answering (a DC down, a stale DNS
+    record): the second serves, as it does without the setting; one outside the networks is never tried."""
+    real = socket.getaddrinfo
+    dead, outside = "127.0.0.254", "10.9.9.9"  # nothing listens on the first; the second is not allowed
+
+    def two_records(host, *args, **kwargs):
+        if host != samba.DC_FQDN:
+            return real(host, *args, **kwargs)
+        return [info for ip in (outside, dead, samba_ad.ip) for info in real(ip, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_records)
+    settings = dataclasses.replace(
+        _over(ad_server, transport),
+        address=samba.DC_FQDN,
+        tls_server_name="",
+        networks=(ipaddress.ip_network("127.0.0.0/8"),),
+    )
+    assert ldap._resolve(settings) == [dead, samba_ad.ip]
+    client = DirectoryClient(settings)
+    try:
+        assert client.find_user("user1@TEST.COM").mail == "user1@test.com"
+    finally:
+        client.close()
+    only_dead = dataclasses.replace(settings, networks=(ipaddress.ip_network(f"{dead}/32"),))
+    with pytest.raises(DirectoryError) as exc:
+        DirectoryClient(only_dead).verify()
+    assert exc.value.stage == "tcp"
 
 
 @pytest.mark.parametrize("transport", ["starttls", "ldaps"])

@@ -202,8 +202,18 @@ class DirectoryClient:
     # Connection ---------------------------------------------------------------------------
 
     def _open(self) -> Connection:
+        addresses = _resolve(self.settings)
+        for address in addresses[:-1]:
+            try:
+                return self._open_at(address)
+            except DirectoryError as exc:
+                if exc.stage != "tcp":
+                    raise
+                log.info("AD server %s: %s; trying its next address", self.settings.address, exc)
+        return self._open_at(addresses[-1])
+
+    def _open_at(self, address: str) -> Connection:
         s = self.settings
-        address = _resolve(s)
         tls = _tls(s) if _wants_tls(s) else None
         # No schema download (get_info=NONE): it costs a round trip per connection and we read few attributes.
         server = Server(address, port=s.port, use_ssl=s.use_ssl, tls=tls, connect_timeout=s.timeout, get_info=NONE)
@@ -241,11 +251,7 @@ class DirectoryClient:
     def _open_libldap(self) -> _Libldap:
         """Connected to the address here; StartTLS checks the certificate for the name in the URL."""
         s = self.settings
-        address = _resolve(s)
-        try:
-            sock = socket.create_connection((address, s.port), timeout=s.timeout)
-        except OSError as exc:
-            raise DirectoryError("tcp", f"cannot connect to {s.address}:{s.port}: {exc}") from None
+        sock = _connect(s, _resolve(s))
         with sock:  # closed unless libldap took it
             sock.settimeout(None)  # libldap reads it blocking; a DC that stops answering fails a read after this
             bound = struct.pack("ll", s.timeout + 1, 0)  # (libldap's own timeout, a second sooner, names it)
@@ -570,9 +576,10 @@ def in_networks(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, networks) -> 
     return not networks or any(ip in network for network in networks)
 
 
-def _resolve(settings: LDAPSettings) -> str:
-    """The address to connect to. With networks set (`ad_networks`), the first address the name resolves to
-    that is in one of them, and the connection goes there: resolved again, a name could lead elsewhere."""
+def _resolve(settings: LDAPSettings) -> list[str]:
+    """The addresses to connect to, in turn. With networks set (`ad_networks`), those the name resolves to
+    that are in one of them, and the connection goes there: resolved again, a name could lead elsewhere.
+    Without, the name itself (the connection tries each address it resolves to)."""
     try:
         found = socket.getaddrinfo(settings.address, settings.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -580,15 +587,25 @@ def _resolve(settings: LDAPSettings) -> str:
     except UnicodeError as exc:  # a label IDNA cannot encode
         raise DirectoryError("dns", f"cannot resolve {settings.address}: {exc}") from None
     if not settings.networks:
-        return settings.address
+        return [settings.address]
     addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
-    for address in addresses:
-        if in_networks(ipaddress.ip_address(address), settings.networks):
-            return address
+    allowed = [a for a in addresses if in_networks(ipaddress.ip_address(a), settings.networks)]
+    if allowed:
+        return allowed
     # the addresses a name resolves to are the server's network's business, not the admin's who gave it
     log.info("AD server address %s resolves to %s, outside AUTOENROLL_AD_NETWORKS", settings.address, addresses)
-    allowed = ", ".join(str(network) for network in settings.networks)
-    raise DirectoryError("address", f"{settings.address} is outside the networks AD servers may be in: {allowed}")
+    networks = ", ".join(str(network) for network in settings.networks)
+    raise DirectoryError("address", f"{settings.address} is outside the networks AD servers may be in: {networks}")
+
+
+def _connect(settings: LDAPSettings, addresses: list[str]) -> socket.socket:
+    """A TCP connection to the first of `addresses` that answers."""
+    for address in addresses:
+        try:
+            return socket.create_connection((address, settings.port), timeout=settings.timeout)
+        except OSError as exc:
+            failure = exc
+    raise DirectoryError("tcp", f"cannot connect to {settings.address}:{settings.port}: {failure}")
 
 
 def _unbind(conn) -> None:
