@@ -257,6 +257,22 @@ def test_twenty_concurrent_logons_with_new_keys_are_serialised_and_bounded(ready
     assert not EnrollmentRequest.objects.exists()  # no half-made request left behind
 
 
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_installation_reports_of_one_renewal_revoke_the_replaced_once(ready, kerberos_env):
+    """An agent whose report timed out sends it again while the first is still being answered: every one is a
+    success, and the replaced certificate is revoked once, by one of them, with one event."""
+    first = pipeline.logon(caller(), {"customeruri": "acme", "csr": make_csr("user1")[1]}).certificate
+    second = pipeline.logon(caller(), {"customeruri": "acme", "csr": make_csr("user1")[1]}).certificate
+    token = pipeline.status_token(second.person, second)
+    report = {"status": "installed", "replaced_serial": first.serial}
+    answers, errors = run_concurrently(20, lambda _: pipeline.report_with_token(token, dict(report)))
+    assert not errors and len(answers) == 20
+    assert [a.serial for a in answers if a is not None] == [first.serial]
+    first.refresh_from_db()
+    assert (first.status, first.revocation_reason) == ("revoked", "superseded")
+    assert EnrollmentEvent.objects.filter(step="revoke", certificate=first).count() == 1
+
+
 def caller() -> pipeline.Caller:
     from autoenroll.server.kerberos.models import KerberosRealm
 
