@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import gssapi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
+from django.db import connection
 from django.test import Client
 
 from autoenroll import pki
@@ -112,3 +114,33 @@ def raw_csr(key, subject: x509.Name, extensions: list[tuple[str, bool, bytes]]) 
     csr["signature"] = univ.BitString.fromOctetString(signature)
     der = encoder.encode(csr)
     return x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def run_concurrently(n: int, work):
+    """`work(i)` in n threads released at once; (answers, errors). Each thread closes its own connection."""
+    answers, errors = [], []
+    start = threading.Barrier(n)
+
+    def one(i):
+        try:
+            start.wait(timeout=30)
+            answers.append(work(i))
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connection.close()  # this thread's own connection: none left open at teardown
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return answers, errors
+
+
+def caller(principal: str = "user1@TEST.COM"):
+    """The pipeline's caller as Kerberos authenticated it, in the test realm."""
+    from autoenroll.server.enrollment import pipeline
+    from autoenroll.server.kerberos.models import KerberosRealm
+
+    return pipeline.Caller(principal, KerberosRealm.objects.select_related("customer").get())

@@ -4,9 +4,10 @@ import pytest
 from cryptography import x509
 
 from autoenroll.server.certificates.models import Certificate
-from autoenroll.server.enrollment.models import EnrollmentEvent
+from autoenroll.server.enrollment import pipeline
+from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
 from checks import lint_smime_mailbox_strict, run_openssl
-from enroll_helpers import make_csr
+from enroll_helpers import caller, make_csr, run_concurrently
 
 pytestmark = pytest.mark.django_db
 
@@ -113,3 +114,21 @@ def test_a_refused_kerberos_token_is_in_the_enrollment_log_with_the_reason(user1
     assert user1.client.post("/api/enroll/sync", data={"customeruri": "acme"}, **headers).status_code == 401
     event = EnrollmentEvent.objects.filter(outcome="error").get()
     assert event.error_code == 37 and event.detail.startswith("Kerberos refused (replay)")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("approval", [False, True], ids=["issued", "held for approval"])
+def test_twenty_concurrent_enrolls_of_one_csr_make_one_request_and_at_most_one_certificate(
+    enrollment_ready, kerberos_env, approval
+):
+    """The older agents' enroll (and MS-WSTEP's, which goes through it) sent again while the first is still
+    answered: one request, every answer naming it, and one certificate or none until an admin approves."""
+    enrollment_ready.customer.require_approval = approval
+    enrollment_ready.customer.save()
+    pipeline.sync(caller(), {"customeruri": "acme"})
+    data = {"customeruri": "acme", "email": "user1@test.com", "csr": make_csr("user1")[1]}
+    answers, errors = run_concurrently(20, lambda _: pipeline.enroll(caller(), dict(data)))
+    assert not errors and len(answers) == 20
+    assert len({a.pk for a in answers}) == 1 and EnrollmentRequest.objects.count() == 1
+    assert Certificate.objects.filter(profile="smime").count() == (0 if approval else 1)
+    assert EnrollmentRequest.objects.get().status == ("pending" if approval else "issued")

@@ -5,8 +5,6 @@ Real tickets from the Samba DC, real LDAPS, the real views through Django's test
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,7 +17,7 @@ from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory.models import Person
 from autoenroll.server.enrollment import pipeline
 from autoenroll.server.enrollment.models import EnrollmentEvent, EnrollmentRequest
-from enroll_helpers import assert_error, make_csr
+from enroll_helpers import assert_error, caller, make_csr, run_concurrently
 
 pytestmark = pytest.mark.django_db
 
@@ -271,30 +269,3 @@ def test_twenty_concurrent_installation_reports_of_one_renewal_revoke_the_replac
     first.refresh_from_db()
     assert (first.status, first.revocation_reason) == ("revoked", "superseded")
     assert EnrollmentEvent.objects.filter(step="revoke", certificate=first).count() == 1
-
-
-def caller() -> pipeline.Caller:
-    from autoenroll.server.kerberos.models import KerberosRealm
-
-    return pipeline.Caller("user1@TEST.COM", KerberosRealm.objects.select_related("customer").get())
-
-
-def run_concurrently(n: int, work):
-    answers, errors = [], []
-    start = threading.Barrier(n)
-
-    def one(i):
-        try:
-            start.wait(timeout=30)
-            answers.append(work(i))
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            connection.close()  # this thread's own connection: none left open at teardown
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return answers, errors
