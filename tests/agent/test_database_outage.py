@@ -16,6 +16,7 @@ import urllib.request
 
 import pytest
 
+from autoenroll.server.ces.xcep import CEP_PATH
 from autoenroll.testbed.server import SERVER_HOST, ServerProcess, start_server
 from databases import ON_POSTGRESQL, Cluster, own_databases
 
@@ -32,15 +33,21 @@ def cluster():
     own.remove()
 
 
-def _health(server: ServerProcess) -> tuple[int, dict]:
+def _ask(server: ServerProcess, path: str, body: bytes | None = None, **headers: str) -> tuple[int, bytes]:
     context = ssl.create_default_context(cafile=str(server.root_ca))
     context.check_hostname = False  # 127.0.0.1, the server's certificate names ccm.test.com
-    request = urllib.request.Request(f"https://127.0.0.1:{server.port}/healthz", headers={"Host": SERVER_HOST})
+    url = f"https://127.0.0.1:{server.port}/{path}"
+    request = urllib.request.Request(url, data=body, headers={"Host": SERVER_HOST, **headers})
     try:
         with urllib.request.urlopen(request, context=context, timeout=30) as answer:  # noqa: S310 - https, loopback
-            return answer.status, json.load(answer)
+            return answer.status, answer.read()
     except urllib.error.HTTPError as answer:
-        return answer.code, json.load(answer)
+        return answer.code, answer.read()
+
+
+def _health(server: ServerProcess) -> tuple[int, dict]:
+    status, body = _ask(server, "healthz")
+    return status, json.loads(body)
 
 
 def _enrolled(sam: str, tmp_path, server: ServerProcess, samba_ad) -> tuple[AgentUser, list]:
@@ -74,6 +81,10 @@ def test_a_logon_while_postgresql_is_away_fails_with_a_number_and_the_next_one_a
         assert "Traceback" not in log  # one line per call, not three tracebacks: no bug, the database is away
         assert sorted(user.folder.glob("*.cert.pem")) == held  # nothing half-done on the desktop
         assert _health(server) == (503, {"status": "unavailable", "reason": "the database does not answer"})
+        soap = b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"/>'  # Windows' policy request
+        status, fault = _ask(server, CEP_PATH, soap, **{"Content-Type": "application/soap+xml; charset=utf-8"})
+        assert status == 500 and b"Error 30: Failed to enroll certificate.." in fault  # a SOAP fault, not HTML
+        assert "Traceback" not in server.log_file.read_text()[logged:]
 
         cluster.start()
         back = user.run("run", "--force")

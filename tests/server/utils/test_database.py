@@ -24,3 +24,16 @@ def test_any_other_failure_is_a_bug(exc):
     refusal = database.refusal(30, exc, "cannot store: ")
     assert refusal.http_status is None and http_status(refusal.code) == 500
     assert refusal.detail.startswith(f"cannot store: {type(exc).__name__}: ")
+
+
+@pytest.mark.django_db
+def test_a_failure_while_the_database_answers_is_not_away(caplog):
+    """A missing table or a failed statement while the database answers is a bug, for the caller's traceback."""
+    from django.db import connection, transaction
+
+    with pytest.raises(DatabaseError) as failed, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+    assert not database.away(failed.value, "POST /api/enroll/logon")
+    assert not database.away(OperationalError("database is locked"), "POST /api/enroll/logon")
+    assert not database.away(ValueError("not a database error"), "POST /api/enroll/logon")
+    assert "cannot be used" not in caplog.text

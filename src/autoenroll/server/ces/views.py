@@ -2,11 +2,13 @@
 
 Whatever happens after authentication, the client gets a SOAP 1.2 envelope: a response, or a fault
 whose reason carries the guide's error number. Unexpected exceptions are logged with their traceback
-and answered with a generic Receiver fault; Django's error page never reaches a SOAP client.
+and answered with a generic Receiver fault; Django's error page never reaches a SOAP client. A database
+that does not answer is no bug: the guide's 30, one line in the log, as on the agent's API.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.http import HttpRequest, HttpResponse
@@ -17,7 +19,7 @@ from autoenroll.server.certificates.models import CertificateAuthority
 from autoenroll.server.enrollment import boundary, configuration
 from autoenroll.server.enrollment.pipeline import Caller
 from autoenroll.server.kerberos import spnego
-from autoenroll.server.utils import http
+from autoenroll.server.utils import database, http
 
 from . import soap, wstep, xcep
 from .soap import SoapFault
@@ -36,6 +38,28 @@ def _fault(fault: SoapFault, message: soap.Message | None = None, negotiated=Non
         log.warning("SOAP fault (Sender, HTTP %s): %s", fault.status, fault.reason)
         response._has_been_logged = True
     return response
+
+
+def _unexpected(request: HttpRequest, exc: Exception, message: soap.Message | None = None, negotiated=None):
+    if database.away(exc, f"{request.method} {request.path}"):
+        return _fault(wstep.guide_fault(EnrollmentError(30)), message, negotiated)
+    who = negotiated.principal if negotiated is not None else "an unauthenticated client"
+    log.exception("CEP/CES request of %s at %s failed", who, request.path)
+    internal = SoapFault("The server was unable to process the request due to an internal error.", code="Receiver")
+    return _fault(internal, message, negotiated)
+
+
+def _soap_errors(view):
+    """What fails before `_serve` has a message to answer (the CA's row, the realms) is a fault too."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - answered as a SOAP fault, logged by `_unexpected`
+            return _unexpected(request, exc)
+
+    return wrapped
 
 
 def _serve(request: HttpRequest, actions: dict, ca: CertificateAuthority | None = None) -> HttpResponse:
@@ -69,10 +93,8 @@ def _serve(request: HttpRequest, actions: dict, ca: CertificateAuthority | None 
     except SoapFault as fault:
         log.info("SOAP fault for %s at %s: %s", negotiated.principal, request.path, fault.reason)
         return _fault(fault, message, negotiated)
-    except Exception:
-        log.exception("CEP/CES request of %s at %s failed", negotiated.principal, request.path)
-        internal = SoapFault("The server was unable to process the request due to an internal error.", code="Receiver")
-        return _fault(internal, message, negotiated)
+    except Exception as exc:  # noqa: BLE001 - answered as a SOAP fault, logged by `_unexpected`
+        return _unexpected(request, exc, message, negotiated)
 
 
 def _refuse_unread(request: HttpRequest) -> HttpResponse | None:
@@ -98,12 +120,14 @@ def _request_security_token(message: soap.Message, caller: Caller, ca) -> tuple[
 
 
 @csrf_exempt
+@_soap_errors
 def cep(request: HttpRequest) -> HttpResponse:
     """MS-XCEP policy service: /ADPolicyProvider_CEP_Kerberos/service.svc/CEP."""
     return _serve(request, {xcep.ACTION_GET_POLICIES: _get_policies})
 
 
 @csrf_exempt
+@_soap_errors
 def ces(request: HttpRequest, ca_name: str) -> HttpResponse:
     """MS-WSTEP enrollment service of one issuing CA: /<CA name>_CES_Kerberos/service.svc/CES."""
     ca = (
