@@ -13,8 +13,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from autoenroll.server.ces.xcep import CEP_PATH
 from autoenroll.testbed.server import SERVER_HOST, ServerProcess, start_server
@@ -43,6 +49,22 @@ def _ask(server: ServerProcess, path: str, body: bytes | None = None, **headers:
             return answer.status, answer.read()
     except urllib.error.HTTPError as answer:
         return answer.code, answer.read()
+
+
+def _ocsp_status(server: ServerProcess, cert_file) -> ocsp.OCSPResponseStatus:
+    """What the publication listener answers to an OCSP request for the certificate, at its AIA's path."""
+    leaf = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    issuer = x509.load_pem_x509_certificate(server.issuing_ca.read_bytes())
+    der = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA256()).build().public_bytes(Encoding.DER)
+    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    url = next(d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.publication_port}{urlsplit(url).path}",
+        data=der,
+        headers={"Content-Type": "application/ocsp-request"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - http, loopback
+        return ocsp.load_der_ocsp_response(answer.read()).response_status
 
 
 def _health(server: ServerProcess) -> tuple[int, dict]:
@@ -84,6 +106,7 @@ def test_a_logon_while_postgresql_is_away_fails_with_a_number_and_the_next_one_a
         soap = b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"/>'  # Windows' policy request
         status, fault = _ask(server, CEP_PATH, soap, **{"Content-Type": "application/soap+xml; charset=utf-8"})
         assert status == 500 and b"Error 30: Failed to enroll certificate.." in fault  # a SOAP fault, not HTML
+        assert _ocsp_status(server, held[0]) == ocsp.OCSPResponseStatus.TRY_LATER  # RFC 6960: ask again later
         assert "Traceback" not in server.log_file.read_text()[logged:]
 
         cluster.start()

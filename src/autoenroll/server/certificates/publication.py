@@ -35,6 +35,7 @@ from autoenroll import pki
 from autoenroll.pki.crl import DEFAULT_CRL_VALIDITY
 from autoenroll.pki.ocsp import GOOD, UNKNOWN, CertStatus
 from autoenroll.server.config import ServerConfig
+from autoenroll.server.utils import database
 from autoenroll.server.utils.exclusive import host_lock, one_at_a_time
 
 from . import authority
@@ -475,7 +476,9 @@ def answer_ocsp(ca_name: str, request_der: bytes, config: ServerConfig | None = 
         if answer.reusable and config.ocsp_answers_kept and len(request_der) <= KEPT_REQUEST_BYTES:
             _keep(key, answer, head, config.ocsp_answers_kept)
         return answer
-    except Exception:
+    except Exception as exc:
+        if database.away(exc, f"OCSP request to {ca_name}"):  # RFC 6960 2.3: the client asks again later
+            return pki.unsuccessful_response(ocsp.OCSPResponseStatus.TRY_LATER)
         log.exception("OCSP request to %s failed", ca_name)
         return pki.unsuccessful_response(ocsp.OCSPResponseStatus.INTERNAL_ERROR)
 
