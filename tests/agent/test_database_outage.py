@@ -67,6 +67,15 @@ def _ocsp_status(server: ServerProcess, cert_file) -> ocsp.OCSPResponseStatus:
         return ocsp.load_der_ocsp_response(answer.read()).response_status
 
 
+def _published_paths(cert_file) -> list[str]:
+    """The paths of the certificate's CRL distribution point and of its issuer's certificate (AIA)."""
+    leaf = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    issuer = next(d for d in aia if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS)
+    return [urlsplit(cdp[0].full_name[0].value).path, urlsplit(issuer.access_location.value).path]
+
+
 def _health(server: ServerProcess) -> tuple[int, dict]:
     status, body = _ask(server, "healthz")
     return status, json.loads(body)
@@ -107,6 +116,10 @@ def test_a_logon_while_postgresql_is_away_fails_with_a_number_and_the_next_one_a
         status, fault = _ask(server, CEP_PATH, soap, **{"Content-Type": "application/soap+xml; charset=utf-8"})
         assert status == 500 and b"Error 30: Failed to enroll certificate.." in fault  # a SOAP fault, not HTML
         assert _ocsp_status(server, held[0]) == ocsp.OCSPResponseStatus.TRY_LATER  # RFC 6960: ask again later
+        for path in _published_paths(held[0]):  # the CRL and the CA certificate the certificate names
+            with pytest.raises(urllib.error.HTTPError) as unavailable:
+                urllib.request.urlopen(f"http://127.0.0.1:{server.publication_port}{path}", timeout=30)  # noqa: S310
+            assert (unavailable.value.code, unavailable.value.headers["Retry-After"]) == (503, "60"), path
         assert "Traceback" not in server.log_file.read_text()[logged:]
 
         cluster.start()

@@ -20,7 +20,7 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 
 from autoenroll import pki
-from autoenroll.server.utils import http
+from autoenroll.server.utils import database, http
 
 from . import publication
 from .models import CertificateAuthority
@@ -36,6 +36,12 @@ def _not_found(text: str) -> HttpResponse:
     return HttpResponse(text + "\n", status=404, content_type="text/plain; charset=utf-8")
 
 
+def _unavailable(text: str) -> HttpResponse:
+    response = HttpResponse(text + "\n", status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(database.RETRY_SECONDS)
+    return response
+
+
 def _seconds_until(moment: dt.datetime) -> int:
     return max(0, int((moment - timezone.now()).total_seconds()))
 
@@ -44,17 +50,18 @@ def crl(request: HttpRequest, slug: str, partition: str | None = None) -> HttpRe
     """The CA's current CRL, or one of its partitions, DER (RFC 5280 4.2.1.13 distribution point)."""
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
-    ca = CertificateAuthority.objects.filter(name=slug).first()
-    if ca is None:
-        return _not_found(f"no CA named {slug!r}")
     index = None if partition is None else int(partition)
-    if index is not None and not publication.crl_partition_published(ca, index):
-        return _not_found(f"{slug} has no CRL partition {index}")
     try:
+        ca = CertificateAuthority.objects.filter(name=slug).first()
+        if ca is None:
+            return _not_found(f"no CA named {slug!r}")
+        if index is not None and not publication.crl_partition_published(ca, index):
+            return _not_found(f"{slug} has no CRL partition {index}")
         row = publication.current_crl(ca, partition=index)
-    except Exception:
-        log.exception("no CRL can be served for %s", slug)
-        return HttpResponse("the CRL is temporarily unavailable\n", status=503, content_type="text/plain")
+    except Exception as exc:  # noqa: BLE001 - a relying party gets 503 and comes back; the log says why
+        if not database.away(exc, f"CRL of {slug}"):
+            log.exception("no CRL can be served for %s", slug)
+        return _unavailable("the CRL is temporarily unavailable")
     etag = f'"crl-{ca.pk}-{row.number}"'
     max_age = min(CRL_MAX_AGE, _seconds_until(row.next_update))
     headers = {
@@ -155,6 +162,15 @@ def ca_certificate(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     """
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
+    try:
+        return _ca_download(slug, fmt)
+    except Exception as exc:
+        if database.away(exc, f"CA certificate {slug}"):
+            return _unavailable("the CA certificate is temporarily unavailable")
+        raise
+
+
+def _ca_download(slug: str, fmt: str) -> HttpResponse:
     if slug == "tls-issuer":
         chain = publication.tls_issuer_chain()
         if not chain:
