@@ -108,7 +108,7 @@ def test_a_logon_while_postgresql_is_away_fails_with_a_number_and_the_next_one_a
         assert away.returncode == 30 and "(HTTP 503)" in away.stderr, away.stderr  # and Retry-After
         assert "Traceback" not in away.stderr
         log = server.log_file.read_text()[logged:]
-        assert "error 30, the database cannot be used: connection failed" in log
+        assert "error 30: the database cannot be used: connection failed" in log
         assert "Traceback" not in log  # one line per call, not three tracebacks: no bug, the database is away
         assert sorted(user.folder.glob("*.cert.pem")) == held  # nothing half-done on the desktop
         assert _health(server) == (503, {"status": "unavailable", "reason": "the database does not answer"})

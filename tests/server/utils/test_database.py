@@ -1,13 +1,30 @@
-"""One decision for a database failure inside an enrollment call: a passing one (the connection lost, a lock
-or serialisation conflict) asks the agent to come back (503); any other is a bug (the number's 500)."""
+"""One decision for a database failure, whatever entry point met it: a passing one (the connection lost, a
+lock or serialisation conflict) asks the client to come back (503); any other is a bug (the number's 500)."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+
 import pytest
-from django.db import DatabaseError, DataError, IntegrityError, OperationalError, ProgrammingError
+from django.db import DatabaseError, DataError, IntegrityError, OperationalError, ProgrammingError, transaction
 
 from autoenroll.protocol.messages import http_status
 from autoenroll.server.utils import database
+
+
+def _from_driver(driver_error: Exception) -> OperationalError:
+    """As Django raises it: its own class, the driver's exception as the cause."""
+    try:
+        raise OperationalError(str(driver_error)) from driver_error
+    except OperationalError as exc:
+        return exc
+
+
+class _PostgreSQLError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
 
 
 @pytest.mark.parametrize("code", [14, 23, 30])
@@ -18,22 +35,57 @@ def test_a_lost_connection_or_a_conflict_passes(code):
 
 
 @pytest.mark.parametrize(
-    "exc", [IntegrityError("duplicate key"), DataError("NUL"), ProgrammingError("no table"), DatabaseError("?")]
+    ("exc", "passes"),
+    [
+        (_from_driver(_PostgreSQLError("57P01")), True),  # admin_shutdown: a failover, pg_terminate_backend
+        (_from_driver(_PostgreSQLError("40001")), True),  # serialization_failure
+        (_from_driver(_PostgreSQLError("40P01")), True),  # deadlock_detected
+        (_from_driver(_PostgreSQLError("55P03")), True),  # lock_not_available
+        (_from_driver(_PostgreSQLError("08006")), True),  # connection_failure
+        (_from_driver(_PostgreSQLError("42P01")), False),  # undefined_table: a migration not run
+        (_from_driver(sqlite3.OperationalError("database is locked")), True),
+        (_from_driver(sqlite3.OperationalError("no such table: certificates_certificate")), False),
+        (_from_driver(sqlite3.OperationalError("no such column: c.crl_partition")), False),
+        (IntegrityError("duplicate key"), False),
+        (DataError("NUL"), False),
+        (ProgrammingError("no table"), False),
+        (DatabaseError("?"), False),
+    ],
 )
-def test_any_other_failure_is_a_bug(exc):
+def test_what_passes_and_what_is_a_bug(exc, passes):
     refusal = database.refusal(30, exc, "cannot store: ")
-    assert refusal.http_status is None and http_status(refusal.code) == 500
+    assert database.passing(exc) is passes
+    assert (refusal.http_status or http_status(refusal.code)) == (503 if passes else 500)
     assert refusal.detail.startswith(f"cannot store: {type(exc).__name__}: ")
 
 
 @pytest.mark.django_db
-def test_a_failure_while_the_database_answers_is_not_away(caplog):
-    """A missing table or a failed statement while the database answers is a bug, for the caller's traceback."""
-    from django.db import connection, transaction
+def test_a_failed_statement_is_a_bug_and_not_the_database_away(caplog):
+    """A missing table while the database answers: no retry helps, and the caller logs its traceback."""
+    from django.db import connection
 
     with pytest.raises(DatabaseError) as failed, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT * FROM no_such_table")
+    assert not database.passing(failed.value)
     assert not database.away(failed.value, "POST /api/enroll/logon")
     assert not database.away(OperationalError("database is locked"), "POST /api/enroll/logon")
     assert not database.away(ValueError("not a database error"), "POST /api/enroll/logon")
     assert "cannot be used" not in caplog.text
+
+
+def test_while_the_database_is_away_each_kind_of_call_logs_one_line_a_minute(caplog, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(database.time, "monotonic", lambda: now[0])
+    quiet = database._Quiet()
+    with caplog.at_level(logging.WARNING, logger="autoenroll.database"):
+        for _ in range(500):
+            quiet.warn("OCSP", "OCSP request to issuing: tryLater", "connection failed")
+        quiet.warn("enrollment", "POST /api/enroll/logon: error 30", "connection failed")
+        now[0] += database.RETRY_SECONDS
+        quiet.warn("OCSP", "OCSP request to issuing: tryLater", "connection failed")
+    assert caplog.messages == [
+        "OCSP request to issuing: tryLater: the database cannot be used: connection failed",
+        "POST /api/enroll/logon: error 30: the database cannot be used: connection failed",
+        "OCSP request to issuing: tryLater: the database cannot be used: connection failed"
+        " (499 more OCSP calls since the last line)",
+    ]

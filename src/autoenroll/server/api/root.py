@@ -127,7 +127,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     """A bug: its traceback in the server log, an event (error 30) on the Logs page, the guide's 30.
     A database that does not answer is no bug: an agent gets 30 with 503 and Retry-After, the log one line
     (not three tracebacks per logon while it is away), and nothing is recorded (it could not be)."""
-    if _enrollment(request) and database.away(exc, f"{request.method} {request.path}"):
+    if _enrollment(request) and database.away(exc, f"{request.method} {request.path}: error 30", "enrollment"):
         return _enrollment_error(request, EnrollmentError(30, http_status=503))
     log.exception("unexpected error in %s %s", request.method, request.path)
     if not _enrollment(request):

@@ -477,7 +477,7 @@ def answer_ocsp(ca_name: str, request_der: bytes, config: ServerConfig | None = 
             _keep(key, answer, head, config.ocsp_answers_kept)
         return answer
     except Exception as exc:
-        if database.away(exc, f"OCSP request to {ca_name}"):  # RFC 6960 2.3: the client asks again later
+        if database.away(exc, f"OCSP request to {ca_name}: tryLater", "OCSP"):  # RFC 6960 2.3: ask again later
             return pki.unsuccessful_response(ocsp.OCSPResponseStatus.TRY_LATER)
         log.exception("OCSP request to %s failed", ca_name)
         return pki.unsuccessful_response(ocsp.OCSPResponseStatus.INTERNAL_ERROR)

@@ -59,7 +59,7 @@ def crl(request: HttpRequest, slug: str, partition: str | None = None) -> HttpRe
             return _not_found(f"{slug} has no CRL partition {index}")
         row = publication.current_crl(ca, partition=index)
     except Exception as exc:  # noqa: BLE001 - a relying party gets 503 and comes back; the log says why
-        if not database.away(exc, f"CRL of {slug}"):
+        if not database.away(exc, f"CRL of {slug}: 503", "CRL"):
             log.exception("no CRL can be served for %s", slug)
         return _unavailable("the CRL is temporarily unavailable")
     etag = f'"crl-{ca.pk}-{row.number}"'
@@ -165,7 +165,7 @@ def ca_certificate(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     try:
         return _ca_download(slug, fmt)
     except Exception as exc:
-        if database.away(exc, f"CA certificate {slug}"):
+        if database.away(exc, f"CA certificate {slug}: 503", "CA certificate"):
             return _unavailable("the CA certificate is temporarily unavailable")
         raise
 

@@ -41,7 +41,7 @@ def _fault(fault: SoapFault, message: soap.Message | None = None, negotiated=Non
 
 
 def _unexpected(request: HttpRequest, exc: Exception, message: soap.Message | None = None, negotiated=None):
-    if database.away(exc, f"{request.method} {request.path}"):
+    if database.away(exc, f"{request.method} {request.path}: error 30", "MS-XCEP/WSTEP"):
         return _fault(wstep.guide_fault(EnrollmentError(30)), message, negotiated)
     who = negotiated.principal if negotiated is not None else "an unauthenticated client"
     log.exception("CEP/CES request of %s at %s failed", who, request.path)

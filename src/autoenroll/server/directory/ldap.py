@@ -234,7 +234,15 @@ class DirectoryClient:
             raise DirectoryError(stage, f"cannot connect to {s.address}:{s.port}: {text}") from None
         except (LDAPException, OSError, ValueError) as exc:
             raise DirectoryError("tcp", f"cannot connect to {s.address}:{s.port}: {exc}") from None
-        if not s.use_ssl and tls is not None:
+        try:
+            self._start_tls_and_bind(conn, tls)
+        except BaseException:
+            _unbind(conn)  # its socket now, not at garbage collection
+            raise
+        return conn
+
+    def _start_tls_and_bind(self, conn: Connection, tls: Tls | None) -> None:
+        if not self.settings.use_ssl and tls is not None:
             try:
                 if not conn.start_tls():
                     raise DirectoryError("tls", f"StartTLS refused: {conn.result.get('message')}")
@@ -246,7 +254,6 @@ class DirectoryClient:
             raise DirectoryError("bind", str(exc)) from None
         if not bound:
             raise DirectoryError("bind", f"{conn.result.get('description')}: {conn.result.get('message', '')}".strip())
-        return conn
 
     def _open_libldap(self) -> _Libldap:
         """Connected to the address here; StartTLS checks the certificate for the name in the URL."""
