@@ -1,10 +1,16 @@
 """Publishing to AD's userCertificate (customer option): the issued certificate appears in the user's
-entry, the superseded one disappears after the renewal is installed."""
+entry, the superseded one disappears after the renewal is installed; a retry, or the directory sweep,
+makes what did not reach AD."""
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from django.core.management import call_command
+from ldap3 import MODIFY_ADD, MODIFY_DELETE
 
+from autoenroll.server.certificates.models import Certificate
+from autoenroll.server.directory import publication
+from autoenroll.server.directory.models import Person
 from autoenroll.testbed import samba
 from enroll_helpers import make_csr
 
@@ -47,3 +53,65 @@ def test_nothing_is_published_when_the_option_is_off(user1, ca, realm, organizat
     issued = enroll(user1)
     assert der(issued["certificate"]) not in published(samba_ad)
     assert published(samba_ad) == before
+
+
+def ad_admin_modify(samba_ad, op, der_value: bytes) -> None:
+    conn = samba_ad.ldap_admin()
+    assert conn.modify(samba.USERS["user1"].dn, {"userCertificate": [(op, [der_value])]}), conn.result
+    conn.unbind()
+
+
+def test_a_retry_with_the_same_key_publishes_again(user1, ca, realm, organization, ccm_is_a_cert_publisher, samba_ad):
+    """The first answer was lost after its certificate was recorded, and AD never got it (away at that
+    moment): the agent's retry with the same key gets the same certificate, and AD gets it now."""
+    organization.customer.publish_to_ad = True
+    organization.customer.save()
+    assert user1.sync(customeruri="acme").status_code == 200
+    _, csr = make_csr("user1")
+    first = user1.enroll(customeruri="acme", email="user1@test.com", csr=csr).json()
+    ad_admin_modify(samba_ad, MODIFY_DELETE, der(first["certificate"]))
+    again = user1.enroll(customeruri="acme", email="user1@test.com", csr=csr).json()
+    assert again["serial"] == first["serial"]
+    assert der(first["certificate"]) in published(samba_ad)
+    third = user1.enroll(customeruri="acme", email="user1@test.com", csr=csr)  # already there: no error
+    assert third.json()["serial"] == first["serial"]
+    assert der(first["certificate"]) in published(samba_ad)
+
+
+def test_publishing_is_idempotent(user1, ca, realm, organization, ccm_is_a_cert_publisher, samba_ad):
+    """AD's permissive modify: adding a value that is there, or removing one that is gone, succeeds."""
+    organization.customer.publish_to_ad = True
+    organization.customer.save()
+    issued = enroll(user1)
+    person = Person.objects.select_related("customer", "ad_server").get(principal__startswith="user1@")
+    assert publication.publish(person, add_pem=issued["certificate"]) is True
+    assert publication.publish(person, remove_pem=issued["certificate"]) is True
+    assert publication.publish(person, remove_pem=issued["certificate"]) is True
+    assert der(issued["certificate"]) not in published(samba_ad)
+
+
+def test_the_sweep_puts_userCertificate_in_step(
+    user1, ca, realm, organization, ccm_is_a_cert_publisher, samba_ad, capsys
+):
+    """Publications that never reached AD (the option was off, AD was away, an answer was lost) are
+    made by the directory sweep: valid certificates added, revoked ones removed, other CAs' left."""
+    first = enroll(user1)
+    second = enroll(user1)
+    user1.status(customeruri="acme", status="installed", serial=second["serial"], replaced_serial=first["serial"])
+    assert Certificate.objects.get(serial=first["serial"]).status == "revoked"
+    ad_admin_modify(samba_ad, MODIFY_ADD, der(first["certificate"]))  # its removal was lost
+    foreign = der(samba_ad.tls_ca.read_text())  # another CA's certificate
+    ad_admin_modify(samba_ad, MODIFY_ADD, foreign)
+    organization.customer.publish_to_ad = True
+    organization.customer.save()
+
+    call_command("persons", "sweep")
+    now = published(samba_ad)
+    assert der(second["certificate"]) in now
+    assert der(first["certificate"]) not in now
+    assert foreign in now
+    assert "1 published to AD, 1 removed from AD" in capsys.readouterr().out
+
+    call_command("persons", "sweep")  # in step: nothing to write
+    assert "0 published to AD, 0 removed from AD" in capsys.readouterr().out
+    ad_admin_modify(samba_ad, MODIFY_DELETE, foreign)

@@ -45,6 +45,9 @@ from autoenroll.server import metrics
 log = logging.getLogger(__name__)
 
 ACCOUNTDISABLE = 0x2
+#: LDAP_SERVER_PERMISSIVE_MODIFY_OID (MS-ADTS 3.1.1.3.4.1.8): adding a value that is there, or deleting
+#: one that is not, succeeds. AD and Samba support it; not critical, as AD's own tools send it.
+PERMISSIVE_MODIFY = ("1.2.840.113556.1.4.1413", False, None)
 USER_ATTRIBUTES = ["sAMAccountName", "userPrincipalName", "mail", "cn", "userAccountControl", "distinguishedName"]
 
 
@@ -430,21 +433,32 @@ class DirectoryClient:
 
     def publish_certificates(self, dn: str, add: list[bytes] = (), remove: list[bytes] = ()) -> None:
         """Add and remove DER certificates in the user's userCertificate, where Outlook looks for the
-        certificate to encrypt to. The login DN needs write access to it (AD's Cert Publishers group)."""
-        changes = {}
+        certificate to encrypt to. The login DN needs write access to it (AD's Cert Publishers group).
+
+        AD's permissive modify makes it idempotent: a value already there is not added twice, a value
+        already gone is not an error, so a retry or a second server doing the same converges."""
         ops = [(MODIFY_ADD, list(add))] if add else []
         ops += [(MODIFY_DELETE, list(remove))] if remove else []
-        if not ops:
-            return
-        changes["userCertificate"] = ops
-        with self.breaker.guard():
-            self._modify(dn, changes, only_removing=bool(remove and not add))
+        if ops:
+            with self.breaker.guard():
+                self._modify(dn, {"userCertificate": ops})
 
-    def _modify(self, dn: str, changes: dict, *, only_removing: bool) -> None:
+    def published_certificates(self, dn: str) -> set[bytes]:
+        """The DER certificates in the user's userCertificate, as Outlook finds them (over ldap3, as
+        writes are: the values are binary)."""
+        with self.breaker.guard():
+            entries = self._search_once(dn, "(objectClass=user)", BASE, ["userCertificate"])
+        for entry in entries:
+            if entry.get("type") == "searchResEntry":
+                raw = {name.lower(): values for name, values in entry.get("raw_attributes", {}).items()}
+                return set(raw.get("usercertificate", []))
+        return set()
+
+    def _modify(self, dn: str, changes: dict) -> None:
         for attempt in (1, 2):
             with self._connection(fresh=attempt == 2) as conn:
                 try:
-                    ok = conn.modify(dn, changes)
+                    ok = conn.modify(dn, changes, controls=[PERMISSIVE_MODIFY])
                 except LDAPException as exc:
                     _unbind(conn)
                     self._raise_if_timed_out(exc)
@@ -454,8 +468,6 @@ class DirectoryClient:
                 if ok:
                     return
                 result = conn.result
-                if result.get("result") == 16 and only_removing:  # noSuchAttribute: already gone
-                    return
                 if result.get("result") == 50 and attempt == 1:
                     # insufficientAccessRights: group memberships are read at bind time, so a login
                     # DN just added to Cert Publishers needs a fresh bind.

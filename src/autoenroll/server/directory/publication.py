@@ -4,9 +4,12 @@ Outlook finds the certificate to encrypt to in the address book."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+from autoenroll.server.certificates.models import Certificate
 
 from .ldap import DirectoryError, client_for
 from .models import Person
@@ -19,12 +22,13 @@ def _der(pem: str) -> bytes:
 
 
 def publish(person: Person, add_pem: str | None = None, remove_pem: str | None = None) -> bool:
-    """Add and/or remove a certificate in the person's AD entry. A failure is logged, not raised: the
-    user has their certificate either way, and the next renewal publishes again."""
-    if not person.customer.publish_to_ad or person.ad_server is None or not person.dn:
+    """Add and/or remove a certificate in the person's AD entry, right after it was issued or revoked.
+    Idempotent. A failure is logged, not raised: the user has their certificate either way, and the
+    directory sweep's `reconcile` publishes it later."""
+    if not _publishes(person):
         return False
     try:
-        client_for(person.ad_server_id, person.ad_server.ldap_settings()).publish_certificates(
+        _client(person).publish_certificates(
             person.dn,
             add=[_der(add_pem)] if add_pem else [],
             remove=[_der(remove_pem)] if remove_pem else [],
@@ -33,3 +37,40 @@ def publish(person: Person, add_pem: str | None = None, remove_pem: str | None =
         log.warning("cannot publish the certificate of %s to AD: %s", person.principal, exc)
         return False
     return True
+
+
+@dataclass
+class Reconciled:
+    added: int = 0
+    removed: int = 0
+
+
+def reconcile(person: Person, dn: str | None = None) -> Reconciled | None:
+    """Put the userCertificate of the person's AD entry (at `dn`, where AD has it now) in step with what
+    this server issued them: each valid certificate there, each revoked or expired one gone; values from
+    other CAs are left alone. What `publish` could not do (AD away, the answer lost) is done here.
+    None when the customer does not publish or AD cannot be read or written (logged)."""
+    if not _publishes(person):
+        return None
+    dn = dn or person.dn
+    ours = Certificate.objects.filter(person=person, profile=Certificate.Profile.SMIME)
+    valid = set(ours.valid().values_list("pk", flat=True))
+    client = _client(person)
+    try:
+        present = client.published_certificates(dn)
+        issued = {pk: _der(pem) for pk, pem in ours.values_list("pk", "pem")}
+        add = [der for pk, der in issued.items() if pk in valid and der not in present]
+        remove = [der for pk, der in issued.items() if pk not in valid and der in present]
+        client.publish_certificates(dn, add=add, remove=remove)
+    except DirectoryError as exc:
+        log.warning("cannot put the certificates of %s in AD in step: %s", person.principal, exc)
+        return None
+    return Reconciled(added=len(add), removed=len(remove))
+
+
+def _publishes(person: Person) -> bool:
+    return bool(person.customer.publish_to_ad and person.ad_server is not None and person.dn)
+
+
+def _client(person: Person):
+    return client_for(person.ad_server_id, person.ad_server.ldap_settings())

@@ -2,8 +2,11 @@
 
 A disabled user cannot log on, so no enrollment request will ever tell the server; the sweep asks AD
 about every person who still holds a valid certificate and revokes those certificates with reason
-affiliationChanged. Run it from a timer (`autoenroll-server persons sweep`); with several servers on one
-database the timers of all of them may fire, and one sweeps while the others skip their round.
+affiliationChanged. For customers that publish to AD it also puts each remaining holder's
+userCertificate in step with what was issued (`publication.reconcile`): a publication that failed or was
+lost at issuance or revocation is made here. Run it from a timer (`autoenroll-server persons sweep`);
+with several servers on one database the timers of all of them may fire, and one sweeps while the others
+skip their round.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from autoenroll.server.enrollment import lifecycle
 from autoenroll.server.enrollment.events import record_error
 from autoenroll.server.utils.exclusive import one_at_a_time
 
+from . import publication
 from .models import Person
 from .sync import read_user
 
@@ -30,6 +34,8 @@ class SweepReport:
     checked: int = 0
     left: list[str] = field(default_factory=list)
     revoked: int = 0
+    published: int = 0  # certificates added to AD's userCertificate
+    unpublished: int = 0  # revoked or expired certificates removed from it
     unreachable: list[str] = field(default_factory=list)
     elsewhere: bool = False  # another server was sweeping: this one did nothing
 
@@ -52,7 +58,7 @@ def _sweep(persons) -> SweepReport:
             continue
         report.checked += 1
         try:
-            read_user(person.ad_server, person.principal)
+            user = read_user(person.ad_server, person.principal)
         except EnrollmentError as exc:
             if exc.code == 13:
                 report.unreachable.append(str(person.ad_server))
@@ -65,5 +71,10 @@ def _sweep(persons) -> SweepReport:
             )
             record_error("revoke", person.principal, exc, customer=person.customer, person=person)
             log.info("%s left AD (%s): certificates revoked", person.principal, exc.detail)
+            continue
+        reconciled = publication.reconcile(person, dn=user.dn)
+        if reconciled is not None:
+            report.published += reconciled.added
+            report.unpublished += reconciled.removed
     report.unreachable = sorted(set(report.unreachable))
     return report

@@ -177,6 +177,8 @@ def issue(
     certificate = already_issued(person, replaces)
     if certificate is not None:
         _event(step, person, certificate=certificate, remote_addr=remote_addr, message="same key: same certificate")
+        # the first answer may have been lost before its publication, or AD was away: publish again
+        transaction.on_commit(lambda: publish(person, add_pem=certificate.pem))
         return Issued(certificate, new=False)
     try:
         certificate = authority.issue_smime(

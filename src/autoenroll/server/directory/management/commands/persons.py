@@ -5,7 +5,10 @@ from autoenroll.server.utils.commands import SubcommandCommand, get_customer
 
 class Command(SubcommandCommand):
     help = "Persons synced from AD: list them; sweep revokes the certificates of those who left AD."
-    actions = {"list": "list persons", "sweep": "revoke certificates of users disabled or deleted in AD"}
+    actions = {
+        "list": "list persons",
+        "sweep": "revoke certificates of users disabled or deleted in AD; put AD's userCertificate in step",
+    }
 
     def add_list_arguments(self, p) -> None:
         p.add_argument("--customer", help="customer uri")
@@ -32,4 +35,7 @@ class Command(SubcommandCommand):
             self.stdout.write(f"{principal}: left AD, certificates revoked (affiliationChanged)")
         for server in report.unreachable:
             self.stderr.write(f"AD server {server} unreachable: its users were not checked")
-        self.stdout.write(f"{report.checked} persons checked, {len(report.left)} left, {report.revoked} revoked")
+        self.stdout.write(
+            f"{report.checked} persons checked, {len(report.left)} left, {report.revoked} revoked, "
+            f"{report.published} published to AD, {report.unpublished} removed from AD"
+        )
