@@ -2,6 +2,8 @@
 entry, the superseded one disappears after the renewal is installed; a retry, or the directory sweep,
 makes what did not reach AD."""
 
+import uuid
+
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -11,6 +13,7 @@ from ldap3 import MODIFY_ADD, MODIFY_DELETE
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory import publication
 from autoenroll.server.directory.models import Person
+from autoenroll.server.enrollment import lifecycle
 from autoenroll.testbed import samba
 from enroll_helpers import make_csr
 
@@ -115,3 +118,27 @@ def test_the_sweep_puts_userCertificate_in_step(
     call_command("persons", "sweep")  # in step: nothing to write
     assert "0 published to AD, 0 removed from AD" in capsys.readouterr().out
     ad_admin_modify(samba_ad, MODIFY_DELETE, foreign)
+
+
+def test_the_sweep_removes_the_last_certificate_of_a_person_after_its_revocation(
+    user1, ca, realm, organization, ccm_is_a_cert_publisher, samba_ad, capsys
+):
+    """Their only certificate was revoked while AD was away: they hold nothing valid, yet for a month the
+    sweep still takes it out of the address book, where mail would be encrypted to a revoked key."""
+    issued = enroll(user1)
+    ad_admin_modify(samba_ad, MODIFY_ADD, der(issued["certificate"]))  # published; its removal is lost
+    lifecycle.revoke(Certificate.objects.filter(serial=issued["serial"]), "key_compromise", by="test")
+    organization.customer.publish_to_ad = True
+    organization.customer.save()
+    call_command("persons", "sweep")
+    assert der(issued["certificate"]) not in published(samba_ad)
+    assert "0 persons checked, 0 left, 0 revoked, 0 published to AD, 1 removed from AD" in capsys.readouterr().out
+
+
+def test_an_entry_gone_from_ad_has_nothing_to_put_in_step(user1, ca, realm, organization, ccm_is_a_cert_publisher):
+    organization.customer.publish_to_ad = True
+    organization.customer.save()
+    enroll(user1)
+    person = Person.objects.select_related("customer", "ad_server").get(principal__startswith="user1@")
+    gone = f"CN=gone{uuid.uuid4().hex[:6]},{samba.USERS_DN}"
+    assert publication.reconcile(person, dn=gone) == publication.Reconciled()

@@ -63,6 +63,8 @@ def reconcile(person: Person, dn: str | None = None) -> Reconciled | None:
         remove = [der for pk, der in issued.items() if pk not in valid and der in present]
         client.publish_certificates(dn, add=add, remove=remove)
     except DirectoryError as exc:
+        if exc.stage == "base_dn":  # the entry is gone from AD, and with it what it held
+            return Reconciled()
         log.warning("cannot put the certificates of %s in AD in step: %s", person.principal, exc)
         return None
     return Reconciled(added=len(add), removed=len(remove))

@@ -2,19 +2,22 @@
 
 A disabled user cannot log on, so no enrollment request will ever tell the server; the sweep asks AD
 about every person who still holds a valid certificate and revokes those certificates with reason
-affiliationChanged. For customers that publish to AD it also puts each remaining holder's
-userCertificate in step with what was issued (`publication.reconcile`): a publication that failed or was
-lost at issuance or revocation is made here. Run it from a timer (`autoenroll-server persons sweep`);
-with several servers on one database the timers of all of them may fire, and one sweeps while the others
-skip their round.
+affiliationChanged. For customers that publish to AD it also puts each holder's userCertificate in step
+with what was issued (`publication.reconcile`), and for a month after a person's last certificate ended:
+a publication that failed or was lost at issuance or revocation is made here. Run it from a timer
+(`autoenroll-server persons sweep`); with several servers on one database the timers of all of them may
+fire, and one sweeps while the others skip their round.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 
 from autoenroll.protocol import EnrollmentError
 from autoenroll.server.certificates.models import Certificate, RevocationReason
@@ -49,11 +52,17 @@ def sweep(persons=None) -> SweepReport:
         return _sweep(persons) if mine else SweepReport(elsewhere=True)
 
 
+#: A person whose last certificate was revoked or expired this recently is still put in step with AD,
+#: though they hold nothing left to check: their userCertificate may still show it.
+ENDED_WITHIN = timedelta(days=30)
+
+
 def _sweep(persons) -> SweepReport:
     report = SweepReport()
-    holders = Certificate.objects.valid().filter(profile=Certificate.Profile.SMIME).values("person")
-    persons = (persons if persons is not None else Person.objects.all()).filter(pk__in=holders)
-    for person in persons.select_related("ad_server", "customer"):
+    everyone = persons if persons is not None else Person.objects.all()
+    smime = Certificate.objects.filter(profile=Certificate.Profile.SMIME)
+    holders = smime.valid().values("person")
+    for person in everyone.filter(pk__in=holders).select_related("ad_server", "customer"):
         if person.ad_server is None:
             continue
         report.checked += 1
@@ -72,9 +81,17 @@ def _sweep(persons) -> SweepReport:
             record_error("revoke", person.principal, exc, customer=person.customer, person=person)
             log.info("%s left AD (%s): certificates revoked", person.principal, exc.detail)
             continue
-        reconciled = publication.reconcile(person, dn=user.dn)
-        if reconciled is not None:
-            report.published += reconciled.added
-            report.unpublished += reconciled.removed
+        _count(report, publication.reconcile(person, dn=user.dn))
+    now = timezone.now()
+    ended = smime.filter(Q(revoked_at__gte=now - ENDED_WITHIN) | Q(not_after__range=(now - ENDED_WITHIN, now)))
+    publishing = everyone.filter(customer__publish_to_ad=True, pk__in=ended.values("person")).exclude(pk__in=holders)
+    for person in publishing.select_related("ad_server", "customer"):
+        _count(report, publication.reconcile(person))
     report.unreachable = sorted(set(report.unreachable))
     return report
+
+
+def _count(report: SweepReport, reconciled: publication.Reconciled | None) -> None:
+    if reconciled is not None:
+        report.published += reconciled.added
+        report.unpublished += reconciled.removed
