@@ -324,14 +324,27 @@ class LoadResult:
         return self.done / self.elapsed if self.elapsed else 0.0
 
 
-def run_load(clients: list[Client], jobs: list[Job], protocol: str, concurrency: int, time_limit: float) -> LoadResult:
+def run_load(
+    clients: list[Client],
+    jobs: list[Job],
+    protocol: str,
+    concurrency: int,
+    time_limit: float,
+    rate: float | None = None,
+) -> LoadResult:
     """Every job once (job i on server i % len(clients)) by `concurrency` threads; no new logon starts
-    after `time_limit` seconds. A user must appear at most once in `jobs` (renewals read its serial)."""
+    after `time_limit` seconds. A user must appear at most once in `jobs` (renewals read its serial).
+
+    Without `rate` a closed loop: each thread starts its next logon when the last is answered. With it,
+    logons arrive at `rate` per second whatever the answers (job i is due at i / rate), as a Monday
+    morning's do, and each logon's time counts from when it was due: a logon that waited for a free
+    thread waited for the server (no coordinated omission)."""
     result = LoadResult(concurrency, protocol, timings={s: [] for s in (*STEPS[protocol], "logon")})
     counter = itertools.count()
     lock = threading.Lock()
     deadline = time.monotonic() + time_limit
     before = [(c.tally.connections, c.tally.resumed) for c in clients]
+    begin = time.perf_counter() + 0.1  # every thread started
 
     def worker() -> None:
         for _ in range(len(jobs)):  # bounded: at most every job per thread, normally far fewer
@@ -343,6 +356,11 @@ def run_load(clients: list[Client], jobs: list[Job], protocol: str, concurrency:
                 return
             client = clients[i % len(clients)]
             t0 = time.perf_counter()
+            if rate:
+                due = begin + i / rate
+                if due > t0:
+                    time.sleep(due - t0)
+                t0 = due
             try:
                 steps = client.logon_new(jobs[i]) if protocol == "new" else client.logon_old(jobs[i])
             except StepFailed as exc:

@@ -14,7 +14,8 @@
    then every user logs on again with a new key through the new call and reports `installed` with
    `replaced_serial` (the server revokes the superseded certificate). Then one CRL fetch shows what the
    CRL costs off the request path.
-4. A sweep over other concurrencies and a py-spy profile (new call, renewals).
+4. A sweep over other concurrencies, logons arriving at fixed rates (an open loop, --arrivals: fractions of
+   the rate measured), and a py-spy profile (new call, renewals).
 5. Measures on the server's CPUs, in the same run: the CA key's signing rate, the in-process SPNEGO accept
    rate, and cfssl `serve` signing the same CSRs over HTTP.
 6. Repeats the passes on PostgreSQL (a throw-away cluster from Debian's package) with 2 server processes.
@@ -65,6 +66,8 @@ TARGET_RATE = 400.0  # complete logons/s with the server pinned to one core
 TARGET_P99_MS = 50.0
 TARGET_SERVER_MS = 2.5  # server CPU per complete logon
 TARGET_CFSSL = 1.0
+ARRIVAL_SECONDS = 8.0  # each open-loop point
+ARRIVAL_THREADS = 300  # logons in flight at most: enough that arrivals never wait for the generator
 MB = 1024 * 1024
 PROTOCOL_NAMES = {"old": "old: sync -> enroll -> status", "new": "new: logon -> logon/status"}
 
@@ -83,6 +86,9 @@ def parse_args(argv=None):
     p.add_argument("--revoked", type=int, default=100_000, help="revoked certificates in the database for renewals")
     p.add_argument("--sweep", default="1,10,25,100", help="other concurrencies for the chart (comma-separated)")
     p.add_argument("--sweep-seconds", type=float, default=4.0, help="time limit of each sweep point")
+    p.add_argument(
+        "--arrivals", default="0.25,0.5,0.75", help="open-loop rates: fractions of the measured rate (comma-separated)"
+    )
     p.add_argument("--time-limit", type=float, default=75.0, help="time limit of each pass, seconds")
     p.add_argument("--profile-seconds", type=float, default=5.0, help="py-spy burst (0: no profile)")
     p.add_argument("--pg-servers", type=int, default=2, help="server processes on PostgreSQL (0: skip PostgreSQL)")
@@ -102,6 +108,9 @@ def parse_args(argv=None):
     args.sweep = sorted({int(c) for c in args.sweep.split(",") if c.strip()} - {args.concurrency})
     if any(not 1 <= c <= 500 for c in args.sweep):
         p.error("sweep concurrencies must be 1..500")
+    args.arrivals = sorted({float(f) for f in args.arrivals.split(",") if f.strip()})
+    if any(not 0 < f <= 1 for f in args.arrivals):
+        p.error("--arrivals fractions must be in (0, 1]")
     args.cpus = None
     if args.server_cpus:
         try:
@@ -249,6 +258,34 @@ def sweep(t: Target, pool, concurrencies, seconds: float, rate_hint: float) -> l
             f"  {t.db} sweep c={c:<4d} {s['logons_per_s']:7.1f}/s  logon p50 {fmt(lat['p50'])} p99 {fmt(lat['p99'])} ms"
             f"  errors {s['error_count']}  server {fmt(srv, '.2f')} ms/logon"
             + ("  (all prepared logons done before the time limit)" if not result.stopped_by_time else "")
+        )
+        out.append(s)
+    return out
+
+
+def arrivals(t: Target, pool, fractions, seconds: float, rate_hint: float) -> list[dict]:
+    """Renewals through the new call arriving at fixed rates, `fractions` of `rate_hint`, for `seconds` each:
+    the latency a logon sees when the server is not saturated (a closed loop of c clients always waits
+    c / rate by Little's law)."""
+    out, offset = [], len(pool) // 2  # other users than the sweep's first points
+    for fraction in fractions:
+        rate = max(1.0, fraction * rate_hint)
+        n = min(len(pool), max(1, round(rate * seconds)))
+        users = [pool[(offset + i) % len(pool)] for i in range(n)]
+        offset += n
+        jobs, _ = load.prepare(users, "new", SERVICE, renew=True)
+        meter = psys.CPUMeter(t.groups).start()
+        result = load.run_load(t.clients, jobs, "new", ARRIVAL_THREADS, seconds * 3, rate=rate)
+        meter.stop()
+        s = run_summary(f"{t.db} arrivals", result, meter) | {
+            "db": t.db, "pass": "arrivals", "kind": "renewal", "arrival_rate": round(rate, 1), "fraction": fraction,
+        }  # fmt: skip
+        lat = s["latency_ms"]["logon"]
+        srv = s.get("cpu_ms_per_logon", {}).get("server")
+        print(
+            f"  {t.db} arrivals {rate:6.1f}/s ({fraction:.0%} of {rate_hint:.0f}/s): {s['logons_per_s']:7.1f}/s done  "
+            f"logon p50 {fmt(lat['p50'])} p95 {fmt(lat['p95'])} p99 {fmt(lat['p99'])} ms  errors {s['error_count']}"
+            f"  server {fmt(srv, '.2f')} ms/logon"
         )
         out.append(s)
     return out
@@ -412,6 +449,7 @@ def database_passes(args, t: Target, server, users_old, users_new, *, old: bool,
     extra["crl_fetch"] = crl_fetch(server, t, psys.issuing_ca_name(server)) if args.revoked > 0 else None
     rate_hint = max(r["logons_per_s"] for r in runs)
     runs += sweep(t, everyone, args.sweep, args.sweep_seconds, rate_hint)
+    runs += arrivals(t, everyone, args.arrivals, ARRIVAL_SECONDS, rate_hint)
     extra["profile"] = run_profile(
         t, t.masters[0], everyone, args.concurrency, args.profile_seconds, rate_hint,
         args.out / f"storm-{stamp}-{t.db}.pyspy.txt",
@@ -715,6 +753,17 @@ def summarize(result: dict, args) -> None:
     if "ours_over_cfssl" in targets:
         m = targets["ours_over_cfssl"]["measured"]
         print(f"ours / cfssl             {m:8.3f}    target >= {TARGET_CFSSL:.1f}x     {verdict('ours_over_cfssl')}")
+    print(
+        f"(a closed loop of {args.concurrency} clients waits {args.concurrency} / rate on average, Little's law: "
+        f"{args.concurrency * 1000 / TARGET_RATE:.0f} ms at {TARGET_RATE:.0f}/s; logons arriving at a fixed rate:)"
+    )
+    for r in result["runs"]:
+        if r.get("pass") == "arrivals" and r["db"] == "sqlite":
+            lat = r["latency_ms"]["logon"]
+            print(
+                f"  renewals arriving at {r['arrival_rate']:6.1f}/s ({r['fraction']:.0%} of the closed loop's rate):"
+                f" p50 {fmt(lat['p50'])} p99 {fmt(lat['p99'])} ms"
+            )
     print(f"ours / certificate-issue limit ({procs} procs) {ratios['ours_over_certificate_limit']:.3f}")
     print(f"ours / SPNEGO accept limit (1 thread)    {ratios['ours_over_spnego_accept_limit']:.3f}")
     closing_note(result, main_new)
