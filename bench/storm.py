@@ -66,7 +66,6 @@ TARGET_RATE = 400.0  # complete logons/s with the server pinned to one core
 TARGET_P99_MS = 50.0
 TARGET_SERVER_MS = 2.5  # server CPU per complete logon
 TARGET_CFSSL = 1.0
-ARRIVAL_SECONDS = 8.0  # each open-loop point
 ARRIVAL_THREADS = 300  # logons in flight at most: enough that arrivals never wait for the generator
 MB = 1024 * 1024
 PROTOCOL_NAMES = {"old": "old: sync -> enroll -> status", "new": "new: logon -> logon/status"}
@@ -89,6 +88,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--arrivals", default="0.25,0.5,0.75", help="open-loop rates: fractions of the measured rate (comma-separated)"
     )
+    p.add_argument("--arrival-seconds", type=float, default=8.0, help="length of each arrivals point")
     p.add_argument("--time-limit", type=float, default=75.0, help="time limit of each pass, seconds")
     p.add_argument("--profile-seconds", type=float, default=5.0, help="py-spy burst (0: no profile)")
     p.add_argument("--pg-servers", type=int, default=2, help="server processes on PostgreSQL (0: skip PostgreSQL)")
@@ -109,8 +109,8 @@ def parse_args(argv=None):
     if any(not 1 <= c <= 500 for c in args.sweep):
         p.error("sweep concurrencies must be 1..500")
     args.arrivals = sorted({float(f) for f in args.arrivals.split(",") if f.strip()})
-    if any(not 0 < f <= 1 for f in args.arrivals):
-        p.error("--arrivals fractions must be in (0, 1]")
+    if any(not 0 < f <= 1 for f in args.arrivals) or not 0 < args.arrival_seconds <= 600:
+        p.error("--arrivals fractions must be in (0, 1] and --arrival-seconds in (0, 600]")
     args.cpus = None
     if args.server_cpus:
         try:
@@ -449,7 +449,7 @@ def database_passes(args, t: Target, server, users_old, users_new, *, old: bool,
     extra["crl_fetch"] = crl_fetch(server, t, psys.issuing_ca_name(server)) if args.revoked > 0 else None
     rate_hint = max(r["logons_per_s"] for r in runs)
     runs += sweep(t, everyone, args.sweep, args.sweep_seconds, rate_hint)
-    runs += arrivals(t, everyone, args.arrivals, ARRIVAL_SECONDS, rate_hint)
+    runs += arrivals(t, everyone, args.arrivals, args.arrival_seconds, rate_hint)
     extra["profile"] = run_profile(
         t, t.masters[0], everyone, args.concurrency, args.profile_seconds, rate_hint,
         args.out / f"storm-{stamp}-{t.db}.pyspy.txt",

@@ -39,8 +39,10 @@ from autoenroll.server.utils.exclusive import one_at_a_time
 from .models import AuditCheckpoint, AuditRecord
 
 GENESIS = "0" * 64
-#: Events copied and records chained per sealing transaction.
+#: Events copied and records chained per sealing round.
 BATCH = 5_000
+#: Records written per transaction (see `seal`).
+WRITE_CHUNK = 200
 #: How long an event may wait for the sealer before `verify` says it is missing from the trail.
 SEALING_GRACE = dt.timedelta(hours=1)
 
@@ -163,7 +165,12 @@ def _event_data(event) -> dict:
 
 
 def seal(config: ServerConfig | None = None) -> SealReport:
-    """Copy the new events, chain what is not chained, sign a checkpoint; one server at a time."""
+    """Copy the new events, chain what is not chained, sign a checkpoint; one server at a time.
+
+    The records are made and the checkpoint signed before anything is written, then written WRITE_CHUNK at
+    a time, each chunk its own transaction: on SQLite every logon's commit waits while a write transaction
+    is open, and a round after a logon storm reads, MACs and chains thousands of events. A sealer stopped
+    between chunks leaves a chain that the next round goes on from."""
     from autoenroll.server.certificates import authority
     from autoenroll.server.enrollment.models import EnrollmentEvent
 
@@ -171,38 +178,45 @@ def seal(config: ServerConfig | None = None) -> SealReport:
     with one_at_a_time(config.data_dir, "audit", wait=False) as mine:
         if not mine:
             return SealReport(elsewhere=True)
-        report = SealReport()
-        with transaction.atomic():
-            last = AuditRecord.objects.filter(position__isnull=False).order_by("-position").first()
-            prev, position = (last.hash, last.position) if last else (GENESIS, 0)
-            # Configuration changes written since the last seal (few): chained where they are.
-            pending = list(AuditRecord.objects.filter(position__isnull=True).order_by("pk")[:BATCH])
-            for record in pending:
-                position, chained = position + 1, _chained(prev, record.mac)
-                AuditRecord.objects.filter(pk=record.pk).update(position=position, prev=prev, hash=chained)
-                prev = chained
-            # New enrollment events (many): copied into the trail already chained, in bulk.
-            copied = AuditRecord.objects.filter(event_id=OuterRef("pk"))
-            new = []
-            for event in EnrollmentEvent.objects.filter(~Exists(copied)).order_by("pk")[:BATCH]:
-                record = AuditRecord(
-                    created=event.created, kind="event", subject=f"enrollment event {event.pk}",
-                    data=_canonical(_event_data(event)), event_id=event.pk,
-                )  # fmt: skip
-                record.mac = _record_mac(record)
-                position += 1
-                record.position, record.prev, record.hash = position, prev, _chained(prev, record.mac)
-                prev = record.hash
-                new.append(record)
-            AuditRecord.objects.bulk_create(new, batch_size=1000)
-            report.copied, report.chained = len(new), len(pending) + len(new)
-            if report.chained:
-                ca = authority.issuing_ca()
-                checkpoint = AuditCheckpoint(position=position, hash=prev, created=timezone.now(), ca=ca)
-                backend = authority.backend_for(ca, config.ca_passphrase_bytes())
-                checkpoint.signature = backend.sign_data(checkpoint.signed_text())
-                checkpoint.save(force_insert=True)
-                report.checkpoint = position
+        last = AuditRecord.objects.filter(position__isnull=False).order_by("-position").first()
+        prev, position = (last.hash, last.position) if last else (GENESIS, 0)
+        # Configuration changes written since the last seal (few): chained where they are.
+        pending = list(AuditRecord.objects.filter(position__isnull=True).order_by("pk")[:BATCH])
+        for record in pending:
+            position += 1
+            record.position, record.prev, record.hash = position, prev, _chained(prev, record.mac)
+            prev = record.hash
+        # New enrollment events (many): copied into the trail already chained.
+        copied = AuditRecord.objects.filter(event_id=OuterRef("pk"))
+        new = []
+        for event in EnrollmentEvent.objects.filter(~Exists(copied)).order_by("pk")[:BATCH]:
+            record = AuditRecord(
+                created=event.created, kind="event", subject=f"enrollment event {event.pk}",
+                data=_canonical(_event_data(event)), event_id=event.pk,
+            )  # fmt: skip
+            record.mac = _record_mac(record)
+            position += 1
+            record.position, record.prev, record.hash = position, prev, _chained(prev, record.mac)
+            prev = record.hash
+            new.append(record)
+        report = SealReport(copied=len(new), chained=len(pending) + len(new))
+        if not report.chained:
+            return report
+        ca = authority.issuing_ca()
+        checkpoint = AuditCheckpoint(position=position, hash=prev, created=timezone.now(), ca=ca)
+        checkpoint.signature = authority.backend_for(ca, config.ca_passphrase_bytes()).sign_data(
+            checkpoint.signed_text()
+        )
+        for start in range(0, len(pending), WRITE_CHUNK):
+            with transaction.atomic():
+                for record in pending[start : start + WRITE_CHUNK]:
+                    AuditRecord.objects.filter(pk=record.pk).update(
+                        position=record.position, prev=record.prev, hash=record.hash
+                    )
+        for start in range(0, len(new), WRITE_CHUNK):
+            AuditRecord.objects.bulk_create(new[start : start + WRITE_CHUNK])  # one transaction each
+        checkpoint.save(force_insert=True)
+        report.checkpoint = position
         return report
 
 
