@@ -21,6 +21,37 @@ def _from_driver(driver_error: Exception) -> OperationalError:
         return exc
 
 
+def _sqlite_error(kind: str) -> sqlite3.Error:
+    """A real error of SQLite's, with its result code: a write while another connection holds the lock, a
+    write past the file's size limit (what a full disk answers), a statement naming what is not there."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        path = f"{work}/db.sqlite3"
+        first = sqlite3.connect(path, timeout=0, isolation_level=None)
+        second = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            first.execute("CREATE TABLE t (v TEXT)")
+            statement = {
+                "locked": "INSERT INTO t VALUES ('x')",
+                "full": "INSERT INTO t VALUES (zeroblob(100000))",
+                "no table": "SELECT * FROM certificates_certificate",
+                "no column": "SELECT c.crl_partition FROM t c",
+            }[kind]
+            if kind == "locked":
+                first.execute("BEGIN IMMEDIATE")
+            if kind == "full":
+                second.execute("PRAGMA max_page_count = 2")
+            try:
+                second.execute(statement)
+            except sqlite3.Error as exc:
+                return exc
+            raise AssertionError(f"{statement} did not fail")
+        finally:
+            first.close()
+            second.close()
+
+
 class _PostgreSQLError(Exception):
     def __init__(self, sqlstate: str) -> None:
         super().__init__(sqlstate)
@@ -43,9 +74,10 @@ def test_a_lost_connection_or_a_conflict_passes(code):
         (_from_driver(_PostgreSQLError("55P03")), True),  # lock_not_available
         (_from_driver(_PostgreSQLError("08006")), True),  # connection_failure
         (_from_driver(_PostgreSQLError("42P01")), False),  # undefined_table: a migration not run
-        (_from_driver(sqlite3.OperationalError("database is locked")), True),
-        (_from_driver(sqlite3.OperationalError("no such table: certificates_certificate")), False),
-        (_from_driver(sqlite3.OperationalError("no such column: c.crl_partition")), False),
+        (_from_driver(_sqlite_error("locked")), True),
+        (_from_driver(_sqlite_error("full")), True),  # an admin frees space: PostgreSQL's 53100 likewise
+        (_from_driver(_sqlite_error("no table")), False),
+        (_from_driver(_sqlite_error("no column")), False),
         (IntegrityError("duplicate key"), False),
         (DataError("NUL"), False),
         (ProgrammingError("no table"), False),

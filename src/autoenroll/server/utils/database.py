@@ -17,6 +17,8 @@ RETRY_SECONDS = 60  # what a client is told to wait: a failover or a restart tak
 #: PostgreSQL's SQLSTATE classes of a failure that passes: connection, transaction rollback (serialisation,
 #: deadlock), insufficient resources, lock not available, operator intervention (shutdown), system error.
 _PASSING_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+#: SQLite's primary result codes of the same: busy, locked (a lock), I/O error, disk full (resources).
+_PASSING_SQLITE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL})
 
 
 def passing(exc: DatabaseError) -> bool:
@@ -28,8 +30,8 @@ def passing(exc: DatabaseError) -> bool:
     sqlstate = getattr(cause, "sqlstate", None)
     if sqlstate:
         return sqlstate[:2] in _PASSING_CLASSES
-    if isinstance(cause, sqlite3.OperationalError):
-        return any(word in str(cause) for word in ("locked", "busy"))
+    if isinstance(cause, sqlite3.Error):
+        return (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF in _PASSING_SQLITE
     return True  # the driver's own (no SQLSTATE): the connection failed or was lost
 
 
