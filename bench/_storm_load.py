@@ -384,7 +384,7 @@ def run_load(
         t.start()
     for t in threads:
         t.join(timeout=time_limit + 120)  # every call has a 60 s socket timeout
-    result.elapsed = time.perf_counter() - t0
+    result.elapsed = time.perf_counter() - (begin if rate else t0)
     for c, (n0, r0) in zip(clients, before, strict=True):
         result.tls.connections += c.tally.connections - n0
         result.tls.resumed += c.tally.resumed - r0

@@ -53,6 +53,21 @@ def test_events_and_configuration_changes_are_chained_and_signed(sealed):
     assert EnrollmentEvent.objects.exclude(mac="").count() == 4
 
 
+def test_a_round_sealed_while_verify_walks_the_chain_is_no_problem(sealed, acme, monkeypatch):
+    events.record_success("enroll", "carl@TEST.COM", customer=acme)
+    real = trail._check_events
+
+    def seal_meanwhile(copies):
+        monkeypatch.setattr(trail, "_check_events", real)
+        assert trail.seal().checkpoint is not None  # another server's round, committed during the walk
+        return real(copies)
+
+    monkeypatch.setattr(trail, "_check_events", seal_meanwhile)
+    report = trail.verify()
+    assert report.intact, report.problems
+    assert trail.verify().intact
+
+
 def test_export_is_json_lines_a_siem_can_check(sealed):
     lines = [json.loads(line) for line in trail.export()]
     records = [r for r in lines if r["type"] == "record"]
@@ -206,3 +221,38 @@ def test_while_a_round_chains_thousands_of_events_a_logon_can_still_commit(ca, a
     assert tried == ["committed"]
     assert report.copied == 1200 and report.checkpoint is not None
     assert trail.verify().intact
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_round_stopped_midway_leaves_an_intact_chain_that_the_next_round_finishes_and_signs(ca, acme, monkeypatch):
+    """The server stopped between two of a round's transactions, or before its checkpoint: what was written
+    verifies, and the next round goes on from it and signs the whole chain, even with nothing new."""
+    configuration = AuditRecord.objects.count()  # the CA's and the customer's creation, not chained yet
+    for i in range(2 * trail.WRITE_CHUNK + 50):
+        events.record_success("enroll", f"user{i}@TEST.COM", customer=acme)
+    real_create = AuditRecord.objects.bulk_create
+    chunks = []
+
+    def stop_at_the_second_chunk(records, *args, **kwargs):
+        chunks.append(len(records))
+        if len(chunks) == 2:
+            raise SystemExit("the server stopped")
+        return real_create(records, *args, **kwargs)
+
+    monkeypatch.setattr(AuditRecord.objects, "bulk_create", stop_at_the_second_chunk)
+    with pytest.raises(SystemExit):
+        trail.seal()
+    assert AuditRecord.objects.filter(position__isnull=False).count() == configuration + trail.WRITE_CHUNK
+    assert trail.verify().intact
+    monkeypatch.setattr(AuditRecord.objects, "bulk_create", real_create)
+
+    real_save = AuditCheckpoint.save
+    monkeypatch.setattr(AuditCheckpoint, "save", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stopped")))
+    with pytest.raises(SystemExit):
+        trail.seal()  # the rest written, its checkpoint not
+    monkeypatch.setattr(AuditCheckpoint, "save", real_save)
+    report = trail.seal()
+    assert (report.chained, report.checkpoint) == (0, configuration + 2 * trail.WRITE_CHUNK + 50)
+    assert AuditCheckpoint.objects.order_by("-position").first().position == AuditRecord.objects.count()
+    assert trail.verify().intact
+    assert trail.seal().checkpoint is None  # signed now: nothing to do

@@ -10,6 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from django.core.management import call_command
 from ldap3 import MODIFY_ADD, MODIFY_DELETE
 
+from autoenroll import pki
+from autoenroll.server.certificates import authority
 from autoenroll.server.certificates.models import Certificate
 from autoenroll.server.directory import publication
 from autoenroll.server.directory.models import Person
@@ -121,10 +123,12 @@ def test_the_sweep_puts_userCertificate_in_step(
 
 
 def test_the_sweep_removes_the_last_certificate_of_a_person_after_its_revocation(
-    user1, ca, realm, organization, ccm_is_a_cert_publisher, samba_ad, capsys
+    user1, ca, realm, organization, ccm_is_a_cert_publisher, samba_ad, capsys, settings
 ):
     """Their only certificate was revoked while AD was away: they hold nothing valid, yet for a month the
     sweep still takes it out of the address book, where mail would be encrypted to a revoked key."""
+    orphan = pki.generate_private_key("ec-p256").public_key()
+    authority.issue_smime(settings.CONFIG, orphan, "orphan@test.com")  # a deleted customer's: no person
     issued = enroll(user1)
     ad_admin_modify(samba_ad, MODIFY_ADD, der(issued["certificate"]))  # published; its removal is lost
     lifecycle.revoke(Certificate.objects.filter(serial=issued["serial"]), "key_compromise", by="test")
@@ -135,10 +139,24 @@ def test_the_sweep_removes_the_last_certificate_of_a_person_after_its_revocation
     assert "0 persons checked, 0 left, 0 revoked, 0 published to AD, 1 removed from AD" in capsys.readouterr().out
 
 
+def test_an_entry_moved_in_ad_is_put_in_step_where_it_is_now(
+    user1, ca, realm, organization, ccm_is_a_cert_publisher, samba_ad
+):
+    """A leaver's entry is often moved to another OU: the DN stored at the last logon names nothing now."""
+    issued = enroll(user1)  # the option off: not published
+    organization.customer.publish_to_ad = True
+    organization.customer.save()
+    person = Person.objects.select_related("customer", "ad_server").get(principal__startswith="user1@")
+    moved = f"CN=moved{uuid.uuid4().hex[:6]},{samba.USERS_DN}"
+    assert publication.reconcile(person, dn=moved) == publication.Reconciled(added=1)
+    assert der(issued["certificate"]) in published(samba_ad)
+
+
 def test_an_entry_gone_from_ad_has_nothing_to_put_in_step(user1, ca, realm, organization, ccm_is_a_cert_publisher):
     organization.customer.publish_to_ad = True
     organization.customer.save()
     enroll(user1)
     person = Person.objects.select_related("customer", "ad_server").get(principal__startswith="user1@")
-    gone = f"CN=gone{uuid.uuid4().hex[:6]},{samba.USERS_DN}"
+    person.principal = f"gone{uuid.uuid4().hex[:6]}@{samba.REALM}"
+    gone = f"CN=gone,{samba.USERS_DN}"
     assert publication.reconcile(person, dn=gone) == publication.Reconciled()

@@ -169,8 +169,8 @@ def seal(config: ServerConfig | None = None) -> SealReport:
 
     The records are made and the checkpoint signed before anything is written, then written WRITE_CHUNK at
     a time, each chunk its own transaction: on SQLite every logon's commit waits while a write transaction
-    is open, and a round after a logon storm reads, MACs and chains thousands of events. A sealer stopped
-    between chunks leaves a chain that the next round goes on from."""
+    is open, and a round after a logon storm reads, MACs and chains thousands of events. A round stopped
+    between chunks, or before its checkpoint, leaves a chain that the next round goes on from and signs."""
     from autoenroll.server.certificates import authority
     from autoenroll.server.enrollment.models import EnrollmentEvent
 
@@ -200,8 +200,9 @@ def seal(config: ServerConfig | None = None) -> SealReport:
             prev = record.hash
             new.append(record)
         report = SealReport(copied=len(new), chained=len(pending) + len(new))
-        if not report.chained:
-            return report
+        signed = AuditCheckpoint.objects.order_by("-position").values_list("position", flat=True).first()
+        if position == (signed or 0):  # nothing new, and the chain's end is signed (a round may have stopped
+            return report  # after its records and before its checkpoint: then it is signed now)
         ca = authority.issuing_ca()
         checkpoint = AuditCheckpoint(position=position, hash=prev, created=timezone.now(), ca=ca)
         checkpoint.signature = authority.backend_for(ca, config.ca_passphrase_bytes()).sign_data(
@@ -264,7 +265,7 @@ def verify(now: dt.datetime | None = None) -> VerifyReport:
     report.problems.extend(_check_events(copies))
     for record in AuditRecord.objects.filter(position__isnull=True, created__lt=now - SEALING_GRACE):
         report.problems.append(f"record {record.pk} ({record.subject}) is in no chain: inserted behind the server")
-    report.problems.extend(_check_checkpoints(hashes_at, report))
+    report.problems.extend(_check_checkpoints(hashes_at, max(signed_at, default=0), report))
     copied = AuditRecord.objects.filter(event_id=OuterRef("pk"))
     for event in EnrollmentEvent.objects.filter(~Exists(copied), created__lt=now - SEALING_GRACE).order_by("pk"):
         report.problems.append(f"enrollment event {event.pk} is not in the audit trail: inserted behind the server")
@@ -294,9 +295,11 @@ def _as_copied(current: dict, copy: dict) -> dict:
     return current
 
 
-def _check_checkpoints(hashes_at: dict[int, str], report: VerifyReport) -> Iterator[str]:
+def _check_checkpoints(hashes_at: dict[int, str], upto: int, report: VerifyReport) -> Iterator[str]:
+    """The checkpoints up to `upto`, the last one there when the walk began: a round sealed meanwhile signs
+    records the walk did not see."""
     keys: dict[int, object] = {}
-    for checkpoint in AuditCheckpoint.objects.select_related("ca").order_by("position"):
+    for checkpoint in AuditCheckpoint.objects.filter(position__lte=upto).select_related("ca").order_by("position"):
         report.checkpoints += 1
         key = keys.setdefault(
             checkpoint.ca_id, x509.load_pem_x509_certificate(checkpoint.ca.certificate_pem.encode()).public_key()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from django.db.models import Exists, OuterRef
 
 from autoenroll.server.certificates.models import Certificate
 
@@ -52,22 +53,36 @@ def reconcile(person: Person, dn: str | None = None) -> Reconciled | None:
     None when the customer does not publish or AD cannot be read or written (logged)."""
     if not _publishes(person):
         return None
-    dn = dn or person.dn
-    ours = Certificate.objects.filter(person=person, profile=Certificate.Profile.SMIME)
-    valid = set(ours.valid().values_list("pk", flat=True))
     client = _client(person)
     try:
-        present = client.published_certificates(dn)
-        issued = {pk: _der(pem) for pk, pem in ours.values_list("pk", "pem")}
-        add = [der for pk, der in issued.items() if pk in valid and der not in present]
-        remove = [der for pk, der in issued.items() if pk not in valid and der in present]
+        dn, present = _entry(client, person, dn or person.dn)
+        if dn is None:  # the entry is gone from AD, and with it what it held
+            return Reconciled()
+        # read after AD was: a certificate issued meanwhile is in AD and valid here, not taken out
+        valid = Exists(Certificate.objects.valid().filter(pk=OuterRef("pk")))
+        ours = Certificate.objects.filter(person=person, profile=Certificate.Profile.SMIME).annotate(valid=valid)
+        issued = [(_der(pem), is_valid) for pem, is_valid in ours.values_list("pem", "valid")]
+        add = [der for der, is_valid in issued if is_valid and der not in present]
+        remove = [der for der, is_valid in issued if not is_valid and der in present]
         client.publish_certificates(dn, add=add, remove=remove)
     except DirectoryError as exc:
-        if exc.stage == "base_dn":  # the entry is gone from AD, and with it what it held
-            return Reconciled()
         log.warning("cannot put the certificates of %s in AD in step: %s", person.principal, exc)
         return None
     return Reconciled(added=len(add), removed=len(remove))
+
+
+def _entry(client, person: Person, dn: str) -> tuple[str | None, set[bytes]]:
+    """The person's entry and its certificates: at `dn`, or where AD has it now (a leaver's entry is often
+    moved to another OU); (None, empty) when AD has no such user any more."""
+    try:
+        return dn, client.published_certificates(dn)
+    except DirectoryError as exc:
+        if exc.stage != "base_dn":
+            raise
+    user = client.find_user(person.principal)
+    if user is None:
+        return None, set()
+    return user.dn, client.published_certificates(user.dn)
 
 
 def _publishes(person: Person) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from autoenroll.protocol import EnrollmentError
@@ -84,7 +84,8 @@ def _sweep(persons) -> SweepReport:
         _count(report, publication.reconcile(person, dn=user.dn))
     now = timezone.now()
     ended = smime.filter(Q(revoked_at__gte=now - ENDED_WITHIN) | Q(not_after__range=(now - ENDED_WITHIN, now)))
-    publishing = everyone.filter(customer__publish_to_ad=True, pk__in=ended.values("person")).exclude(pk__in=holders)
+    holding = Exists(smime.valid().filter(person=OuterRef("pk")))  # (NOT IN would meet NULL persons)
+    publishing = everyone.filter(~holding, customer__publish_to_ad=True, pk__in=ended.values("person"))
     for person in publishing.select_related("ad_server", "customer"):
         _count(report, publication.reconcile(person))
     report.unreachable = sorted(set(report.unreachable))

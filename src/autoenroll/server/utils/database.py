@@ -17,8 +17,14 @@ RETRY_SECONDS = 60  # what a client is told to wait: a failover or a restart tak
 #: PostgreSQL's SQLSTATE classes of a failure that passes: connection, transaction rollback (serialisation,
 #: deadlock), insufficient resources, lock not available, operator intervention (shutdown), system error.
 _PASSING_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
-#: SQLite's primary result codes of the same: busy, locked (a lock), I/O error, disk full (resources).
-_PASSING_SQLITE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL})
+#: SQLite's primary result codes of the same: busy, locked and the WAL's lock protocol (locks), out of
+#: memory and disk full (resources), I/O error (system).
+_PASSING_SQLITE = frozenset(
+    {
+        sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR,
+    }
+)  # fmt: skip
 
 
 def passing(exc: DatabaseError) -> bool:
