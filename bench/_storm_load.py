@@ -318,10 +318,16 @@ class LoadResult:
     errors: Counter = field(default_factory=Counter)
     stopped_by_time: bool = False
     tls: Tally = field(default_factory=Tally)
+    #: (seconds from the first logon's start, logon seconds, each call's seconds): the slowest logons
+    slowest: list[tuple[float, float, tuple[float, ...]]] = field(default_factory=list)
+    began: float = 0.0  # time.time() of the first logon's start
 
     @property
     def rate(self) -> float:
         return self.done / self.elapsed if self.elapsed else 0.0
+
+
+SLOWEST_KEPT = 5
 
 
 def run_load(
@@ -345,6 +351,7 @@ def run_load(
     deadline = time.monotonic() + time_limit
     before = [(c.tally.connections, c.tally.resumed) for c in clients]
     begin = time.perf_counter() + 0.1  # every thread started
+    result.began = time.time() + 0.1  # the same moment on the wall clock, as the servers' logs write it
 
     def worker() -> None:
         for _ in range(len(jobs)):  # bounded: at most every job per thread, normally far fewer
@@ -377,6 +384,9 @@ def run_load(
                 for step, seconds in zip(STEPS[protocol], steps, strict=True):
                     result.timings[step].append(seconds)
                 result.timings["logon"].append(total)
+                result.slowest.append((t0 - begin, total, tuple(steps)))
+                if len(result.slowest) > 2 * SLOWEST_KEPT:
+                    result.slowest = sorted(result.slowest, key=lambda s: -s[1])[:SLOWEST_KEPT]
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(concurrency, len(jobs)))]
     t0 = time.perf_counter()
@@ -385,6 +395,7 @@ def run_load(
     for t in threads:
         t.join(timeout=time_limit + 120)  # every call has a 60 s socket timeout
     result.elapsed = time.perf_counter() - (begin if rate else t0)
+    result.slowest = sorted(result.slowest, key=lambda s: -s[1])[:SLOWEST_KEPT]
     for c, (n0, r0) in zip(clients, before, strict=True):
         result.tls.connections += c.tally.connections - n0
         result.tls.resumed += c.tally.resumed - r0

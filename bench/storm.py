@@ -287,6 +287,14 @@ def arrivals(t: Target, pool, fractions, seconds: float, rate_hint: float) -> li
             f"logon p50 {fmt(lat['p50'])} p95 {fmt(lat['p95'])} p99 {fmt(lat['p99'])} ms  errors {s['error_count']}"
             f"  server {fmt(srv, '.2f')} ms/logon"
         )
+        s["slowest"] = [
+            {"at_s": round(at, 2), "ms": round(total * 1000, 1), "calls_ms": [round(c * 1000, 1) for c in calls]}
+            for at, total, calls in result.slowest
+        ]
+        slow = [f"{x['ms']:.0f} ms at +{x['at_s']:.1f} s ({' + '.join(map(str, x['calls_ms']))})" for x in s["slowest"]]
+        began = dt.datetime.fromtimestamp(result.began, dt.UTC)
+        s["began_utc"] = began.isoformat()
+        print(f"    slowest (logon call + status call; the point began {began:%H:%M:%S} UTC): " + ", ".join(slow))
         out.append(s)
     return out
 
