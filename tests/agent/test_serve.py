@@ -88,6 +88,24 @@ def test_each_request_is_in_the_access_log(server):
     assert line.startswith("127.0.0.1 ") and f'"GET {marker} HTTP/1.1" 404 ' in line
 
 
+def test_the_watchers_lines_in_the_server_log_carry_the_time(server):
+    """What the CRL, OCSP-ahead and audit watchers did is in the log as every other line there: when, how
+    grave, from where (they wrote bare lines to standard output)."""
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO autoenroll\.watch: "
+    wanted = [
+        stamp + r"every 30 s: CRL refresh, signing OCSP responses ahead$",
+        stamp + r"every 60 s: sealing the audit trail$",
+        stamp + r"\d+ events copied, \d+ records chained, checkpoint at #\d+$",
+    ]
+    for _ in range(300):  # the watchers start beside the listeners
+        lines = server.log_file.read_text(errors="replace").splitlines()
+        if all(any(re.match(w, line) for line in lines) for w in wanted):
+            break
+        time.sleep(0.1)
+    for w in wanted:
+        assert any(re.match(w, line) for line in lines), (w, [line for line in lines if "watch" in line])
+
+
 def test_prometheus_scrapes_the_metrics_of_every_worker(server, make_user, samba_ad):
     """/metrics (issue 16) from the real `serve` (two workers, multiprocess files): an agent's
     logon counted and timed, the certificate issued, the stored state, the AD server answering."""

@@ -1,11 +1,15 @@
 """Files given to the commands (`utils.commands.read_text`, `read_password`): one that cannot be read as
 text (binary, a DER certificate for a PEM one, a directory, a NUL) ends in a one-line error, never a
-traceback. Two of these were UnicodeDecodeError tracebacks."""
+traceback. Two of these were UnicodeDecodeError tracebacks. And the watchers' loop (`watch`)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.core.management import CommandError, call_command
+
+from autoenroll.server.utils.commands import watch
 
 pytestmark = pytest.mark.django_db
 
@@ -45,3 +49,25 @@ def test_a_file_that_is_no_text_of_the_kind_is_a_one_line_error(acme, tmp_path, 
     assert "\n" not in str(refused.value).strip()
     if not (command == "certificates" and args[0] == "issue"):  # a CSR is read as bytes: PEM or DER
         assert says in str(refused.value)
+
+
+def test_a_watcher_round_that_fails_is_logged_with_its_traceback_and_the_others_go_on(caplog):
+    turns = []
+
+    def fails():
+        raise ValueError("the CA key cannot be read")
+
+    def counts():
+        turns.append(1)
+        if len(turns) == 2:
+            raise KeyboardInterrupt  # the watcher stopped (SIGTERM from `serve` at its end)
+        yield "a round's line"
+
+    with caplog.at_level(logging.INFO, logger="autoenroll.watch"), pytest.raises(KeyboardInterrupt):
+        watch(0, ("signing", fails), ("counting", counts))
+    failures = [r for r in caplog.records if r.getMessage() == "signing failed"]
+    assert len(failures) == 2 and failures[0].exc_info[0] is ValueError
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+        "every 0 s: signing, counting",
+        "a round's line",
+    ]

@@ -1,14 +1,22 @@
-"""A base for management commands with sub-commands (`customers add`, `ca init`, ...)."""
+"""A base for management commands with sub-commands (`customers add`, `ca init`, ...), and the loop of the
+watchers that `serve` runs (`watch`)."""
 
 from __future__ import annotations
 
 import getpass
+import logging
 import sys
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError
+from django.db import IntegrityError, close_old_connections
+
+from autoenroll.server.utils import database
+
+log = logging.getLogger("autoenroll.watch")
 
 
 class SubcommandCommand(BaseCommand):
@@ -82,3 +90,20 @@ def read_password(password_file: str | None, prompt: str = "Login Password: ") -
     if not value:
         raise CommandError("the login password is empty")
     return value
+
+
+def watch(seconds: int, *rounds: tuple[str, Callable[[], Iterable[str]]]) -> None:
+    """Every `seconds`, each round in turn, for ever (what `serve`'s watchers run). What a round did goes to
+    the server's log with the time, as every other line there; a round that fails is tried again at the
+    next turn: logged once a minute while the database is away, else with its traceback."""
+    log.info("every %d s: %s", seconds, ", ".join(what for what, _ in rounds))
+    while True:
+        close_old_connections()
+        for what, round_ in rounds:
+            try:
+                for line in round_():
+                    log.info(line)
+            except Exception as exc:  # noqa: BLE001 - the next turn may succeed
+                if not database.away(exc, what, what):
+                    log.exception("%s failed", what)
+        time.sleep(seconds)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-import time
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from autoenroll.server.audit import trail
+from autoenroll.server.utils.commands import watch
 
 
 class Command(BaseCommand):
@@ -41,20 +42,16 @@ class Command(BaseCommand):
                 sys.stdout.write(line + "\n")
 
     def _seal(self) -> None:
+        for line in self._sealed():
+            self.stdout.write(line)
+
+    @staticmethod
+    def _sealed() -> Iterator[str]:
         report = trail.seal(settings.CONFIG)
         if report.elsewhere:
-            self.stdout.write("another server is sealing the trail now")
-        elif report.chained:
-            self.stdout.write(f"{report.copied} events copied, {report.chained} records chained, "
-                              f"checkpoint at #{report.checkpoint}")  # fmt: skip
+            yield "another server is sealing the trail now"
+        elif report.checkpoint is not None:
+            yield f"{report.copied} events copied, {report.chained} records chained, checkpoint at #{report.checkpoint}"
 
     def _watch(self, seconds: int) -> None:
-        from django.db import close_old_connections
-
-        while True:
-            close_old_connections()
-            try:
-                self._seal()
-            except Exception as exc:  # keep watching: the next round may succeed
-                self.stderr.write(f"sealing the audit trail failed: {exc}")
-            time.sleep(seconds)
+        watch(seconds, ("sealing the audit trail", self._sealed))

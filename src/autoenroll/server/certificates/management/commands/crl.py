@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -11,6 +11,7 @@ from autoenroll import pki
 from autoenroll.server.certificates import authority, publication
 from autoenroll.server.certificates.models import CertificateAuthority, RevocationList
 from autoenroll.server.config import ConfigError
+from autoenroll.server.utils.commands import watch
 
 
 class Command(BaseCommand):
@@ -66,19 +67,18 @@ class Command(BaseCommand):
         self.stdout.write("")
 
     def _watch(self, seconds: int) -> None:
-        from django.db import close_old_connections
+        watch(
+            seconds,
+            ("CRL refresh", self._refreshed),
+            ("signing OCSP responses ahead", self._presigned),
+        )
 
-        self.stdout.write(f"regenerating due CRLs and OCSP responses every {seconds} s")
-        while True:
-            close_old_connections()
-            try:
-                for crl in publication.refresh_crls(settings.CONFIG, force=False):
-                    self.stdout.write(f"{crl}, nextUpdate {crl.next_update:%Y-%m-%d %H:%M}")
-            except Exception as exc:  # keep watching: the next round may succeed
-                self.stderr.write(f"CRL refresh failed: {exc}")
-            try:
-                if signed := publication.presign_ocsp(settings.CONFIG):
-                    self.stdout.write(f"{signed} OCSP responses signed ahead")
-            except Exception as exc:  # the responder signs on request meanwhile
-                self.stderr.write(f"signing OCSP responses ahead failed: {exc}")
-            time.sleep(seconds)
+    @staticmethod
+    def _refreshed() -> Iterator[str]:
+        for crl in publication.refresh_crls(settings.CONFIG, force=False):
+            yield f"{crl}, nextUpdate {crl.next_update:%Y-%m-%d %H:%M}"
+
+    @staticmethod
+    def _presigned() -> Iterator[str]:
+        if signed := publication.presign_ocsp(settings.CONFIG):  # (the responder signs on request meanwhile)
+            yield f"{signed} OCSP responses signed ahead"

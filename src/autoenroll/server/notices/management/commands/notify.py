@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from autoenroll.server.notices import notify
+from autoenroll.server.utils.commands import watch
 
 
 class Command(BaseCommand):
@@ -37,22 +38,22 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def _print(self, report: notify.NotifyReport) -> None:
-        if report.elsewhere:
-            self.stdout.write("another server is sending the notices now")
-            return
-        self.stdout.write(f"{report.notices} expiry notices and {report.digests} digests sent")
+        for line in _lines(report):
+            self.stdout.write(line)
         for failure in report.failed:
             self.stderr.write(f"not sent (tried again next run): {failure}")
 
     def _watch(self, seconds: int) -> None:
-        from django.db import close_old_connections
+        def sent() -> Iterator[str]:  # (each mail not sent is logged where it failed, as a warning)
+            report = notify.run(settings.CONFIG)
+            if report.notices or report.digests or report.failed:
+                yield from _lines(report)
 
-        while True:
-            close_old_connections()
-            try:
-                report = notify.run(settings.CONFIG)
-                if report.notices or report.digests or report.failed:
-                    self._print(report)
-            except Exception as exc:  # keep watching: the SMTP server may come back
-                self.stderr.write(f"expiry notices failed: {exc}")
-            time.sleep(seconds)
+        watch(seconds, ("expiry notices", sent))
+
+
+def _lines(report: notify.NotifyReport) -> Iterator[str]:
+    if report.elsewhere:
+        yield "another server is sending the notices now"
+    else:
+        yield f"{report.notices} expiry notices and {report.digests} digests sent"
